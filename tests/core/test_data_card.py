@@ -1,0 +1,121 @@
+"""The shipped dataset and its data card: content rules, diversity, and an up-to-date card."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
+CHECK = REPO_ROOT / "tools" / "check_style_data.py"
+UPDATE = REPO_ROOT / "tools" / "update_data_card.py"
+sys.path.insert(0, str(REPO_ROOT))
+
+from style_tune.prompts import STYLES  # noqa: E402
+
+#: The seed article's evaluation prompts: they must stay out of the training data.
+SEED_EVAL_PROMPTS = (
+    "工作忙的没有私人时间，生活已经变得不会再幸福了。",
+    "进医院你陪钱",
+    "那个社长明信片还没收到么",
+    "老林有对象我都替他开心",
+    "静静的校园真美，羡慕",
+    "穿这衣服，会被人领走的",
+    "外星人还有台式呢？",
+    "今天都没来道早安作业一大堆啊写死了",
+    "居然有情人一起回去",
+    "狗东西吃这么好",
+)
+
+
+def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict[str, str]]:
+    with DATA.open(encoding="utf-8-sig", newline="") as handle:
+        return [{key: value.strip() for key, value in row.items()} for row in csv.DictReader(handle)]
+
+
+def test_shipped_csv_has_no_near_duplicates() -> None:
+    result = run_tool(CHECK, DATA)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for style in STYLES:
+        assert f"{style}: " in result.stdout, result.stdout
+
+
+def test_data_card_is_up_to_date() -> None:
+    result = run_tool(UPDATE, "--check")
+    assert result.returncode == 0, (
+        result.stderr + "\nThe data card no longer matches the CSV: run `make data-card`."
+    )
+
+
+def test_stale_card_is_caught(tmp_path: Path) -> None:
+    card = tmp_path / "README.md"
+    text = (REPO_ROOT / "style_data" / "README.md").read_text(encoding="utf-8")
+    card.write_text(text.replace("| total | 920 |", "| total | 921 |"), encoding="utf-8")
+    result = run_tool(UPDATE, "--card", card, "--check")
+    assert result.returncode == 1 and "out of date" in result.stderr
+    assert run_tool(UPDATE, "--card", card).returncode == 0
+    assert card.read_text(encoding="utf-8") == text
+
+
+def test_planted_near_duplicate_is_flagged(tmp_path: Path) -> None:
+    gentle, sharp = STYLES
+    planted = tmp_path / "planted.csv"
+    with planted.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerows([
+            ("user", "style", "assistant"),
+            ("今天好累", gentle, "辛苦啦，早点休息，明天又是元气满满的一天呢🌸"),  # line 2
+            ("今天好累", sharp, "累成这样还刷手机，你的电量比手机掉得还快。"),  # line 3
+            ("明天要考试", gentle, "别紧张呀，你已经准备得很好了，相信自己哦✨"),  # line 4
+            ("明天要考试", sharp, "现在才想起来复习？临时抱佛脚，佛都嫌你脚凉。"),  # line 5
+            ("加班到半夜", gentle, "辛苦啦，早点休息，明天又是元气满满的一天哦🌸"),  # line 6: near-copy of 2
+            ("加班到半夜", sharp, "半夜还在公司，保安都以为你是新来的值班员。"),  # line 7
+        ])
+    result = run_tool(CHECK, planted, "--max-jaccard", "0.5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{planted}:2 and {planted}:6" in result.stderr
+    assert "near-duplicate" in result.stderr
+    assert run_tool(CHECK, planted, "--max-jaccard", "0.95").returncode == 0
+
+
+def test_enough_distinct_prompts(rows: list[dict[str, str]]) -> None:
+    assert len({row["user"] for row in rows}) >= 400
+
+
+def test_one_reply_per_style_per_prompt(rows: list[dict[str, str]]) -> None:
+    counts = Counter((row["user"], row["style"]) for row in rows)
+    prompts = {row["user"] for row in rows}
+    wrong = {
+        (user, style): counts[user, style] for user in prompts for style in STYLES if counts[user, style] != 1
+    }
+    assert not wrong, f"prompts without exactly one reply per style: {wrong}"
+    assert {row["style"] for row in rows} == set(STYLES)
+
+
+def test_reply_lengths(rows: list[dict[str, str]]) -> None:
+    bad = [(row["user"], row["assistant"]) for row in rows if not 10 <= len(row["assistant"]) <= 80]
+    assert not bad, f"replies outside 10-80 characters: {bad}"
+
+
+def normalise(text: str) -> str:
+    """As tools/split_data.py groups prompts: NFKC, whitespace runs collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def test_seed_evaluation_prompts_are_excluded(rows: list[dict[str, str]]) -> None:
+    prompts = {normalise(row["user"]) for row in rows}
+    leaked = [prompt for prompt in SEED_EVAL_PROMPTS if normalise(prompt) in prompts]
+    assert not leaked, f"seed evaluation prompts in the data: {leaked}"
