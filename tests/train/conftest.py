@@ -1,0 +1,34 @@
+"""Shared fixtures of the train tests: the tiny stand-in model, built once per session."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_TOOL = REPO_ROOT / "tools" / "build_tiny_model.py"
+TINY_SEED = 0
+
+
+def _build(out_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run tools/build_tiny_model.py OUT_DIR ARGS... with this interpreter; fail the test on error."""
+    proc = subprocess.run(
+        [sys.executable, str(BUILD_TOOL), str(out_dir), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"build_tiny_model failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen2.5 stand-in (--size tiny, seed 0) built once per session in a tmp dir; read-only."""
+    out = tmp_path_factory.mktemp("tiny_model") / "tiny-qwen2.5"
+    _build(out, "--size", "tiny", "--seed", str(TINY_SEED))
+    return out
