@@ -1,0 +1,280 @@
+"""The recipe end to end on the tiny model: make split/train/convert/merge, resume and failures.
+
+Everything goes through the Makefile targets a user runs, with the CPU config and a few iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
+MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py"
+# Few, short iterations: the tests check the plumbing, the demo checks that learning happens.
+FAST = (
+    "--cfg-options train_cfg.max_iters={iters} train_dataloader.batch_size=2 "
+    "default_hooks.checkpoint.interval=2 default_hooks.logger.interval=1 "
+    "custom_hooks.1.every_n_iters=1000 custom_hooks.1.evaluation_inputs=['你好']"
+)
+
+
+def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "MAKEFLAGS": ""},
+    )
+
+
+def losses(work_dir: Path) -> dict[int, float]:
+    points = {}
+    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
+        for line in scalars.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if "loss" in record:
+                points[record["iter"]] = record["loss"]
+    return points
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("split")
+    proc = make("split", f"SPLIT_DIR={out}")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One short training run, converted and merged, shared by the tests below."""
+    root = tmp_path_factory.mktemp("recipe")
+    paths = dict(
+        model=tiny_model_dir, work_dir=root / "work", adapter=root / "adapter", merged=root / "merged"
+    )
+    common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={paths['work_dir']}"]
+    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={FAST.format(iters=4)}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = make("convert", *common, f"ADAPTER={paths['adapter']}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = make(
+        "merge", f"MODEL={tiny_model_dir}", f"ADAPTER={paths['adapter']}", f"MERGED={paths['merged']}"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return paths
+
+
+def test_train_writes_checkpoints_and_loss(trained: dict) -> None:
+    work_dir = trained["work_dir"]
+    assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
+    assert sorted(losses(work_dir)) == [1, 2, 3, 4]
+
+
+def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
+    adapter = trained["adapter"]
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert config["r"] == 64 and config["lora_alpha"] == 128
+    assert not list(adapter.parent.glob(".adapter.tmp-*")), "temporary directory left behind"
+
+
+def test_merged_logits_equal_base_plus_adapter(trained: dict) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(trained["merged"])
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "今天好累呀"}], return_tensors="pt")
+    base = AutoModelForCausalLM.from_pretrained(trained["model"], torch_dtype=torch.float32)
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        peft = PeftModel.from_pretrained(base, trained["adapter"]).eval()
+        expected = peft(ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(trained["merged"], torch_dtype=torch.float32).eval()
+        got = merged(ids).logits
+    assert not torch.allclose(base_logits, expected, atol=1e-3), "the adapter changed nothing"
+    # XTuner's merge works in fp16: equal within fp16 rounding of the weights.
+    assert torch.allclose(got, expected, atol=5e-2, rtol=1e-2), (got - expected).abs().max()
+
+
+def test_merged_tokenizer_and_template_are_the_training_ones(trained: dict) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        merged = json.loads((trained["merged"] / name).read_text())
+        base = json.loads((trained["model"] / name).read_text())
+        assert merged.get("chat_template") == base.get("chat_template")
+        assert merged.get("model", {}).get("vocab") == base.get("model", {}).get("vocab")
+    generation = json.loads((trained["merged"] / "generation_config.json").read_text())
+    assert generation["eos_token_id"] == [151645, 151643]
+
+
+def test_merge_refuses_to_overwrite_a_finished_merge(trained: dict) -> None:
+    before = sorted(p.name for p in trained["merged"].iterdir())
+    proc = make(
+        "merge", f"MODEL={trained['model']}", f"ADAPTER={trained['adapter']}", f"MERGED={trained['merged']}"
+    )
+    assert proc.returncode != 0
+    assert "already exists" in proc.stderr and "FORCE=1" in proc.stderr
+    assert sorted(p.name for p in trained["merged"].iterdir()) == before
+
+
+def test_rerunning_a_finished_train_is_safe(trained: dict, split_dir: Path) -> None:
+    proc = make(
+        "train",
+        f"CONFIG={CPU_CONFIG}",
+        f"MODEL={trained['model']}",
+        f"WORK_DIR={trained['work_dir']}",
+        f"DATA={split_dir}/train.json",
+        f"TRAIN_ARGS={FAST.format(iters=4)}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming from" in proc.stdout and "iter_4.pth" in proc.stdout
+    assert sorted(p.name for p in trained["work_dir"].glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
+
+
+def test_interrupted_training_resumes(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
+    """Stop a run after its iter_4 checkpoint; `make train` again continues at iteration 5."""
+    work_dir = tmp_path / "work"
+    args = [
+        f"CONFIG={CPU_CONFIG}",
+        f"MODEL={tiny_model_dir}",
+        f"DATA={split_dir}/train.json",
+        f"WORK_DIR={work_dir}",
+        f"TRAIN_ARGS={FAST.format(iters=8)}",
+    ]
+    first = subprocess.Popen(
+        ["make", "train", *args],
+        cwd=REPO_ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    while not (work_dir / "iter_4.pth").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # let the checkpoint file finish
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert (work_dir / "iter_4.pth").exists() and not (work_dir / "iter_8.pth").exists()
+    first_iters = set(losses(work_dir))
+    assert max(first_iters) < 8
+
+    proc = make("train", *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "resuming from" in proc.stdout and "iter_4.pth" in proc.stdout
+    assert (work_dir / "iter_8.pth").exists()
+    runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
+    assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
+
+
+@pytest.mark.parametrize(
+    "target, args, reason",
+    [
+        ("train", ["MODEL=/nonexistent/model"], "has no config.json"),
+        ("train", ["DATA=/nonexistent/train.json"], "run `make split`"),
+        ("train", ["CONFIG=xtuner_configs/nope.py"], "not found"),
+        ("convert", ["WORK_DIR=/nonexistent/work"], "no iter_*.pth checkpoint"),
+        ("merge", ["ADAPTER=/nonexistent/adapter"], "run `make convert`"),
+    ],
+)
+def test_missing_inputs_fail_with_one_line(
+    tiny_model_dir: Path, split_dir: Path, target: str, args: list[str], reason: str
+) -> None:
+    defaults = {"CONFIG": CPU_CONFIG, "MODEL": str(tiny_model_dir), "DATA": f"{split_dir}/train.json"}
+    defaults.update(arg.split("=", 1) for arg in args)
+    proc = make(target, *(f"{k}={v}" for k, v in defaults.items()))
+    assert proc.returncode != 0
+    assert reason in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_corrupt_checkpoint_fails_and_leaves_no_adapter(trained: dict, tmp_path: Path) -> None:
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    (work_dir / "iter_3.pth").write_bytes(b"not a checkpoint")
+    out = tmp_path / "adapter"
+    proc = make(
+        "convert",
+        f"CONFIG={CPU_CONFIG}",
+        f"MODEL={trained['model']}",
+        f"WORK_DIR={work_dir}",
+        f"ADAPTER={out}",
+    )
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert ours[-1].startswith("convert: error:"), "the reason is not the last thing said"
+    assert not out.exists() and not list(tmp_path.glob(".adapter.tmp-*"))
+
+
+def test_main_config_keeps_the_seed_settings() -> None:
+    """Drift from the seed's recipe must be a deliberate edit of this test too."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    quant = cfg.model.llm.quantization_config
+    assert quant.load_in_8bit is True and quant.load_in_4bit is False
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (64, 128)
+    assert cfg.max_length == 256 and cfg.train_dataloader.dataset.max_length == 256
+    assert cfg.batch_size == 20 and cfg.train_dataloader.batch_size == 20
+    assert cfg.train_dataloader.dataset.dataset_map_fn is None
+    assert cfg.train_dataloader.dataset.dataset.path == "json"
+    assert cfg.prompt_template.INSTRUCTION == "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
+    assert cfg.SYSTEM == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+    assert cfg.evaluation_inputs[0] == "工作忙的没有私人时间，生活已经变得不会再幸福了。"
+    assert cfg.evaluation_inputs[-1] == "狗东西吃这么好" and len(cfg.evaluation_inputs) == 10
+    assert cfg.randomness.seed == 42
+    assert cfg.train_cfg.max_epochs == 3
+
+
+def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmengine.config import Config
+
+    monkeypatch.setenv("STYLE_TUNE_MODEL", "/somewhere/model")
+    monkeypatch.setenv("STYLE_TUNE_DATA", "/somewhere/train.json")
+    cfg = Config.fromfile(str(MAIN_CONFIG))
+    assert cfg.model.llm.pretrained_model_name_or_path == "/somewhere/model"
+    assert cfg.tokenizer.pretrained_model_name_or_path == "/somewhere/model"
+    assert cfg.train_dataloader.dataset.dataset.data_files == {"train": "/somewhere/train.json"}
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        ("qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py", {"4bit": True, "8bit": False, "pack": False}),
+        ("qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py", {"quant": None, "pack": True, "bs": 1}),
+        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", {"data": "data/controllable/train.json"}),
+    ],
+)
+def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, expected: dict) -> None:
+    from mmengine.config import Config
+
+    main = Config.fromfile(str(MAIN_CONFIG))
+    cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / config))
+    dataset = cfg.train_dataloader.dataset
+    quant = cfg.model.llm.get("quantization_config")
+    if "4bit" in expected:
+        assert (quant.load_in_4bit, quant.load_in_8bit) == (expected["4bit"], expected["8bit"])
+    if "quant" in expected:
+        assert quant is None and cfg.model.llm.torch_dtype == torch.bfloat16
+        assert cfg.optim_wrapper.dtype == "bfloat16"
+    if "pack" in expected:
+        assert dataset.pack_to_max_length is expected["pack"]
+    if "bs" in expected:
+        assert cfg.train_dataloader.batch_size == expected["bs"]
+    if "data" in expected:
+        assert dataset.dataset.data_files == {"train": expected["data"]}
+        systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
+        assert len(systems) == 2 and all("毒舌" in s or "温柔" in s for s in systems)
+    # What a variant does not mention stays the seed's.
+    assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (main.model.lora.r, main.model.lora.lora_alpha)
+    assert cfg.train_cfg.max_epochs == main.train_cfg.max_epochs
+    assert cfg.randomness.seed == main.randomness.seed

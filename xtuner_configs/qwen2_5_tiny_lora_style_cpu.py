@@ -1,0 +1,54 @@
+# The main recipe on a CPU with the tiny stand-in model (tools/build_tiny_model.py): what `make demo`
+# and the tests train. Same data, template, LoRA and schedule shape as
+# qwen2_5_1_5b_instruct_qlora_style_e3.py; only what a CPU cannot do, or a tiny model needs, differs:
+# - fp32 weights and no bitsandbytes quantization (its kernels are CUDA-only);
+# - OptimWrapper instead of AmpOptimWrapper (mixed precision asserts a GPU);
+# - XTuner's attention dispatch asks torch.cpu.is_bf16_supported(), which does not exist: the model
+#   type is style_tune.xtuner_cpu.CPUSupervisedFinetune, which keeps the config's SDPA attention;
+# - a small batch, a higher learning rate and a fixed number of iterations, so the ~10 M-parameter
+#   random model visibly learns the style labels in minutes on 2 cores.
+#   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/seed/train.json \
+#     xtuner train xtuner_configs/qwen2_5_tiny_lora_style_cpu.py
+from mmengine.config import read_base
+from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
+
+from style_tune.xtuner_cpu import CPUSupervisedFinetune
+
+with read_base():
+    from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
+
+pretrained_model_name_or_path = __import__("os").environ.get("STYLE_TUNE_MODEL", "models/tiny-qwen2.5")
+tokenizer.pretrained_model_name_or_path = pretrained_model_name_or_path
+model.llm.pretrained_model_name_or_path = pretrained_model_name_or_path
+model.llm.torch_dtype = torch.float32
+model.llm.quantization_config = None
+model.type = CPUSupervisedFinetune
+model.llm.attn_implementation = "sdpa"
+train_dataset.tokenizer = tokenizer
+train_dataloader.dataset = train_dataset
+for hook in custom_hooks:
+    hook.tokenizer = tokenizer
+
+batch_size = 8
+train_dataloader.batch_size = batch_size
+lr = 2e-3
+max_iters = 200
+warmup_iters = 10
+optim_wrapper = dict(
+    type=OptimWrapper,
+    optimizer=dict(type=optim_type, lr=lr, betas=betas, weight_decay=weight_decay),
+    clip_grad=dict(max_norm=max_norm, error_if_nonfinite=False),
+    accumulative_counts=accumulative_counts,
+)
+param_scheduler = [
+    dict(type=LinearLR, start_factor=1e-2, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=False, begin=warmup_iters, end=max_iters),
+]
+train_cfg = dict(type=TrainLoop, max_iters=max_iters)
+
+save_steps = 50
+default_hooks.checkpoint.interval = save_steps
+default_hooks.logger.interval = 10
+evaluation_freq = 100
+custom_hooks[1].every_n_iters = evaluation_freq
+custom_hooks[1].max_new_tokens = 48
