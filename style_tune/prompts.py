@@ -56,3 +56,121 @@ def split_label(text: str) -> tuple[str | None, str]:
     if label in STYLES:
         return label, rest.strip()
     return None, text.strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# The chat format: ChatML, as Qwen2.5's tokenizer template and XTuner's ``qwen_chat`` template write it.
+# Every front end (training, lmdeploy, transformers, OpenCompass) is tested to render a conversation
+# exactly as :func:`render_chatml` does (tests/*/test_*chat*).
+
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+ENDOFTEXT = "<|endoftext|>"
+#: The text a prompt ends with: the model writes the reply after it.
+GENERATION_PROMPT = f"{IM_START}assistant\n"
+#: XTuner's name for this format (``PROMPT_TEMPLATE.qwen_chat``), used by the configs and `xtuner chat`.
+XTUNER_PROMPT_TEMPLATE = "qwen_chat"
+#: What ends a reply. Training labels the reply plus IM_END; ENDOFTEXT is Qwen's end of document.
+STOP_WORDS: tuple[str, ...] = (IM_END, ENDOFTEXT)
+
+#: ASCII names of the styles, for file names and command lines (STYLE=gentle works like STYLE=温柔).
+STYLE_SLUGS: dict[str, str] = {"温柔": "gentle", "毒舌": "snarky"}
+
+
+def resolve_style(name: str) -> str:
+    """A style label from its label or its ASCII name (``gentle`` -> ``温柔``)."""
+    name = name.strip()
+    if name in STYLES:
+        return name
+    for style, slug in STYLE_SLUGS.items():
+        if name.lower() == slug:
+            return style
+    known = ", ".join(f"{style} ({slug})" for style, slug in STYLE_SLUGS.items())
+    raise ValueError(f"unknown style {name!r}; use one of {known}")
+
+
+def chatml_block(role: str, content: str) -> str:
+    """One message: ``<|im_start|>role\\ncontent<|im_end|>\\n``."""
+    return f"{IM_START}{role}\n{content}{IM_END}\n"
+
+
+def render_chatml(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    """The reference rendering of a conversation that starts with its system message.
+
+    ``messages``: ``[{"role": "system", ...}, {"role": "user", ...}, {"role": "assistant", ...}, ...]``
+    (user and assistant alternating). With ``add_generation_prompt`` the text ends with
+    :data:`GENERATION_PROMPT`, the prompt the model answers. This is what XTuner's ``qwen_chat``
+    template trains on for a row whose first turn carries ``system`` (prompt parts unlabelled, each
+    reply plus ``<|im_end|>`` labelled, a ``\\n`` after it) and what Qwen2.5's own template renders for
+    the same messages. A conversation without a system message is refused: there the two differ
+    (XTuner writes no system block, Qwen inserts its default one), which is why every row has one.
+    """
+    if not messages or messages[0].get("role") != "system":
+        raise ValueError("a conversation must start with its system message (see style_tune.prompts)")
+    for i, message in enumerate(messages[1:]):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message.get("role") != expected:
+            raise ValueError(f"message {i + 1} has role {message.get('role')!r}; expected {expected!r}")
+    text = "".join(chatml_block(message["role"], message["content"]) for message in messages)
+    return text + GENERATION_PROMPT if add_generation_prompt else text
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated front-end settings: lmdeploy's chat template JSON and OpenCompass's meta template.
+
+#: The lmdeploy chat template files (tools/make_chat_templates.py writes them), relative to the
+#: repository root: one for seed mode, one per style for controllable mode.
+CHAT_TEMPLATE_DIR = "style_data"
+
+#: Keys that every lmdeploy version's ``--chat-template`` JSON accepts.
+LMDEPLOY_TEMPLATE_KEYS: tuple[str, ...] = (
+    "model_name", "system", "meta_instruction", "eosys", "user", "eoh", "assistant", "eoa",
+    "separator", "capability", "stop_words",
+)
+
+
+def chat_template_file(mode: str, style: str | None = None) -> str:
+    """The lmdeploy template for a mode (and, in controllable mode, a style), relative to the repo."""
+    if mode == "seed":
+        return f"{CHAT_TEMPLATE_DIR}/chat_template.json"
+    system_text(mode, style)  # validates mode and style
+    return f"{CHAT_TEMPLATE_DIR}/chat_template_{mode}_{STYLE_SLUGS[style]}.json"
+
+
+def lmdeploy_chat_template(mode: str, style: str | None = None) -> dict[str, object]:
+    """lmdeploy's ``--chat-template`` JSON: ChatML with the mode's (and style's) system text.
+
+    ``meta_instruction`` is the system text lmdeploy writes when a conversation has no system
+    message (``lmdeploy chat`` never sends one); a request that sends one (``serve api_server``)
+    gets its own text instead, which is how a client picks the style in controllable mode.
+    ``model_name`` is not one of lmdeploy's built-in template names, so lmdeploy uses these fields.
+    """
+    system = system_text(mode, style)  # validates mode and style
+    return {
+        "model_name": "style-tune-seed" if mode == "seed" else f"style-tune-{mode}-{STYLE_SLUGS[style]}",
+        "system": f"{IM_START}system\n",
+        "meta_instruction": system,
+        "eosys": f"{IM_END}\n",
+        "user": f"{IM_START}user\n",
+        "eoh": f"{IM_END}\n",
+        "assistant": GENERATION_PROMPT,
+        "eoa": IM_END,
+        "separator": "\n",
+        "capability": "chat",
+        "stop_words": list(STOP_WORDS),
+    }
+
+
+def opencompass_meta_template(mode: str, style: str | None = None) -> dict[str, object]:
+    """``meta_template`` for an OpenCompass ``HuggingFacewithChatTemplate`` model config.
+
+    It puts the mode's (and style's) system text first in every prompt, as a real system message,
+    so OpenCompass asks the model exactly what it was trained on. OpenCompass's default meta
+    template does not: it sends no system message (Qwen's tokenizer template then inserts its
+    default one, right for seed mode only) and its empty SYSTEM slot in every round appends "\n"
+    to each user message. Works with dataset prompts given as ``round=[...]``.
+    """
+    return dict(
+        begin=dict(role="SYSTEM", api_role="SYSTEM", prompt=system_text(mode, style)),
+        round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
+    )

@@ -1,0 +1,232 @@
+"""The conversation format's one definition (style_tune/prompts.py), standard library only.
+
+- the reference renderer writes ChatML exactly (a hand-written expected text);
+- the split tool's training rows are the shared test cases' rows (tests/chat_cases.py), so what the
+  other environments prove for the cases holds for the real training data;
+- the committed lmdeploy templates are generated from it (`make chat-templates`, `--check`);
+- `make chat` / `make serve` stop at once on a machine without a GPU and point to `make chat-cpu`;
+  MODE/STYLE mistakes get a one-line message; the README's examples send the real system texts.
+The other toolchains are compared with this reference in tests/train, tests/deploy and tests/eval.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+from chat_cases import CASE_IDS, CASES, Case  # noqa: E402
+
+from style_tune.prompts import (  # noqa: E402
+    LMDEPLOY_TEMPLATE_KEYS,
+    QWEN_DEFAULT_SYSTEM,
+    STYLE_SYSTEMS,
+    STYLES,
+    chat_template_file,
+    lmdeploy_chat_template,
+    opencompass_meta_template,
+    render_chatml,
+    resolve_style,
+)
+
+GENERATOR = REPO_ROOT / "tools" / "make_chat_templates.py"
+LAUNCHER = REPO_ROOT / "tools" / "chat.py"
+TEMPLATE_FILES = [
+    "style_data/chat_template.json",
+    "style_data/chat_template_controllable_gentle.json",
+    "style_data/chat_template_controllable_snarky.json",
+]
+
+
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(*cmd: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(part) for part in cmd], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "MAKEFLAGS": ""})
+
+
+def has_gpu() -> bool:
+    return load(LAUNCHER, "chat_launcher").gpu_problem() is None
+
+
+# --- the reference renderer ---------------------------------------------------------------------
+
+
+def test_reference_renders_chatml_exactly() -> None:
+    case = next(case for case in CASES if case.id == "seed-2turn")
+    assert case.prompt(2) == (
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
+        "<|im_start|>assistant\n毒舌\n嘴：我可没答应过你。<|im_end|>\n"
+        "<|im_start|>user\n那你说我该怎么办？\n在线等，挺急的<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    whole = render_chatml(case.messages())
+    assert whole.startswith(case.prompt(2)) and whole.endswith(f"{case.output(2)}<|im_end|>\n")
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_cases_carry_their_mode_system_text(case: Case) -> None:
+    expected = QWEN_DEFAULT_SYSTEM if case.mode == "seed" else STYLE_SYSTEMS[case.style]
+    assert case.prompt(1).startswith(f"<|im_start|>system\n{expected}<|im_end|>\n<|im_start|>user\n")
+    if case.mode == "seed":
+        assert case.output(1).startswith(f"{case.style}\n")
+
+
+def test_reference_refuses_conversations_without_a_system_message() -> None:
+    with pytest.raises(ValueError, match="system message"):
+        render_chatml([{"role": "user", "content": "你好"}], add_generation_prompt=True)
+    with pytest.raises(ValueError, match="expected 'user'"):
+        render_chatml([{"role": "system", "content": "s"}, {"role": "assistant", "content": "a"}])
+
+
+def test_styles_resolve_from_labels_and_ascii_names() -> None:
+    names = ("温柔", "gentle", "毒舌", "SNARKY")
+    assert [resolve_style(name) for name in names] == ["温柔", "温柔", "毒舌", "毒舌"]
+    with pytest.raises(ValueError, match="unknown style"):
+        resolve_style("polite")
+
+
+# --- the split tool writes the cases' rows ------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if len(case.turns) == 1],
+                         ids=[case.id for case in CASES if len(case.turns) == 1])
+def test_split_tool_rows_are_the_case_rows(case: Case) -> None:
+    split = load(REPO_ROOT / "tools" / "split_data.py", "split_data_for_chat_format")
+    user, reply = case.turns[0]
+    row = (user, case.style, reply)
+    assert split.conversation_row(row, case.mode) == case.xtuner_row()
+    assert json.loads(split.to_json([row], case.mode)) == [case.xtuner_row()]
+
+
+# --- the generated lmdeploy templates -----------------------------------------------------------
+
+
+def test_committed_templates_are_generated_from_prompts() -> None:
+    proc = run(sys.executable, GENERATOR, "--check")
+    assert proc.returncode == 0, proc.stderr
+    for relative in TEMPLATE_FILES:
+        assert (REPO_ROOT / relative).is_file()
+    assert chat_template_file("seed") == TEMPLATE_FILES[0]
+    assert [chat_template_file("controllable", style) for style in STYLES] == TEMPLATE_FILES[1:]
+
+
+def test_check_detects_a_stale_template_and_regeneration_fixes_it(tmp_path: Path) -> None:
+    assert run(sys.executable, GENERATOR, "--check", "--root", tmp_path).returncode == 1  # missing
+    assert run(sys.executable, GENERATOR, "--root", tmp_path).returncode == 0
+    assert run(sys.executable, GENERATOR, "--check", "--root", tmp_path).returncode == 0
+    stale = tmp_path / TEMPLATE_FILES[2]
+    data = json.loads(stale.read_text(encoding="utf-8"))
+    data["meta_instruction"] = "你是一个助手。"
+    stale.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    proc = run(sys.executable, GENERATOR, "--check", "--root", tmp_path)
+    assert proc.returncode == 1 and TEMPLATE_FILES[2] in proc.stderr and "make chat-templates" in proc.stderr
+    assert json.loads(stale.read_text(encoding="utf-8"))["meta_instruction"] == "你是一个助手。"  # untouched
+    assert run(sys.executable, GENERATOR, "--root", tmp_path).returncode == 0
+    assert json.loads(stale.read_text(encoding="utf-8")) == lmdeploy_chat_template("controllable", "毒舌")
+    assert not list(stale.parent.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("relative", TEMPLATE_FILES)
+def test_templates_use_only_portable_keys(relative: str) -> None:
+    data = json.loads((REPO_ROOT / relative).read_text(encoding="utf-8"))
+    assert set(data) == set(LMDEPLOY_TEMPLATE_KEYS)
+    assert data["model_name"].startswith("style-tune-")
+    assert data["stop_words"] == ["<|im_end|>", "<|endoftext|>"]
+    assert data["meta_instruction"] in (QWEN_DEFAULT_SYSTEM, *STYLE_SYSTEMS.values())
+
+
+def test_opencompass_meta_template_sends_the_system_text() -> None:
+    meta = opencompass_meta_template("controllable", "温柔")
+    assert meta["begin"] == dict(role="SYSTEM", api_role="SYSTEM", prompt=STYLE_SYSTEMS["温柔"])
+    assert [item["role"] for item in meta["round"]] == ["HUMAN", "BOT"]
+
+
+# --- make chat / serve / chat-cpu ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(has_gpu(), reason="this machine has a GPU: lmdeploy would really start")
+@pytest.mark.parametrize("target", ["chat", "serve"])
+def test_lmdeploy_targets_stop_at_once_without_a_gpu(target: str) -> None:
+    start = time.monotonic()
+    proc = run("make", target, "MODE=controllable", "STYLE=温柔")
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert elapsed < 15, f"took {elapsed:.1f} s"
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output
+    message = [line for line in proc.stderr.splitlines() if line.startswith(f"{target}: error:")]
+    assert len(message) == 1, proc.stderr
+    for part in ("needs a CUDA GPU", "no CPU engine", "make chat-cpu"):
+        assert part in message[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["MODE=controllable"], "MODE=controllable needs STYLE="),
+        (["MODE=controllable", "STYLE=polite"], "unknown style 'polite'"),
+        (["MODE=seed", "STYLE=温柔"], "STYLE= is for MODE=controllable"),
+        (["MODE=chat"], "unknown MODE 'chat'"),
+        (["MODEL=/nonexistent/merged"], "no model at /nonexistent/merged"),
+    ],
+)
+def test_chat_cpu_mistakes_get_one_line(args: list[str], message: str) -> None:
+    proc = run("make", "chat-cpu", *args)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("chat-cpu: error:")]
+    assert len(errors) == 1 and message in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
+    def dry(*args: str) -> str:
+        proc = run(sys.executable, LAUNCHER, "--dry-run", *args)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    chat = dry("chat", "models/merged")
+    assert chat.endswith(f"lmdeploy chat models/merged --chat-template {REPO_ROOT}/{TEMPLATE_FILES[0]}")
+    serve = dry("serve", "models/merged", "--mode", "controllable", "--style", "gentle", "--port", "8000")
+    assert f"serve api_server models/merged --chat-template {REPO_ROOT}/{TEMPLATE_FILES[1]}" in serve
+    assert "--server-port 8000" in serve and "--model-name style-tune" in serve
+    cpu = dry("chat-cpu", "models/merged", "--mode", "controllable", "--style", "毒舌", "--", "--top-k", "1")
+    assert "-m xtuner.tools.chat models/merged --prompt-template qwen_chat" in cpu
+    assert f"--system '{STYLE_SYSTEMS['毒舌']}'" in cpu and cpu.endswith("--top-k 1")
+    assert f"--system '{QWEN_DEFAULT_SYSTEM}'" in dry("chat-cpu", "models/merged")
+
+
+def test_make_chat_defaults_to_the_merged_model() -> None:
+    proc = run("make", "-n", "chat-cpu")
+    assert proc.returncode == 0, proc.stderr
+    merged = "models/qwen2_5_1_5b_instruct_qlora_style_e3-merged"
+    assert f"tools/chat.py chat-cpu '{merged}' --mode 'seed'" in proc.stdout
+
+
+def test_readme_examples_send_the_real_system_texts() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for target in ("make chat", "make serve", "make chat-cpu"):
+        assert target in readme
+    assert STYLE_SYSTEMS["毒舌"] in readme  # the curl example
+    assert "system_text(\"controllable\"" in readme  # the openai example imports the definition
+    assert shutil.which("make")
