@@ -32,3 +32,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_model") / "tiny-qwen2.5"
     _build(out, "--size", "tiny", "--seed", str(TINY_SEED))
     return out
+
+
+@pytest.fixture(scope="session")
+def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make split` of the shipped data (seed mode) into a tmp dir."""
+    out = tmp_path_factory.mktemp("split")
+    proc = subprocess.run(
+        ["make", "split", f"SPLIT_DIR={out}"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out

@@ -48,14 +48,6 @@ def losses(work_dir: Path) -> dict[int, float]:
 
 
 @pytest.fixture(scope="module")
-def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("split")
-    proc = make("split", f"SPLIT_DIR={out}")
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
-@pytest.fixture(scope="module")
 def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One short training run, converted and merged, shared by the tests below."""
     root = tmp_path_factory.mktemp("recipe")

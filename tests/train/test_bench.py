@@ -1,0 +1,61 @@
+"""tools/bench_train.py on the tiny model: every variant runs through XTuner and reports its figures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    cmd = [
+        sys.executable,
+        "tools/bench_train.py",
+        "--model",
+        str(tiny_model_dir),
+        "--data",
+        str(split_dir / "train.json"),
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    results = json.loads(out.with_suffix(".json").read_text())
+    by_name = {v["variant"]: v for v in results["variants"]}
+    assert set(by_name) == {"seed", "nf4", "bf16_packed"}
+    for v in by_name.values():
+        assert v["tokens_per_s"] > 0 and v["samples_per_s"] > 0 and v["peak_gib"] > 0
+        assert 0 <= v["pad_share"] < 1 and v["steps"] == 1
+        assert v["base_params"] == results["base_params"] > 1e6
+    # The variants' data settings are really the configs': padding only where nothing is packed.
+    assert by_name["seed"]["batch_size"] == 20 and not by_name["seed"]["packed"]
+    assert by_name["bf16_packed"]["packed"] and by_name["bf16_packed"]["max_length"] == 2048
+    assert by_name["seed"]["pad_share"] > 0.02 > by_name["bf16_packed"]["pad_share"]
+    table = out.with_suffix(".md").read_text()
+    assert "| seed | 20 × 256 | no |" in table and results["command"] in table
+    assert results["versions"]["xtuner"] == "0.2.0"
+
+
+def test_bench_rejects_unknown_variants_and_missing_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        "tools/bench_train.py",
+        "--model",
+        str(tiny_model_dir),
+        "--variants",
+        "turbo",
+        "--data",
+        str(tmp_path / "missing.json"),
+    ]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "not found" in proc.stderr and "Traceback" not in proc.stderr
