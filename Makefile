@@ -1,0 +1,252 @@
+# style-tune: fine-tune Qwen2.5-1.5B-Instruct to chat in a chosen style (温柔 / 毒舌) with XTuner.
+#
+#   make demo        offline, CPU only: the whole recipe on a tiny stand-in model (start here)
+#   make test        build what the tests need, run them all
+#   make download split train convert merge chat      the real recipe on a GPU
+#
+# Every step is a target; every path is a variable (make train MODEL=... DATA=...). `make help`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3
+# torch build for the environments: cuda on a machine with an NVIDIA GPU, else cpu.
+TORCH ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+
+ENVS := .envs
+TRAIN_PY := $(ENVS)/train/bin/python
+EVAL_PY := $(ENVS)/eval/bin/python
+DEPLOY_PY := $(ENVS)/deploy/bin/python
+DEV_PY := $(ENVS)/dev/bin/python
+
+# Models
+MODELS ?= models
+BASE_MODEL ?= $(MODELS)/Qwen2.5-1.5B-Instruct
+TINY_MODEL ?= $(MODELS)/tiny-qwen2.5
+
+# Data (tools/split_data.py)
+CSV ?= style_data/style_chat_data.csv
+MODE ?= seed
+SEED ?= 42
+SPLIT_DIR ?= data/$(MODE)
+
+# Training (xtuner_configs/)
+# The fastest measured variant within the 24 GB budget (benchmarks/README.md); the seed-faithful
+# 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
+CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py
+MODEL ?= $(BASE_MODEL)
+DATA ?= $(SPLIT_DIR)/train.json
+WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
+DEEPSPEED ?=
+ITER ?=
+ADAPTER ?= $(WORK_DIR)/adapter
+MERGED ?= $(MODELS)/$(basename $(notdir $(CONFIG)))-merged
+FORCE ?=
+# more `xtuner train` arguments, e.g. TRAIN_ARGS="--cfg-options train_cfg.max_iters=10"
+TRAIN_ARGS ?=
+
+# The demo: the same steps on the tiny model, with the CPU overrides of one config.
+DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora_style_cpu.py
+DEMO_WORK_DIR := work_dirs/demo
+DEMO_MERGED := $(MODELS)/tiny-qwen2.5-style-merged
+
+# Nothing at run time may reach a model hub: everything the recipe loads is local.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: help setup env-train env-eval env-deploy env-dev test lint download tiny-model split data-card \
+	train convert merge demo clean-demo bench chat-templates chat serve chat-cpu
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- environments
+# One venv per toolchain: XTuner, OpenCompass and lmdeploy pin conflicting versions. A venv is
+# rebuilt only when its pin files change (or TORCH does); see tools/setup_env.sh.
+setup: env-train env-eval env-deploy env-dev  ## build all environments
+
+env-train: $(ENVS)/train/.installed-$(TORCH)
+env-eval: $(ENVS)/eval/.installed-$(TORCH)
+env-deploy: $(ENVS)/deploy/.installed-$(TORCH)
+env-dev: $(ENVS)/dev/.installed-$(TORCH)
+
+.SECONDEXPANSION:
+$(ENVS)/%/.installed-$(TORCH): $$(wildcard requirements/$$*.txt requirements/$$*-nodeps.txt \
+		requirements/torch/$$*-$(TORCH).txt) requirements/test.txt tools/setup_env.sh
+	PYTHON=$(PYTHON) tools/setup_env.sh $* $(TORCH)
+
+# ---------------------------------------------------------------- checks
+test: env-dev env-train env-eval env-deploy  ## run the whole test suite, each part in its toolchain's env
+	$(DEV_PY) -m pytest tests/core
+	$(TRAIN_PY) -m pytest tests/train
+	$(EVAL_PY) -m pytest tests/eval
+	$(DEPLOY_PY) -m pytest tests/deploy
+
+lint: env-dev  ## ruff
+	$(ENVS)/dev/bin/ruff check .
+
+# ---------------------------------------------------------------- the recipe
+download: env-train  ## download the base model (and internlm2.5 for eval-select) from modelscope
+	tools/download_model.sh Qwen/Qwen2.5-1.5B-Instruct $(BASE_MODEL)
+	tools/download_model.sh Shanghai_AI_Laboratory/internlm2_5-1_8b-chat $(MODELS)/internlm2_5-1_8b-chat
+
+tiny-model: env-train  ## build the offline stand-in model (real architecture and tokenizer, random weights)
+	$(TRAIN_PY) tools/build_tiny_model.py $(TINY_MODEL)
+
+split:  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt, 80/10/10
+	$(PYTHON) tools/split_data.py $(CSV) --out-dir $(SPLIT_DIR) --mode $(MODE) --seed $(SEED)
+
+data-card:  ## regenerate the statistics in style_data/README.md from the data
+	$(PYTHON) tools/update_data_card.py
+
+train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an interrupted run)
+	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
+		$(TRAIN_PY) tools/train.py $(CONFIG) --work-dir $(WORK_DIR) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
+		$(if $(TRAIN_ARGS),-- $(TRAIN_ARGS))
+
+convert: env-train  ## newest (or ITER=N) checkpoint in WORK_DIR -> HF adapter ADAPTER
+	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) \
+		$(TRAIN_PY) tools/convert_adapter.py $(CONFIG) --work-dir $(WORK_DIR) --out $(ADAPTER) \
+		$(if $(ITER),--iter $(ITER)) $(if $(FORCE),--force)
+
+merge: env-train  ## MODEL + ADAPTER -> MERGED (refuses to overwrite without FORCE=1)
+	$(TRAIN_PY) tools/merge_adapter.py $(MODEL) $(ADAPTER) $(MERGED) $(if $(FORCE),--force)
+
+# ---------------------------------------------------------------- chat with the merged model
+# The prompt format the model was trained on (style_tune/prompts.py): MODE= the format it was trained
+# in; STYLE= (controllable mode) the style whose system text to send: 温柔|毒舌 or gentle|snarky.
+# MODEL defaults to the merged model here. lmdeploy (chat, serve) needs a CUDA GPU; chat-cpu does not.
+STYLE ?=
+SERVER_HOST ?= 0.0.0.0
+SERVER_PORT ?= 23333
+CHAT_MAX_NEW_TOKENS ?= 512
+# more arguments for `lmdeploy chat|serve api_server` or `xtuner chat`, e.g. CHAT_ARGS="--temperature 0"
+CHAT_ARGS ?=
+chat serve chat-cpu: MODEL = $(MERGED)
+CHAT_OPTS = '$(MODEL)' --mode '$(MODE)' $(if $(STYLE),--style '$(STYLE)')
+
+chat-templates:  ## regenerate the lmdeploy templates style_data/chat_template*.json from style_tune/prompts.py
+	$(PYTHON) tools/make_chat_templates.py
+
+chat:  ## lmdeploy chat on MODEL (default: MERGED) with its training template (MODE=, STYLE=); CUDA GPU
+	@$(PYTHON) tools/chat.py chat $(CHAT_OPTS) --check
+	@$(MAKE) -s env-deploy
+	@$(PYTHON) tools/chat.py chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+
+serve:  ## lmdeploy OpenAI-compatible server on SERVER_HOST:SERVER_PORT, same template; CUDA GPU
+	@$(PYTHON) tools/chat.py serve $(CHAT_OPTS) --check
+	@$(MAKE) -s env-deploy
+	@$(PYTHON) tools/chat.py serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
+		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+
+chat-cpu:  ## XTuner's chat (transformers, CPU) on MODEL, same template and system text: slow but real
+	@$(PYTHON) tools/chat.py chat-cpu $(CHAT_OPTS) --check
+	@$(MAKE) -s env-train
+	@$(PYTHON) tools/chat.py chat-cpu $(CHAT_OPTS) --max-new-tokens '$(CHAT_MAX_NEW_TOKENS)' \
+		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+
+demo: env-train  ## offline CPU demo: tiny model -> split -> train -> convert -> merge -> replies
+	@start=$$(date +%s); \
+	$(MAKE) tiny-model && \
+	$(MAKE) split MODE=seed SPLIT_DIR=data/seed && \
+	$(MAKE) train CONFIG=$(DEMO_CONFIG) MODEL=$(TINY_MODEL) DATA=data/seed/train.json WORK_DIR=$(DEMO_WORK_DIR) && \
+	$(MAKE) convert CONFIG=$(DEMO_CONFIG) MODEL=$(TINY_MODEL) WORK_DIR=$(DEMO_WORK_DIR) FORCE=1 && \
+	$(MAKE) merge MODEL=$(TINY_MODEL) ADAPTER=$(DEMO_WORK_DIR)/adapter MERGED=$(DEMO_MERGED) FORCE=1 && \
+	$(TRAIN_PY) tools/demo_report.py --base $(TINY_MODEL) --merged $(DEMO_MERGED) \
+		--work-dir $(DEMO_WORK_DIR) --test data/seed/test.json --started $$start
+
+clean-demo:  ## remove what `make demo` wrote
+	rm -rf $(TINY_MODEL) $(DEMO_MERGED) $(DEMO_WORK_DIR) data/seed
+
+# ---------------------------------------------------------------- benchmark
+# Training throughput and memory of the recipe variants (tools/bench_train.py): on a GPU the real
+# Qwen2.5-1.5B-Instruct shapes with random weights, on a CPU the tiny model through the same code.
+BENCH_FULL_MODEL := $(MODELS)/qwen2.5-1.5b-random
+BENCH_MODEL ?= $(if $(filter cuda,$(TORCH)),$(BENCH_FULL_MODEL),$(TINY_MODEL))
+BENCH_STEPS ?= $(if $(filter cuda,$(TORCH)),10,3)
+BENCH_WARMUP ?= $(if $(filter cuda,$(TORCH)),3,1)
+BENCH_ARGS ?=
+
+bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants -> benchmarks/
+	@[ -d $(BENCH_MODEL) ] || $(TRAIN_PY) tools/build_tiny_model.py $(BENCH_MODEL) \
+		$(if $(filter $(BENCH_FULL_MODEL),$(BENCH_MODEL)),--size full)
+	@[ -f $(SPLIT_DIR)/train.json ] || $(MAKE) split
+	$(TRAIN_PY) tools/bench_train.py --model $(BENCH_MODEL) --data $(SPLIT_DIR)/train.json \
+		--steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) $(BENCH_ARGS)
+
+# ---------------------------------------------------------------- evaluation (OpenCompass, eval env)
+# eval-select: the seed's model selection, Qwen2.5-1.5B-Instruct vs internlm2_5-1_8b-chat on FewCLUE
+# bustm + ocnli_fc (eval_configs/select_models*.py). eval-style: the base model vs the tuned model on
+# the held-out split, scored by style_tune/style_eval.py, then a Markdown report (tools/style_report.py).
+# Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
+# OpenCompass's table. Paths may be relative to the repository root.
+.PHONY: eval-select fewclue-data eval-style report eval-demo
+EVAL_DEVICE ?= $(TORCH)
+# more OpenCompass arguments. --debug (the seed's) runs its tasks inside its own process, ~10 s of
+# imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
+OC_ARGS ?= --debug
+OPENCOMPASS = PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(EVAL_PY) tools/run_opencompass.py
+
+# eval-select: BACKEND=hf (transformers; EVAL_DEVICE=cpu works) or lmdeploy (CUDA GPU, lmdeploy installed).
+BACKEND ?= hf
+SELECT_CONFIG ?= eval_configs/select_models$(if $(filter lmdeploy,$(BACKEND)),_lmdeploy).py
+SELECT_QWEN ?= $(BASE_MODEL)
+SELECT_INTERNLM ?= $(MODELS)/internlm2_5-1_8b-chat
+# override the stock configs' max_out_len (4096 / 2048) and batch size (8 / 16)
+SELECT_MAX_OUT_LEN ?=
+SELECT_BATCH_SIZE ?=
+SELECT_DIR ?= outputs/eval_select
+# OpenCompass reads $(FEWCLUE_CACHE)/data/FewCLUE/{bustm,ocnli}/ (or ~/.cache/opencompass/data/FewCLUE/)
+FEWCLUE_CACHE ?= $(or $(COMPASS_DATA_CACHE),$(CURDIR))
+FEWCLUE_FILES := bustm/dev_few_all bustm/test_public ocnli/dev_few_all ocnli/test_public
+
+# eval-style: BASE and TUNED models, SPLIT_DIR/{train,test}.json in MODE's format.
+BASE ?= $(BASE_MODEL)
+TUNED ?= $(MERGED)
+# the XTuner work dir whose loss curve goes into the report
+TRAIN_WORK_DIR ?= $(WORK_DIR)
+EVAL_LIMIT ?= 0
+EVAL_MAX_OUT_LEN ?= 96
+EVAL_BATCH_SIZE ?=
+EVAL_SAMPLES ?= 10
+STYLE_DIR ?= outputs/style_eval
+
+fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
+	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
+		print(download_dataset("data/FewCLUE", sys.argv[1]))' '$(abspath $(FEWCLUE_CACHE))'
+
+eval-select: env-eval  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
+	@for f in $(FEWCLUE_FILES); do \
+		[[ -f '$(abspath $(FEWCLUE_CACHE))'/data/FewCLUE/$$f.json || -f ~/.cache/opencompass/data/FewCLUE/$$f.json ]] || { \
+		echo "eval-select: no $(abspath $(FEWCLUE_CACHE))/data/FewCLUE/$$f.json: make fewclue-data, or see README (Evaluation)" >&2; \
+		exit 2; }; done
+	@for m in '$(SELECT_QWEN)' '$(SELECT_INTERNLM)'; do [[ -f $$m/config.json ]] || { \
+		echo "eval-select: no model in $$m: make download (or SELECT_QWEN=/SELECT_INTERNLM=)" >&2; exit 2; }; done
+	COMPASS_DATA_CACHE='$(abspath $(FEWCLUE_CACHE))' SELECT_QWEN='$(abspath $(SELECT_QWEN))' \
+		SELECT_INTERNLM='$(abspath $(SELECT_INTERNLM))' SELECT_DEVICE='$(EVAL_DEVICE)' \
+		SELECT_MAX_OUT_LEN='$(SELECT_MAX_OUT_LEN)' SELECT_BATCH_SIZE='$(SELECT_BATCH_SIZE)' \
+		$(OPENCOMPASS) $(SELECT_CONFIG) --work-dir $(SELECT_DIR) -- $(OC_ARGS)
+
+eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), then `make report`
+	@for m in '$(BASE)' '$(TUNED)'; do [[ -f $$m/config.json ]] || { \
+		echo "eval-style: no model in $$m: make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)" >&2; \
+		exit 2; }; done
+	@[[ -f '$(SPLIT_DIR)/train.json' && -f '$(SPLIT_DIR)/test.json' ]] || { \
+		echo "eval-style: no $(SPLIT_DIR)/{train,test}.json: make split MODE=$(MODE)" >&2; exit 2; }
+	STYLE_EVAL_BASE='$(abspath $(BASE))' STYLE_EVAL_TUNED='$(abspath $(TUNED))' \
+		STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
+		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
+		$(if $(EVAL_BATCH_SIZE),STYLE_EVAL_BATCH_SIZE='$(EVAL_BATCH_SIZE)') \
+		$(OPENCOMPASS) eval_configs/style_eval.py --work-dir $(STYLE_DIR) -- $(OC_ARGS)
+	@$(MAKE) report
+
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
+	$(EVAL_PY) tools/style_report.py $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
+		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED)
+
+eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (about a minute)
+	$(MAKE) eval-style BASE=$(TINY_MODEL) TUNED=$(DEMO_MERGED) MODE=seed SPLIT_DIR=data/seed \
+		TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo EVAL_DEVICE=cpu
