@@ -217,7 +217,7 @@ def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
 
 
 def test_make_chat_defaults_to_the_merged_model() -> None:
-    proc = run("make", "-n", "chat-cpu")
+    proc = run("make", "-n", "chat-cpu", "CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py")
     assert proc.returncode == 0, proc.stderr
     merged = "models/qwen2_5_1_5b_instruct_qlora_style_e3-merged"
     assert f"tools/chat.py chat-cpu '{merged}' --mode 'seed'" in proc.stdout
