@@ -1,0 +1,132 @@
+# Style evaluation (`make eval-style`): the base model and the tuned (merged) model answer every
+# held-out prompt of test.json; style_tune.style_eval scores the replies (style, content, fluency).
+# Run from the repository root (the Makefile does; it also writes the report):
+#   STYLE_EVAL_BASE=models/Qwen2.5-1.5B-Instruct STYLE_EVAL_TUNED=models/<config>-merged \
+#     .envs/eval/bin/python -m opencompass.cli.main eval_configs/style_eval.py -w outputs/style_eval
+# Settings, from the environment (paths absolute or relative to the repository root):
+#   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
+#                                       the merge of make train's default config; make passes both)
+#   STYLE_EVAL_DATA_DIR                 the split: train.json (the style judge), test.json (the prompts)
+#   STYLE_EVAL_MODE                     seed | controllable: the format the split and the model use
+#   STYLE_EVAL_LIMIT                    evaluate this many prompts (drawn with STYLE_EVAL_SEED); 0 = all
+#   STYLE_EVAL_MAX_OUT_LEN              token budget of a reply (greedy decoding, stops at <|im_end|>)
+#   STYLE_EVAL_DEVICE                   cpu | cuda;  STYLE_EVAL_BATCH_SIZE
+# Each prompt is the data row's own system text (a system message, first) and its user input,
+# rendered by the model's chat template: the prompt the model was trained on.
+# Configs are evaluated lazily (mmengine): imported names other than classes do not survive the
+# config dump OpenCompass makes, so everything below is spelled out here.
+from opencompass.models import HuggingFacewithChatTemplate
+from opencompass.openicl.icl_inferencer import GenInferencer
+from opencompass.openicl.icl_prompt_template import PromptTemplate
+from opencompass.openicl.icl_retriever import ZeroRetriever
+from opencompass.partitioners import NaivePartitioner
+from opencompass.runners import LocalRunner
+from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
+
+from style_tune.style_eval import StyleEvaluator, StyleReplyDataset
+
+# OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
+# import registers them there (the repository must be on the path: the Makefile sets PYTHONPATH).
+custom_imports = dict(imports=["style_tune.style_eval"], allow_failed_imports=False)
+
+_os = __import__("os")
+_env = _os.environ
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", "models/Qwen2.5-1.5B-Instruct"))
+tuned_path = _os.path.join(
+    _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3-merged"))
+data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", "data/seed"))
+mode = _env.get("STYLE_EVAL_MODE", "seed")
+limit = int(_env.get("STYLE_EVAL_LIMIT", "0"))
+sample_seed = int(_env.get("STYLE_EVAL_SEED", "42"))
+max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", "96"))
+on_gpu = _env.get("STYLE_EVAL_DEVICE", "cuda") == "cuda"
+batch_size = int(_env.get("STYLE_EVAL_BATCH_SIZE", "16" if on_gpu else "8"))
+del _os, _env
+
+# ------------------------------------------------------------------------------------ dataset
+style_reader_cfg = dict(input_columns=["system", "input"], output_column="references", test_split="train")
+
+style_infer_cfg = dict(
+    prompt_template=dict(
+        type=PromptTemplate,
+        template=dict(
+            begin=[dict(role="SYSTEM", fallback_role="HUMAN", prompt="{system}")],
+            round=[dict(role="HUMAN", prompt="{input}"), dict(role="BOT", prompt="")],
+        ),
+    ),
+    retriever=dict(type=ZeroRetriever),
+    # the token budget is the dataset's, so the evaluator knows it (runaway replies)
+    inferencer=dict(type=GenInferencer, max_out_len=max_out_len),
+)
+
+style_eval_cfg = dict(
+    evaluator=dict(
+        type=StyleEvaluator,
+        train_path=f"{data_dir}/train.json",
+        mode=mode,
+        max_out_len=max_out_len,
+        tokenizer_path=base_path,
+        seed=0,
+    ),
+)
+
+datasets = [
+    dict(
+        abbr=f"style-{mode}",
+        type=StyleReplyDataset,
+        path=f"{data_dir}/test.json",
+        mode=mode,
+        limit=limit,
+        seed=sample_seed,
+        reader_cfg=style_reader_cfg,
+        infer_cfg=style_infer_cfg,
+        eval_cfg=style_eval_cfg,
+    )
+]
+
+# ------------------------------------------------------------------------------------ models
+# The meta template keeps the dataset's SYSTEM item a real system message (style_tune.style_eval.
+# ROW_SYSTEM_META_TEMPLATE; OpenCompass's default one would make it a user message).
+_meta_template = dict(
+    round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
+    reserved_roles=[dict(role="SYSTEM", api_role="SYSTEM")],
+)
+models = [
+    dict(
+        type=HuggingFacewithChatTemplate,
+        abbr=abbr,
+        path=path,
+        meta_template=_meta_template,
+        model_kwargs=dict(device_map="auto", torch_dtype="torch.bfloat16") if on_gpu
+        else dict(device_map="cpu", torch_dtype="torch.float32"),
+        generation_kwargs=dict(do_sample=False),
+        max_seq_len=1024,
+        max_out_len=max_out_len,
+        batch_size=batch_size,
+        run_cfg=dict(num_gpus=1 if on_gpu else 0),
+    )
+    for abbr, path in (("base", base_path), ("tuned", tuned_path))
+]
+
+# ------------------------------------------------------------------------------------ running
+# One inference task per model (all datasets together), one evaluation task per model.
+infer = dict(
+    partitioner=dict(type=NaivePartitioner, n=8),
+    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLInferTask)),
+)
+eval = dict(
+    partitioner=dict(type=NaivePartitioner, n=8),
+    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
+)
+
+# The summary table: one row per metric (style_tune.style_metrics.METRICS), base and tuned side by side.
+_metrics = {
+    "seed": ["style_accuracy", "label_rate", "label_agreement", "judged_gentle", "judge_accuracy",
+             "chrf", "rouge_l", "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2",
+             "empty_rate", "runaway_rate"],
+    "controllable": ["style_accuracy", "judged_gentle", "judge_accuracy", "chrf", "rouge_l",
+                     "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2",
+                     "empty_rate", "runaway_rate"],
+}[mode]
+summarizer = dict(dataset_abbrs=[[f"style-{mode}", metric] for metric in _metrics])

@@ -1,0 +1,193 @@
+"""The evaluation targets end to end on the CPU, through the Makefile (offline variables, the eval env):
+
+- ``make eval-style``: OpenCompass runs the tiny base model and the demo's tuned model on held-out
+  prompts, scores them (style_tune/style_eval.py) and ``make report`` writes the report. The tuned
+  model must beat the base on the style numbers: the demo taught it the reply format.
+- ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
+  (tests/eval/fixtures/fewclue/data/FewCLUE): the config runs and the summary has the seed's rows.
+
+Models: `make demo`'s (models/tiny-qwen2.5, models/tiny-qwen2.5-style-merged, data/seed, work_dirs/demo)
+when they are there; otherwise the test builds its own in about two minutes (the tiny model, the split,
+50 training iterations of the demo config, convert, merge), with the same make targets.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+
+import chat_cases  # noqa: E402
+
+from style_tune.prompts import render_chatml  # noqa: E402
+from style_tune.style_metrics import METRICS  # noqa: E402
+
+FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
+DEMO = {
+    "base": REPO_ROOT / "models" / "tiny-qwen2.5",
+    "tuned": REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
+    "split": REPO_ROOT / "data" / "seed",
+    "work_dir": REPO_ROOT / "work_dirs" / "demo",
+}
+DEMO_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
+QUICK_ITERS = 50  # the demo config learns the label line by then (loss ~11.1)
+
+
+def make(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run a make target in the repository; fail the test with its output when it fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    proc = subprocess.run(["make", "-s", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        pytest.fail(f"make {' '.join(args)} exited {proc.returncode}:\n"
+                    f"{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def demo_is_complete() -> bool:
+    return (all((DEMO[m] / "model.safetensors").is_file() for m in ("base", "tuned"))
+            and all((DEMO["split"] / f"{s}.json").is_file() for s in ("train", "test"))
+            and any(DEMO["work_dir"].glob("*/vis_data/scalars.json")))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The base and tuned tiny models, their split and training work dir."""
+    if demo_is_complete():
+        return DEMO
+    root = tmp_path_factory.mktemp("quick_demo")
+    base = chat_cases.tiny_model_path(root)
+    built = {"base": base, "tuned": root / "merged", "split": root / "seed", "work_dir": root / "work"}
+    make("split", "MODE=seed", f"SPLIT_DIR={built['split']}")
+    common = [f"CONFIG={DEMO_CONFIG}", f"MODEL={base}", f"WORK_DIR={built['work_dir']}"]
+    make("train", *common, f"DATA={built['split'] / 'train.json'}",
+         f"TRAIN_ARGS=--cfg-options train_cfg.max_iters={QUICK_ITERS}")
+    make("convert", *common, f"DATA={built['split'] / 'train.json'}", "FORCE=1")
+    make("merge", f"MODEL={base}", f"ADAPTER={built['work_dir'] / 'adapter'}", f"MERGED={built['tuned']}",
+         "FORCE=1")
+    return built
+
+
+@pytest.fixture(scope="module")
+def style_run(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("style_eval")
+    proc = make("eval-style", f"BASE={models['base']}", f"TUNED={models['tuned']}", "MODE=seed",
+                f"SPLIT_DIR={models['split']}", f"TRAIN_WORK_DIR={models['work_dir']}", f"STYLE_DIR={out}",
+                "EVAL_LIMIT=12", "EVAL_MAX_OUT_LEN=16", "EVAL_DEVICE=cpu")
+    run_dir = (out / "latest").resolve()
+    results = {m: json.loads((run_dir / "results" / m / "style-seed.json").read_text(encoding="utf-8"))
+               for m in ("base", "tuned")}
+    return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
+
+
+def test_tuned_model_beats_base_on_style(style_run: dict) -> None:
+    base, tuned = style_run["results"]["base"], style_run["results"]["tuned"]
+    # the base model writes random tokens: never a style label; the demo's model starts with one
+    assert base["label_rate"] == 0.0 and base["style_accuracy"] == 0.0
+    assert tuned["label_rate"] >= 90.0
+    assert tuned["style_accuracy"] > base["style_accuracy"]
+    assert tuned["label_agreement"] > base["label_agreement"]
+    # the judge is the same for both, and reliable on the references
+    assert base["judge_accuracy"] == tuned["judge_accuracy"] >= 90.0
+    assert len(base["details"]) == len(tuned["details"]) == 12
+    assert base["runaway_rate"] == 100.0  # random tokens never end
+
+
+def test_summary_has_every_metric_for_both_models(style_run: dict) -> None:
+    with (style_run["run_dir"] / "summary").glob("summary_*.csv").__next__().open(encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["dataset", "version", "metric", "mode", "base", "tuned"]
+    assert [row[2] for row in rows[1:]] == list(METRICS["seed"])
+    for row in rows[1:]:
+        assert row[0] == "style-seed" and row[3] == "gen"
+        float(row[4]), float(row[5])
+    assert (style_run["out"] / "summary.md").read_text(encoding="utf-8").startswith("| dataset | version |")
+
+
+def test_report_is_written(style_run: dict, models: dict[str, Path]) -> None:
+    report = (style_run["out"] / "report.md").read_text(encoding="utf-8")
+    for metric in METRICS["seed"]:
+        assert f"| {metric} |" in report
+    png = style_run["out"] / "report_loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "](report_loss.png)" in report
+    side_by_side = report.split("## Subjective check")[1]
+    assert side_by_side.count("\n| ") == 1 + 10  # header + 10 prompts
+    assert str(models["tuned"]) in report
+    assert not list(style_run["out"].glob(".report*"))  # atomic writes leave no temporaries
+
+
+def test_prompts_are_the_training_prompts(style_run: dict, models: dict[str, Path]) -> None:
+    """Each prompt OpenCompass sent is the data row's system text and input, system message first,
+    which the model's chat template renders exactly as training did (render_chatml)."""
+    from transformers import AutoTokenizer
+
+    rows = {turn["conversation"][0]["input"]: turn["conversation"][0] for turn in json.loads(
+        (models["split"] / "test.json").read_text(encoding="utf-8"))}
+    predictions = json.loads((style_run["run_dir"] / "predictions" / "tuned" / "style-seed.json")
+                             .read_text(encoding="utf-8"))
+    tokenizer = AutoTokenizer.from_pretrained(models["tuned"])
+    for item in predictions.values():
+        system, human = item["origin_prompt"]
+        row = rows[human["prompt"]]
+        assert (system["role"], system["prompt"]) == ("SYSTEM", row["system"])
+        assert human["role"] == "HUMAN"
+        messages = [{"role": "system", "content": row["system"]}, {"role": "user", "content": row["input"]}]
+        assert tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == \
+            render_chatml(messages, add_generation_prompt=True)
+
+
+def test_eval_select_runs_the_seed_table(models: dict[str, Path], tmp_path: Path) -> None:
+    make("eval-select", f"SELECT_QWEN={models['base']}", f"SELECT_INTERNLM={models['tuned']}",
+         f"FEWCLUE_CACHE={FEWCLUE}", "SELECT_MAX_OUT_LEN=8", "EVAL_DEVICE=cpu", f"SELECT_DIR={tmp_path}")
+    table = (tmp_path / "summary.md").read_text(encoding="utf-8").strip().splitlines()
+    assert table[0] == ("| dataset | version | metric | mode "
+                        "| qwen2.5-1.5b-instruct-hf | internlm2_5-1_8b-chat-hf |")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    assert [row[0] for row in rows] == ["bustm-dev", "bustm-test", "ocnli_fc-dev", "ocnli_fc-test"]
+    assert all(row[2:4] == ["accuracy", "gen"] for row in rows)
+    assert [row[1] for row in rows[2:]] == ["51e956", "51e956"]  # the seed's ocnli_fc prompt version
+    for row in rows:
+        assert 0.0 <= float(row[4]) <= 100.0 and 0.0 <= float(row[5]) <= 100.0
+    # the fixture rows were read: 4 per file (ocnli's unlabelled "-" row dropped, as OpenCompass does)
+    predictions = tmp_path / "latest" / "predictions" / "qwen2.5-1.5b-instruct-hf"
+    assert {p.name: len(json.loads(p.read_text(encoding="utf-8"))) for p in predictions.glob("*.json")} == {
+        "bustm-dev.json": 4, "bustm-test.json": 4, "ocnli_fc-dev.json": 4, "ocnli_fc-test.json": 4}
+
+
+def test_eval_select_without_fewclue_says_how_to_get_it(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    env["HOME"] = str(tmp_path)  # no ~/.cache/opencompass either
+    proc = subprocess.run(["make", "-s", "eval-select", f"FEWCLUE_CACHE={tmp_path}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "make fewclue-data" in proc.stderr
+
+
+def test_controllable_mode_runs(models: dict[str, Path], tmp_path: Path) -> None:
+    """Controllable mode: each prompt's system text requests a style (the wiring, on a few prompts)."""
+    split = tmp_path / "split"
+    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "split_data.py"),
+                    str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(split),
+                    "--mode", "controllable"], check=True, capture_output=True, timeout=120)
+    out = tmp_path / "out"
+    make("eval-style", f"BASE={models['base']}", f"TUNED={models['tuned']}", "MODE=controllable",
+         f"SPLIT_DIR={split}", f"STYLE_DIR={out}", "EVAL_LIMIT=6", "EVAL_MAX_OUT_LEN=8", "EVAL_DEVICE=cpu",
+         "EVAL_SAMPLES=4", f"TRAIN_WORK_DIR={tmp_path / 'none'}")
+    result = json.loads(((out / "latest").resolve() / "results" / "base" / "style-controllable.json")
+                        .read_text(encoding="utf-8"))
+    assert set(METRICS["controllable"]) <= set(result)
+    assert [d["requested"][0] for d in result["details"]] and all(
+        d["requested"][0] in ("温柔", "毒舌") for d in result["details"])
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| # | prompt | requested | base | tuned | reference |" in report
+    assert "no loss curve" in report
