@@ -18,14 +18,13 @@ with the prompt ``prompt(k)``; the model must answer ``output(k)`` and end it wi
 from __future__ import annotations
 
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+from style_tune.prompts import output_text, render_chatml, system_text
 
-from style_tune.prompts import output_text, render_chatml, system_text  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 Message = dict[str, str]
 

@@ -22,14 +22,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from chat_cases import CASE_IDS, CASES, Case
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from chat_cases import CASE_IDS, CASES, Case  # noqa: E402
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune.prompts import (
     LMDEPLOY_TEMPLATE_KEYS,
     QWEN_DEFAULT_SYSTEM,
     STYLE_SYSTEMS,
@@ -40,6 +35,10 @@ from style_tune.prompts import (  # noqa: E402
     render_chatml,
     resolve_style,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 
 GENERATOR = REPO_ROOT / "tools" / "make_chat_templates.py"
 LAUNCHER = REPO_ROOT / "tools" / "chat.py"

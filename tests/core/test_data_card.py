@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from style_tune.prompts import STYLES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
 CHECK = REPO_ROOT / "tools" / "check_style_data.py"
 UPDATE = REPO_ROOT / "tools" / "update_data_card.py"
-sys.path.insert(0, str(REPO_ROOT))
 
-from style_tune.prompts import STYLES  # noqa: E402
 
 #: The seed article's evaluation prompts: they must stay out of the training data.
 SEED_EVAL_PROMPTS = (

@@ -18,11 +18,11 @@ from types import ModuleType
 
 import pytest
 
+from style_tune.prompts import STYLES, output_text, system_text
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / "tools" / "split_data.py"
-sys.path.insert(0, str(REPO_ROOT))
 
-from style_tune.prompts import STYLES, output_text, system_text  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 HEADER = ("user", "style", "assistant")

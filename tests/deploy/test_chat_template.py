@@ -15,19 +15,13 @@ The stop words and eos ids end a reply at the <|im_end|> training ended it with.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from chat_cases import CASE_IDS, CASES, Case
 from lmdeploy.model import MODELS, ChatTemplateConfig
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from chat_cases import CASE_IDS, CASES, Case  # noqa: E402
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune.prompts import (
     ENDOFTEXT,
     IM_END,
     LMDEPLOY_TEMPLATE_KEYS,
@@ -35,6 +29,10 @@ from style_tune.prompts import (  # noqa: E402
     chat_template_file,
     lmdeploy_chat_template,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 
 #: lmdeploy's own template names, before any test registers a JSON template's model_name.
 BUILTIN_TEMPLATES = frozenset(MODELS.module_dict)

@@ -20,16 +20,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chat_cases
 import pytest
 
+from style_tune.prompts import render_chatml
+from style_tune.style_metrics import METRICS
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
 
-import chat_cases  # noqa: E402
 
-from style_tune.prompts import render_chatml  # noqa: E402
-from style_tune.style_metrics import METRICS  # noqa: E402
 
 FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
 DEMO = {

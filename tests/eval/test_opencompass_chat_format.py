@@ -13,26 +13,24 @@ user message, and in controllable mode the system text is Qwen's default instead
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from chat_cases import CASE_IDS, CASES, Case
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from chat_cases import CASE_IDS, CASES, Case  # noqa: E402
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune.prompts import (
     ENDOFTEXT,
     IM_END,
     opencompass_meta_template,
     render_chatml,
     system_text,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-
-from style_tune.prompts import output_text, system_text  # noqa: E402
-from style_tune.style_metrics import (  # noqa: E402
+from style_tune.prompts import output_text, system_text
+from style_tune.style_metrics import (
     METRIC_HELP,
     METRICS,
     StyleJudge,
@@ -29,6 +25,10 @@ from style_tune.style_metrics import (  # noqa: E402
     score_replies,
     zh_tokens,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+
 
 GENTLE = [
     "辛苦啦，先好好休息一下吧，你已经很棒了呢🌸",

@@ -19,19 +19,12 @@ import copy
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from chat_cases import CASE_IDS, CASES, Case
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MAIN_CONFIG = REPO_ROOT / "xtuner_configs" / "qwen2_5_1_5b_instruct_qlora_style_e3.py"
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from chat_cases import CASE_IDS, CASES, Case  # noqa: E402
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune.prompts import (
     ENDOFTEXT,
     IM_END,
     STOP_WORDS,
@@ -39,6 +32,11 @@ from style_tune.prompts import (  # noqa: E402
     render_chatml,
     system_text,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MAIN_CONFIG = REPO_ROOT / "xtuner_configs" / "qwen2_5_1_5b_instruct_qlora_style_e3.py"
+
+
 
 IGNORE_INDEX = -100
 

@@ -1,19 +1,16 @@
 """Shared fixtures: the tiny stand-in model, whose real Qwen2.5 tokenizer the chat-format tests use.
 
-This environment cannot build it (tools/build_tiny_model.py needs the train toolchain): the fixture
-reuses models/tiny-qwen2.5 (`make tiny-model`) or builds it with the train environment's Python.
+The eval and deploy envs cannot build it (tools/build_tiny_model.py needs the train toolchain): this
+fixture reuses models/tiny-qwen2.5 (`make tiny-model`) or builds it with the train env's Python.
+tests/train/conftest.py overrides it with a fresh build.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import chat_cases
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import chat_cases  # noqa: E402
 
 
 @pytest.fixture(scope="session")
