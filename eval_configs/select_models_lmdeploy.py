@@ -8,22 +8,17 @@
 from mmengine.config import read_base
 
 with read_base():
-    from opencompass.configs.datasets.FewCLUE_bustm.FewCLUE_bustm_gen import bustm_datasets
-    from opencompass.configs.datasets.FewCLUE_ocnli_fc.FewCLUE_ocnli_fc_gen import ocnli_fc_datasets
     from opencompass.configs.models.hf_internlm.lmdeploy_internlm2_5_1_8b_chat import (
         models as internlm_models,
     )
     from opencompass.configs.models.qwen2_5.lmdeploy_qwen2_5_1_5b_instruct import models as qwen_models
 
-from opencompass.partitioners import NaivePartitioner
-from opencompass.runners import LocalRunner
-from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
+    # The datasets and the task layout are select_models.py's.
+    from .select_models import datasets, eval, infer
 
 _os = __import__("os")
 _env = _os.environ
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-
-datasets = [*bustm_datasets, *ocnli_fc_datasets]
 
 models = [*qwen_models, *internlm_models]
 for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
@@ -34,13 +29,4 @@ for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-I
         _model["gen_config"]["max_new_tokens"] = int(_env["SELECT_MAX_OUT_LEN"])
     if _env.get("SELECT_BATCH_SIZE"):
         _model["batch_size"] = int(_env["SELECT_BATCH_SIZE"])
-
-infer = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLInferTask)),
-)
-eval = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
-)
 del _os, _env, _model, _path
