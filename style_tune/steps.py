@@ -6,6 +6,7 @@ Standard library only. The wrappers run XTuner's own entry points as subprocesse
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -75,3 +76,17 @@ def atomic_dir(final: Path, *, force: bool = False, step: str) -> Iterator[Path]
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
+    """(iteration, loss) pairs from mmengine's LocalVisBackend logs (``*/vis_data/scalars.json``).
+
+    One run directory per start of training; a resumed run's points continue the earlier ones.
+    """
+    points: dict[int, float] = {}
+    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
+        for line in scalars.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if "loss" in record and "iter" in record:
+                points[int(record["iter"])] = float(record["loss"])
+    return sorted(points.items())

@@ -20,17 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from style_tune.prompts import split_label  # noqa: E402
-
-
-def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
-    """(iteration, loss) pairs from mmengine's LocalVisBackend log, across resumed runs."""
-    points: dict[int, float] = {}
-    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
-        for line in scalars.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if "loss" in record and "iter" in record:
-                points[int(record["iter"])] = float(record["loss"])
-    return sorted(points.items())
+from style_tune.steps import loss_curve  # noqa: E402
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:

@@ -28,11 +28,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tools"))
-
-from demo_report import loss_curve  # noqa: E402
 
 from style_tune.prompts import split_label  # noqa: E402
+from style_tune.steps import loss_curve  # noqa: E402
 from style_tune.style_metrics import (  # noqa: E402
     METRIC_HELP,
     METRICS,

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from style_tune.steps import loss_curve
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
 MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py"
@@ -35,16 +37,6 @@ def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         timeout=timeout,
         env={**os.environ, "MAKEFLAGS": ""},
     )
-
-
-def losses(work_dir: Path) -> dict[int, float]:
-    points = {}
-    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
-        for line in scalars.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if "loss" in record:
-                points[record["iter"]] = record["loss"]
-    return points
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +61,7 @@ def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.Temp
 def test_train_writes_checkpoints_and_loss(trained: dict) -> None:
     work_dir = trained["work_dir"]
     assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
-    assert sorted(losses(work_dir)) == [1, 2, 3, 4]
+    assert [i for i, _ in loss_curve(work_dir)] == [1, 2, 3, 4]
 
 
 def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
@@ -156,7 +148,7 @@ def test_interrupted_training_resumes(tiny_model_dir: Path, split_dir: Path, tmp
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert (work_dir / "iter_4.pth").exists() and not (work_dir / "iter_8.pth").exists()
-    first_iters = set(losses(work_dir))
+    first_iters = {i for i, _ in loss_curve(work_dir)}
     assert max(first_iters) < 8
 
     proc = make("train", *args)
