@@ -64,22 +64,38 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- environments
-# One venv per toolchain: XTuner, OpenCompass and lmdeploy pin conflicting versions. A venv is
-# rebuilt only when its pin files change (or TORCH does); see tools/setup_env.sh.
-setup: env-train env-eval env-deploy env-dev  ## build all environments
+# One venv per toolchain: XTuner, OpenCompass and lmdeploy pin conflicting versions. Each is installed
+# from its lock, requirements/lock/py3.X/ENV-TORCH.txt (the Python of PYTHON=, 3.10-3.12), and rebuilt
+# when the lock changes (or TORCH does); see tools/setup_env.sh. eval-lmdeploy (OpenCompass's lmdeploy
+# backend) is built for TORCH=cuda only.
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+setup: env-dev env-train env-eval env-deploy $(if $(filter cuda,$(TORCH)),env-eval-lmdeploy)  ## build all environments
 
 env-train: $(ENVS)/train/.installed-$(TORCH)
 env-eval: $(ENVS)/eval/.installed-$(TORCH)
+env-eval-lmdeploy: $(ENVS)/eval-lmdeploy/.installed-$(TORCH)
 env-deploy: $(ENVS)/deploy/.installed-$(TORCH)
 env-dev: $(ENVS)/dev/.installed-$(TORCH)
 
 .SECONDEXPANSION:
-$(ENVS)/%/.installed-$(TORCH): $$(wildcard requirements/$$*.txt requirements/$$*-nodeps.txt \
-		requirements/torch/$$*-$(TORCH).txt) requirements/test.txt tools/setup_env.sh
+$(ENVS)/%/.installed-$(TORCH): $$(wildcard requirements/lock/py$(PYVER)/$$*-$(TORCH).txt) tools/setup_env.sh \
+		| $$(if $$(filter-out dev,$$*),$(ENVS)/dev/.installed-$(TORCH))
 	PYTHON=$(PYTHON) tools/setup_env.sh $* $(TORCH)
+
+# After editing a file in requirements/: re-resolve the locks (each env x TORCH=cpu,cuda x Python
+# 3.10-3.12, by uv; an existing lock is the preference, so only what the edit needs changes). Narrow it
+# with LOCK_ARGS="--env deploy --torch cuda --python 3.11".
+LOCK_ARGS ?=
+.PHONY: lock check-envs env-eval-lmdeploy
+lock: env-dev  ## re-resolve requirements/lock/ after a pin file changed (tools/lock_envs.py)
+	$(DEV_PY) tools/lock_envs.py lock $(LOCK_ARGS)
+
+check-envs: env-dev  ## every env resolves for TORCH=cpu,cuda and Python 3.10-3.12, one CUDA major, locks fresh
+	$(DEV_PY) tools/lock_envs.py check $(LOCK_ARGS)
 
 # ---------------------------------------------------------------- checks
 test: env-dev env-train env-eval env-deploy  ## run the whole test suite, each part in its toolchain's env
+	$(MAKE) check-envs
 	$(DEV_PY) -m pytest tests/core
 	$(TRAIN_PY) -m pytest tests/train
 	$(EVAL_PY) -m pytest tests/eval

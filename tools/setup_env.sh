@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Build one toolchain's virtual environment from its pin files (called by `make setup`).
-#   tools/setup_env.sh ENV TORCH     e.g. tools/setup_env.sh train cpu
-# Pins, one place per environment:
-#   requirements/torch/ENV-TORCH.txt  torch build for this machine (cpu or cuda), if the env needs torch
-#   requirements/ENV.txt              the toolchain and its pinned dependencies
-#   requirements/ENV-nodeps.txt       packages installed with --no-deps (their deps are in ENV.txt)
-#   requirements/test.txt             pytest, in every env
+# Build one toolchain's virtual environment from its lock file (called by `make setup`).
+#   tools/setup_env.sh ENV TORCH     e.g. tools/setup_env.sh train cpu     (PYTHON=python3.12 to choose)
+# It installs requirements/lock/py3.X/ENV-TORCH.txt, every package at its locked version with
+# --no-deps: the set `make check-envs` resolved and checked in CI. The locks come from the pin files
+# (requirements/ENV.txt, requirements/torch/ENV-TORCH.txt, ...; the list is tools/lock_envs.py's
+# ENVS): after editing one, `make lock`. The dev env is installed with pip and brings uv, which
+# installs the others (from its cache, hard-linked: seconds for a rebuilt env).
 # The env is ready only when its stamp .envs/ENV/.installed-TORCH exists: an interrupted build leaves
 # no stamp, and the next run starts it again from scratch.
 set -euo pipefail
@@ -13,28 +13,45 @@ env_name=$1
 torch=$2
 root=$(cd "$(dirname "$0")/.." && pwd)
 env_dir=$root/.envs/$env_name
-req=$root/requirements
 python=${PYTHON:-python3}
 
+# Before any pip work: xtuner 0.2.0 declares Requires-Python < 3.13, and the locks cover 3.10-3.12.
+if ! version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
+  echo "setup: error: cannot run PYTHON=$python; the environments need Python 3.10, 3.11 or 3.12: make setup PYTHON=python3.12" >&2
+  exit 2
+fi
+case $version in
+  3.10 | 3.11 | 3.12) ;;
+  *) echo "setup: error: $python is Python $version; the environments need Python 3.10, 3.11 or 3.12 (xtuner 0.2.0 needs < 3.13): make setup PYTHON=python3.12" >&2
+     exit 2 ;;
+esac
+lock=$root/requirements/lock/py$version/$env_name-$torch.txt
+if [[ ! -f $lock ]]; then
+  echo "setup: error: no $lock: the $env_name env has no TORCH=$torch build (see tools/lock_envs.py)" >&2
+  exit 2
+fi
+uv=$root/.envs/dev/bin/uv
+if [[ $env_name != dev && ! -x $uv ]]; then
+  echo "setup: error: no $uv: build the dev env first (make env-dev)" >&2
+  exit 2
+fi
+
 rm -rf "$env_dir"
-echo "[setup] building .envs/$env_name (torch: $torch) ..."
+echo "[setup] building .envs/$env_name (torch: $torch, Python $version) from ${lock#"$root"/} ..."
 start=$(date +%s)
 "$python" -m venv "$env_dir"
-pip=("$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check)
-# This machine's pip config names optional local indexes; hide pip's notes about absent ones.
-exec 2> >(grep -v "^WARNING: Location 'file:" >&2)
-args=(-r "$req/test.txt")
-[[ -f $req/torch/$env_name-$torch.txt ]] && args+=(-r "$req/torch/$env_name-$torch.txt")
-# lmdeploy pins a CUDA torch and has no CPU engine: on CPU machines its toolchain file is installed
-# without dependencies, beside what requirements/torch/deploy-cpu.txt lists (see there).
-if [[ $env_name == deploy && $torch == cpu ]]; then
-  "${pip[@]}" "${args[@]}"
-  args=(--no-deps)
-fi
-args+=(-r "$req/$env_name.txt")
-"${pip[@]}" "${args[@]}"
-if [[ -f $req/$env_name-nodeps.txt ]]; then
-  "${pip[@]}" --no-deps -r "$req/$env_name-nodeps.txt"
+if [[ $env_name == dev ]]; then
+  # This machine's pip config names optional local indexes; hide pip's notes about absent ones.
+  "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$lock" \
+    2> >(grep -v "^WARNING: Location 'file:" >&2)
+else
+  # uv reads no pip config: pass on pip's find-links (where a machine keeps wheels such as the CPU torch
+  # build; elsewhere TORCH=cpu takes it from PyTorch's CPU index: UV_EXTRA_INDEX_URL, see README).
+  links=()
+  for dir in ${PIP_FIND_LINKS:-} $("$python" -m pip config get global.find-links 2>/dev/null || true); do
+    [[ -d $dir ]] && links+=(--find-links "$dir")
+  done
+  "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps "${links[@]}" -r "$lock"
 fi
 # The project's own package (style_tune: the shared prompt definitions), importable from the env.
 "$env_dir/bin/python" - "$root" <<'PY'
