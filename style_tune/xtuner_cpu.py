@@ -1,10 +1,13 @@
-"""The one piece of XTuner that CPU-only runs (the tiny-model demo and tests) need replaced.
+"""The pieces of XTuner/mmengine that CPU-only runs (the tiny-model demo and tests) need replaced.
 
 Imported by xtuner_configs/qwen2_5_tiny_lora_style_cpu.py only; needs the train env (xtuner).
 """
 
 from __future__ import annotations
 
+import torch
+from mmengine.dist import is_distributed
+from mmengine.runner import Runner
 from xtuner.model import SupervisedFinetune
 
 
@@ -20,3 +23,20 @@ class CPUSupervisedFinetune(SupervisedFinetune):
     @staticmethod
     def _prepare_for_flash_attn(cfg, llm_cfg):
         return cfg
+
+
+class CPURunner(Runner):
+    """mmengine's ``Runner``, able to run under torchrun on a machine without a GPU (gloo).
+
+    With ``--launcher pytorch`` mmengine's ``init_dist`` calls ``torch.cuda.set_device`` before it
+    creates the process group, which fails where there is no CUDA device. Here, when no GPU is
+    visible, the default process group is created with gloo first; mmengine then finds it initialized
+    and goes on with it. With a GPU nothing changes. Everything else is mmengine's code.
+    """
+
+    def setup_env(self, env_cfg: dict) -> None:
+        if self.distributed and not is_distributed() and not torch.cuda.is_available():
+            torch.distributed.init_process_group(backend="gloo")
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            print(f"CPURunner: no GPU: gloo process group, rank {rank} of {world}", flush=True)
+        super().setup_env(env_cfg)

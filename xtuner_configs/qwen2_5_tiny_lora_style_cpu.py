@@ -5,6 +5,8 @@
 # - OptimWrapper instead of AmpOptimWrapper (mixed precision asserts a GPU);
 # - XTuner's attention dispatch asks torch.cpu.is_bf16_supported(), which does not exist: the model
 #   type is style_tune.xtuner_cpu.CPUSupervisedFinetune, which keeps the config's SDPA attention;
+# - torchrun (`make train NPROC_PER_NODE=2`): style_tune.xtuner_cpu.CPURunner starts gloo where mmengine
+#   asks for a CUDA device, and DDP wraps the CPU model without device_ids;
 # - a small batch, a higher learning rate and a fixed number of iterations, so the ~10 M-parameter
 #   random model visibly learns the style labels in minutes on 2 cores.
 #   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/seed/train.json \
@@ -12,7 +14,7 @@
 from mmengine.config import read_base
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 
-from style_tune.xtuner_cpu import CPUSupervisedFinetune
+from style_tune.xtuner_cpu import CPURunner, CPUSupervisedFinetune
 
 with read_base():
     from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
@@ -24,6 +26,9 @@ model.llm.torch_dtype = torch.float32
 model.llm.quantization_config = None
 model.type = CPUSupervisedFinetune
 model.llm.attn_implementation = "sdpa"
+runner_type = CPURunner
+# mmengine's default wrapper passes device_ids=[LOCAL_RANK], which DDP refuses for a CPU module.
+model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False)
 train_dataset.tokenizer = tokenizer
 train_dataloader.dataset = train_dataset
 for hook in custom_hooks:
