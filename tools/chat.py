@@ -112,11 +112,18 @@ def check_gpu(step: str) -> None:
 
 
 def check_deploy_torch(step: str) -> None:
-    """The deploy env on a GPU machine must hold a CUDA torch (TORCH=cpu builds a template-only env)."""
-    code = "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"
-    if subprocess.run([str(DEPLOY_ENV / "bin" / "python"), "-c", code], capture_output=True).returncode != 0:
-        fail(step, "the deploy environment's torch cannot use the GPU (it was built with TORCH=cpu); "
+    """The deploy env on a GPU machine must hold a CUDA torch that sees the GPU."""
+    code = "import torch; print(torch.version.cuda or 'cpu', torch.cuda.is_available())"
+    proc = subprocess.run([str(DEPLOY_ENV / "bin" / "python"), "-c", code], capture_output=True, text=True)
+    cuda, available = (proc.stdout.split() + ["?", "False"])[:2] if proc.returncode == 0 else ("?", "False")
+    if available == "True":
+        return
+    if cuda == "cpu":  # TORCH=cpu builds a template-only env
+        fail(step, "the deploy environment holds a CPU torch (built with TORCH=cpu); "
                    "rebuild it: make env-deploy TORCH=cuda")
+    fail(step, f"the deploy environment's torch (CUDA {cuda} build) sees no GPU: the NVIDIA driver must "
+               f"support CUDA {cuda} (`nvidia-smi` shows the newest CUDA it supports); "
+               f"torch says: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no error'}")
 
 
 def check_template(step: str, mode: str, style: str | None) -> Path:
