@@ -32,7 +32,7 @@ fi
 mkdir -p "$(dirname "$dir")"
 tmp=$(mktemp -d "$(dirname "$dir")/.$(basename "$dir").tmp-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-"$modelscope" download --model "$model_id" --local_dir "$tmp"
+"$modelscope" download "$model_id" --local-dir "$tmp"  # modelscope-hub 0.5: --model/--local_dir are deprecated
 complete "$tmp" || { echo "download: error: $model_id downloaded incompletely into $tmp" >&2; exit 1; }
 rm -rf "$dir"
 mv "$tmp" "$dir"
