@@ -71,15 +71,21 @@ help:  ## list the targets
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 setup: env-dev env-train env-eval env-deploy $(if $(filter cuda,$(TORCH)),env-eval-lmdeploy)  ## build all environments
 
-env-train: $(ENVS)/train/.installed-$(TORCH)
-env-eval: $(ENVS)/eval/.installed-$(TORCH)
-env-eval-lmdeploy: $(ENVS)/eval-lmdeploy/.installed-$(TORCH)
-env-deploy: $(ENVS)/deploy/.installed-$(TORCH)
-env-dev: $(ENVS)/dev/.installed-$(TORCH)
+env-train: check-python $(ENVS)/train/.installed-$(TORCH)
+env-eval: check-python $(ENVS)/eval/.installed-$(TORCH)
+env-eval-lmdeploy: check-python $(ENVS)/eval-lmdeploy/.installed-$(TORCH)
+env-deploy: check-python $(ENVS)/deploy/.installed-$(TORCH)
+env-dev: check-python $(ENVS)/dev/.installed-$(TORCH)
+
+# Every env target first checks PYTHON's version (one line naming the supported ones), even when
+# the envs exist.
+.PHONY: check-python
+check-python:
+	@PYTHON=$(PYTHON) tools/setup_env.sh --check-python
 
 .SECONDEXPANSION:
 $(ENVS)/%/.installed-$(TORCH): $$(wildcard requirements/lock/py$(PYVER)/$$*-$(TORCH).txt) tools/setup_env.sh \
-		| $$(if $$(filter-out dev,$$*),$(ENVS)/dev/.installed-$(TORCH))
+		| check-python $$(if $$(filter-out dev,$$*),$(ENVS)/dev/.installed-$(TORCH))
 	PYTHON=$(PYTHON) tools/setup_env.sh $* $(TORCH)
 
 # After editing a file in requirements/: re-resolve the locks (each env x TORCH=cpu,cuda x Python

@@ -8,23 +8,26 @@
 # installs the others (from its cache, hard-linked: seconds for a rebuilt env).
 # The env is ready only when its stamp .envs/ENV/.installed-TORCH exists: an interrupted build leaves
 # no stamp, and the next run starts it again from scratch.
+#   tools/setup_env.sh --check-python   only the Python check (make runs it before every env target)
 set -euo pipefail
-env_name=$1
-torch=$2
-root=$(cd "$(dirname "$0")/.." && pwd)
-env_dir=$root/.envs/$env_name
 python=${PYTHON:-python3}
+root=$(cd "$(dirname "$0")/.." && pwd)
 
 # Before any pip work: xtuner 0.2.0 declares Requires-Python < 3.13, and the locks cover 3.10-3.12.
+need="the environments need Python 3.10, 3.11 or 3.12 (xtuner 0.2.0: < 3.13): make setup PYTHON=python3.12"
 if ! version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
-  echo "setup: error: cannot run PYTHON=$python; the environments need Python 3.10, 3.11 or 3.12: make setup PYTHON=python3.12" >&2
+  echo "setup: error: cannot run PYTHON=$python; $need" >&2
   exit 2
 fi
 case $version in
   3.10 | 3.11 | 3.12) ;;
-  *) echo "setup: error: $python is Python $version; the environments need Python 3.10, 3.11 or 3.12 (xtuner 0.2.0 needs < 3.13): make setup PYTHON=python3.12" >&2
+  *) echo "setup: error: PYTHON=$python is Python $version; $need" >&2
      exit 2 ;;
 esac
+[[ $1 == --check-python ]] && exit 0
+env_name=$1
+torch=$2
+env_dir=$root/.envs/$env_name
 lock=$root/requirements/lock/py$version/$env_name-$torch.txt
 if [[ ! -f $lock ]]; then
   echo "setup: error: no $lock: the $env_name env has no TORCH=$torch build (see tools/lock_envs.py)" >&2
