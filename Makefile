@@ -210,7 +210,8 @@ EVAL_DEVICE ?= $(TORCH)
 # more OpenCompass arguments. --debug (the seed's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
 OC_ARGS ?= --debug
-OPENCOMPASS = PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(EVAL_PY) tools/run_opencompass.py
+OC_PY = $(EVAL_PY)
+OPENCOMPASS = PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(OC_PY) tools/run_opencompass.py
 
 # eval-select: BACKEND=hf (transformers; EVAL_DEVICE=cpu works) or lmdeploy (CUDA GPU, lmdeploy installed).
 BACKEND ?= hf
@@ -240,7 +241,9 @@ fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/d
 	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
 		print(download_dataset("data/FewCLUE", sys.argv[1]))' '$(abspath $(FEWCLUE_CACHE))'
 
-eval-select: env-eval  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
+# BACKEND=lmdeploy runs in the eval-lmdeploy env (TORCH=cuda only: requirements/eval-lmdeploy.txt).
+eval-select: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
+eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
 	@for f in $(FEWCLUE_FILES); do \
 		[[ -f '$(abspath $(FEWCLUE_CACHE))'/data/FewCLUE/$$f.json || -f ~/.cache/opencompass/data/FewCLUE/$$f.json ]] || { \
 		echo "eval-select: no $(abspath $(FEWCLUE_CACHE))/data/FewCLUE/$$f.json: make fewclue-data, or see README (Evaluation)" >&2; \

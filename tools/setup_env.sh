@@ -30,7 +30,7 @@ torch=$2
 env_dir=$root/.envs/$env_name
 lock=$root/requirements/lock/py$version/$env_name-$torch.txt
 if [[ ! -f $lock ]]; then
-  echo "setup: error: no $lock: the $env_name env has no TORCH=$torch build (see tools/lock_envs.py)" >&2
+  echo "setup: error: no ${lock#"$root"/}: the $env_name env has no TORCH=$torch build (tools/lock_envs.py's ENVS; eval-lmdeploy needs a CUDA GPU)" >&2
   exit 2
 fi
 uv=$root/.envs/dev/bin/uv
