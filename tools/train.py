@@ -38,6 +38,16 @@ def check_inputs(config: Path) -> None:
         fail(STEP, f"training data {data} not found; run `make split`")
 
 
+def check_deepspeed(deepspeed: str) -> None:
+    """DeepSpeed is installed in the train env, but XTuner's DeepSpeed path runs on GPUs only."""
+    import torch
+
+    if not torch.cuda.is_available():
+        fail(STEP, f"DEEPSPEED={deepspeed} needs a CUDA GPU (XTuner's DeepSpeed path asks the GPU for bf16 "
+                   "support and DeepSpeed's ZeRO runs on CUDA); this machine has none: train without "
+                   "DEEPSPEED= here (NPROC_PER_NODE=2 runs two processes on the CPU)")
+
+
 def resume_args(work_dir: Path) -> list[str]:
     checkpoints = iter_checkpoints(work_dir)
     if not checkpoints:
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     check_inputs(args.config)
     train_args = [str(args.config), "--work-dir", str(args.work_dir), *resume_args(args.work_dir)]
     if args.deepspeed:
+        check_deepspeed(args.deepspeed)
         train_args += ["--deepspeed", args.deepspeed]
     train_args += extra  # more `xtuner train` arguments, after --
     run(STEP, launcher(train_args))

@@ -1,4 +1,4 @@
-"""`make train NPROC_PER_NODE=2`: XTuner's torchrun path, two processes on the CPU (gloo).
+"""`make train NPROC_PER_NODE=2`: XTuner's torchrun path, two processes on the CPU (gloo); DeepSpeed.
 
 The same launch a multi-GPU user makes (tools/train.py starts torchrun with XTuner's train script and
 `--launcher pytorch`); the CPU config's CPURunner creates the gloo process group that mmengine would
@@ -7,9 +7,13 @@ create with NCCL on GPUs. The GPU path with NPROC_PER_NODE=1 is in tools/gpu_acc
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 from pathlib import Path
 
+import pytest
+import torch
 from test_recipe import CPU_CONFIG, FAST, make
 
 from style_tune.steps import iter_checkpoints
@@ -30,3 +34,23 @@ def test_two_processes_train_together_on_cpu(tiny_model_dir: Path, split_dir: Pa
     assert "gloo process group, rank 0 of 2" in out and "gloo process group, rank 1 of 2" in out, out[-4000:]
     assert "Distributed training: True" in out
     assert [i for i, _ in iter_checkpoints(work_dir)] == [2]
+
+
+def test_deepspeed_is_the_version_xtuner_asks_for() -> None:
+    """xtuner goes in with --no-deps; its `deepspeed` extra's pin is installed beside it (and imports)."""
+    requires = importlib.metadata.requires("xtuner") or []
+    pin = next(r for r in requires if re.match(r"deepspeed==", r) and 'extra == "deepspeed"' in r)
+    import deepspeed
+
+    assert pin.split(";")[0] == f"deepspeed=={deepspeed.__version__}"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU answer; GPUs: tools/gpu_acceptance.sh")
+def test_deepspeed_on_cpu_fails_with_one_line(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
+    proc = make("train", f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"DATA={split_dir}/train.json",
+                f"WORK_DIR={tmp_path / 'work'}", "DEEPSPEED=deepspeed_zero2")
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert proc.returncode != 0
+    assert len(ours) == 1, ours
+    assert ours[0].startswith("train: error: DEEPSPEED=deepspeed_zero2 needs a CUDA GPU"), ours
+    assert not (tmp_path / "work").exists()
