@@ -11,6 +11,11 @@
 # answering one request from the official openai client; `make eval-style` on 5 prompts. Each step's
 # output goes to OUT/<step>.log; OUT/summary.md gets one row per step (exit code, seconds) and the
 # versions the envs hold. A failed step does not stop the ones that do not depend on it.
+# Where the package index is out of reach (a lent machine that takes 64 MiB of files a call) the
+# CUDA 12 envs cannot be carried (torch and its nvidia-*-cu12 wheels are GBs): only a nearest set
+# (that machine's own torch, with the pure-Python pins carried as wheels into venvs made with
+# --system-site-packages and stamped .installed-cuda) can run this there, and its summary lists the
+# versions it ran with.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-outputs/gpu_acceptance}
