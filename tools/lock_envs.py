@@ -98,12 +98,16 @@ class ResolveError(Exception):
     pass
 
 
-def uv_run(cmd: list[str]) -> subprocess.CompletedProcess:
-    """uv from its cache alone first (under a second a resolve); on any failure again with the index."""
+def uv_run(cmd: list[str], out: Path | None = None, previous: str | None = None
+           ) -> subprocess.CompletedProcess:
+    """uv from its cache alone first (under a second a resolve), kept only when it reproduces the
+    previous lock (a partial cache can yield another valid set); otherwise again with the index."""
     run = subprocess.run([*cmd, "--offline"], cwd=ROOT, capture_output=True, text=True)
-    if run.returncode:
-        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    return run
+    if run.returncode == 0 and (out is None or (previous is not None and out.read_text() == previous)):
+        return run
+    if out is not None and previous is not None:
+        out.write_text(previous)
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
 
 
 def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | None) -> str:
@@ -119,7 +123,7 @@ def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | Non
                "--custom-compile-command", "make lock"]
         if spec.cpu_torch and torch == "cpu":
             cmd += ["--excludes", str(CPU_EXCLUDES)]
-        run = uv_run(cmd)
+        run = uv_run(cmd, out, previous)
         if run.returncode:
             raise ResolveError(one_line(run.stderr))
         text = out.read_text()
