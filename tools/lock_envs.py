@@ -94,6 +94,14 @@ def one_line(uv_stderr: str) -> str:
     return text[:600] + (" …" if len(text) > 600 else "")
 
 
+NODEPS_MARK = "# installed with --no-deps"
+
+
+def resolved_part(lock: str | None) -> str | None:
+    """A lock without its --no-deps part (which follows the resolver's output)."""
+    return None if lock is None else lock.split(NODEPS_MARK)[0]
+
+
 class ResolveError(Exception):
     pass
 
@@ -103,7 +111,7 @@ def uv_run(cmd: list[str], out: Path | None = None, previous: str | None = None
     """uv from its cache alone first (under a second a resolve), kept only when it reproduces the
     previous lock (a partial cache can yield another valid set); otherwise again with the index."""
     run = subprocess.run([*cmd, "--offline"], cwd=ROOT, capture_output=True, text=True)
-    if run.returncode == 0 and (out is None or (previous is not None and out.read_text() == previous)):
+    if run.returncode == 0 and (out is None or resolved_part(previous) == out.read_text()):
         return run
     if out is not None and previous is not None:
         out.write_text(previous)
@@ -133,7 +141,7 @@ def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | Non
                           *common])
             if run.returncode:
                 raise ResolveError(f"{REQ / nd} (--no-deps): {one_line(run.stderr)}")
-            text += f"# installed with --no-deps (requirements/{nd}): their dependencies are above\n"
+            text += f"{NODEPS_MARK} (requirements/{nd}): their dependencies are above\n"
             text += run.stdout
     return text
 
