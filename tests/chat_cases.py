@@ -90,17 +90,18 @@ CASES: tuple[Case, ...] = (
 CASE_IDS = [case.id for case in CASES]
 
 
-def tiny_model_path(tmp_dir: Path) -> Path:
+def tiny_model_path(tmp_dir: Path, *, reuse: bool = True) -> Path:
     """The tiny stand-in model for the environments that cannot build it (eval, deploy).
 
     ``models/tiny-qwen2.5`` (`make tiny-model`) when it is complete; otherwise built into
     ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
-    Only its tokenizer, generation config and (for OpenCompass) weights are used.
+    Only its tokenizer, generation config and (for OpenCompass) weights are used. ``reuse=False``
+    always builds it from the current code (what a served model must be: no leftovers in models/).
     """
     names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
              "tokenizer_config.json")
     existing = REPO_ROOT / "models" / "tiny-qwen2.5"
-    if all((existing / name).is_file() for name in names):
+    if reuse and all((existing / name).is_file() for name in names):
         return existing
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():
