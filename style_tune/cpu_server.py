@@ -45,7 +45,8 @@ ROLES = ("system", "user", "assistant")
 class RequestError(Exception):
     """A bad request: HTTP status, OpenAI error type and a message that says what to fix."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 param: str | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.param = status, message, kind, param
 
@@ -75,7 +76,8 @@ def check_request(body: object, *, default_system: str) -> dict:
         if isinstance(content, list):  # the OpenAI content-part form: text parts only
             if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                        for p in content):
-                raise RequestError(400, f"messages[{i}].content: only text parts are supported", param="messages")
+                raise RequestError(400, f"messages[{i}].content: only text parts are supported",
+                                   param="messages")
             content = "".join(part["text"] for part in content)
         if not isinstance(content, str):
             raise RequestError(400, f"messages[{i}].content must be a string", param="messages")
@@ -139,9 +141,9 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
         n_prompt = prompt_tokens(request["messages"])
         max_tokens = request.get("max_tokens", default_max_tokens)
         if n_prompt + max_tokens > limit:
-            raise RequestError(400, f"this model's maximum context length is {limit} tokens; the messages take "
-                                    f"{n_prompt} and max_tokens asks for {max_tokens} more: shorten the input "
-                                    "or lower max_tokens", param="messages")
+            raise RequestError(400, f"this model's maximum context length is {limit} tokens; the messages "
+                                    f"take {n_prompt} and max_tokens asks for {max_tokens} more: shorten the "
+                                    "input or lower max_tokens", param="messages")
         request["max_tokens"] = max_tokens
         return request, n_prompt
 
@@ -231,14 +233,16 @@ def _usage(prompt: int, completion: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m style_tune.cpu_server", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m style_tune.cpu_server",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the merged model directory")
     parser.add_argument("--mode", default="seed", choices=MODES)
-    parser.add_argument("--style", default=None, help=f"controllable mode: the default style, one of {STYLES}")
+    parser.add_argument("--style", default=None,
+                        help=f"controllable mode: the default style, one of {STYLES}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=23333)
     parser.add_argument("--max-model-len", type=int, default=None,
-                        help="longest prompt + reply in tokens (default: the model's max_position_embeddings)")
+                        help="longest prompt + reply in tokens (default: max_position_embeddings)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     style = resolve_style(args.style) if args.style else None

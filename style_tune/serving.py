@@ -75,7 +75,8 @@ def wait_until_ready(base_url: str, model: str = SERVED_MODEL_NAME, *, timeout: 
         except (OSError, ValueError, KeyError):
             pass  # not listening yet, or not answering JSON yet
         if time.monotonic() - start > timeout:
-            raise ServerError(f"{base_url} did not list model {model!r} within {timeout:.0f} s{_log_tail(log)}")
+            raise ServerError(f"{base_url} did not list model {model!r} within {timeout:.0f} s"
+                              f"{_log_tail(log)}")
         time.sleep(0.5)
 
 
@@ -113,6 +114,11 @@ class Server:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def start(self) -> Server:
+        """Launch the process and wait until it serves the model (what ``with Server(...)`` does)."""
+        return self.launch().wait()
+
+    def launch(self) -> Server:
+        """Start the process without waiting (start several, then :meth:`wait` for each)."""
         if port_in_use(self.port):
             raise ServerError(f"port {self.port} is already in use; pick another (SERVER_PORT=)")
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -120,6 +126,10 @@ class Server:
             self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
                                             start_new_session=True)
+        return self
+
+    def wait(self) -> Server:
+        """Wait (at most ready_timeout) until the launched server lists its model; stop it if it fails."""
         try:
             self.startup_s = wait_until_ready(self.base_url, self.model, timeout=self.ready_timeout,
                                               process=self.process, log=self.log)
@@ -169,7 +179,8 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def serve_model(model_dir: Path | str, *, mode: str = "seed", style: str | None = None, port: int | None = None,
+def serve_model(model_dir: Path | str, *, mode: str = "seed", style: str | None = None,
+                port: int | None = None,
                 ready_timeout: float = READY_TIMEOUT_S, log: Path | None = None,
                 make_args: Sequence[str] = ()) -> Server:
     """`make serve` for ``model_dir`` on 127.0.0.1 (a free port unless given), as a :class:`Server`.
@@ -179,5 +190,6 @@ def serve_model(model_dir: Path | str, *, mode: str = "seed", style: str | None 
     """
     port = port or free_port()
     command = ["make", "-s", "-C", str(ROOT), "serve", f"MODEL={model_dir}", f"MODE={mode}",
-               "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}", *([f"STYLE={style}"] if style else []), *make_args]
+               "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}", *([f"STYLE={style}"] if style else []),
+               *make_args]
     return Server(command, port, ready_timeout=ready_timeout, log=log)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make bench-serve`: the CPU server (`make serve`) against transformers ``generate`` in one process.
 
-    python tools/bench_serve.py --model DIR [--max-tokens 64] [--rounds 2] [--out benchmarks/serve_bench_cpu]
+    python tools/bench_serve.py --model DIR [--max-tokens 32] [--rounds 1] [--out benchmarks/serve_bench_cpu]
 
 Both run the same model (float32, CPU), the same 8 prompts (the first distinct user prompts of the
 shipped CSV, with the seed-mode system text), greedy decoding and the same reply length, side by side
@@ -47,23 +47,27 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
                 seen.append(row["user"])
             if len(seen) == n:
                 break
-    return [[{"role": "system", "content": system_text("seed")}, {"role": "user", "content": u}] for u in seen]
+    system = {"role": "system", "content": system_text("seed")}
+    return [[system, {"role": "user", "content": user}] for user in seen]
 
 
-def bench_generate(model_dir: Path, conversations: list[list[dict]], max_tokens: int, rounds: int) -> list[dict]:
+def bench_generate(model_dir: Path, conversations: list[list[dict]], max_tokens: int,
+                   rounds: int) -> list[dict]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+             for c in conversations]
 
     def generate(batch: list[str], new_tokens: int) -> tuple[float, int]:
         inputs = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
         start = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                 do_sample=False, temperature=None, top_p=None, top_k=None,
+                                 pad_token_id=tokenizer.pad_token_id)
         return time.perf_counter() - start, int(out[:, inputs["input_ids"].shape[1]:].numel())
 
     generate(texts[:1], 2)  # warm-up
@@ -77,8 +81,9 @@ def bench_generate(model_dir: Path, conversations: list[list[dict]], max_tokens:
                 ttft.append(generate(batch, 1)[0])
                 seconds, n = generate(batch, max_tokens)
                 wall, tokens = wall + seconds, tokens + n
-        rows.append({"engine": "transformers generate (in process)", "clients": clients, "requests": rounds * len(texts),
-                     "tokens": int(tokens), "tokens_per_s": tokens / wall, "ttft_s_median": statistics.median(ttft)})
+        rows.append({"engine": "transformers generate (in process)", "clients": clients,
+                     "requests": rounds * len(texts), "tokens": int(tokens), "tokens_per_s": tokens / wall,
+                     "ttft_s_median": statistics.median(ttft)})
     return rows
 
 
@@ -124,8 +129,8 @@ def write_atomically(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--max-tokens", type=int, default=64, help="reply length of every request")
-    parser.add_argument("--rounds", type=int, default=2, help="times each client set asks the 8 prompts")
+    parser.add_argument("--max-tokens", type=int, default=32, help="reply length of every request")
+    parser.add_argument("--rounds", type=int, default=1, help="times each client set asks the 8 prompts")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "serve_bench_cpu")
     args = parser.parse_args(argv)
     import torch
@@ -150,15 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     by = {(r["engine"].split(" ")[0], r["clients"]): r for r in rows}
     lines = [f"# CPU serving benchmark ({result['date']})", "",
-             f"`make bench-serve` on `{args.model}`: {len(conversations)} prompts, {args.max_tokens} reply tokens "
-             f"each, greedy, {args.rounds} rounds; {result['cpus']} cores, torch {result['torch']} "
+             f"`make bench-serve` on `{args.model}`: {len(conversations)} prompts, {args.max_tokens} reply "
+             f"tokens each, greedy, {args.rounds} rounds; {result['cpus']} cores, torch {result['torch']} "
              f"({result['torch_threads']} threads), transformers {result['transformers']}. Server start: "
              f"{startup:.1f} s. Load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/"
              f"{load_before[2]:.1f}, after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}.", "",
              "| engine | clients | requests | reply tokens | tokens/s | time to first token (median) |",
              "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['engine']} | {r['clients']} | {r['requests']} | {r['tokens']} | {r['tokens_per_s']:.1f} | "
-              f"{r['ttft_s_median'] * 1000:.0f} ms |" for r in rows]
+    lines += [f"| {r['engine']} | {r['clients']} | {r['requests']} | {r['tokens']} | "
+              f"{r['tokens_per_s']:.1f} | {r['ttft_s_median'] * 1000:.0f} ms |" for r in rows]
     lines += ["", "| clients | served / in-process tokens/s |", "|---:|---:|"]
     lines += [f"| {c} | {by[('make', c)]['tokens_per_s'] / by[('transformers', c)]['tokens_per_s']:.2f} |"
               for c in CLIENTS]

@@ -150,8 +150,9 @@ def build_command(args: argparse.Namespace, style: str | None, template: Path) -
 
 def cpu_serve_command(args: argparse.Namespace, style: str | None) -> list[str]:
     """`make serve` without a CUDA GPU: style_tune/cpu_server.py in the deploy env (docs/serving.md)."""
-    return [str(DEPLOY_ENV / "bin" / "python"), "-m", "style_tune.cpu_server", args.model, "--mode", args.mode,
-            *(["--style", style] if style else []), "--host", args.host, "--port", str(args.port), *args.extra]
+    return [str(DEPLOY_ENV / "bin" / "python"), "-m", "style_tune.cpu_server", args.model,
+            "--mode", args.mode, *(["--style", style] if style else []),
+            "--host", args.host, "--port", str(args.port), *args.extra]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,14 +51,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="served locally when --base-api is not given")
     parser.add_argument("--tuned-model", type=Path, default=ROOT / "models" / "tiny-qwen2.5-style-merged",
                         help="served locally when --tuned-api is not given")
-    parser.add_argument("--mode", default="seed", choices=MODES, help="the format the tuned model was trained in")
+    parser.add_argument("--mode", default="seed", choices=MODES,
+                        help="the format the tuned model was trained in")
     parser.add_argument("--test", type=Path, default=ROOT / "data" / "seed" / "test.json",
                         help="held-out prompts to pick from (a split's test.json); optional")
     parser.add_argument("--verdicts", type=Path, default=ROOT / "outputs" / "webui" / "verdicts.jsonl")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds to wait for a local server")
-    parser.add_argument("--logs", type=Path, default=ROOT / "outputs" / "webui", help="the local servers' logs")
+    parser.add_argument("--ready-timeout", type=float, default=180.0,
+                        help="seconds to wait for a local server")
+    parser.add_argument("--logs", type=Path, default=ROOT / "outputs" / "webui",
+                        help="the local servers' logs")
     return parser.parse_args(argv)
 
 
@@ -136,15 +139,17 @@ def build_page(base: Endpoint, tuned: Endpoint, mode: str, prompts: list[str], v
         for side in (base, tuned):
             threading.Thread(target=side.stream, args=(messages, temperature, int(max_tokens), out),
                              daemon=True).start()
-        replies, running = {"base": "", "tuned": ""}, 2
+        replies, running, start = {"base": "", "tuned": ""}, 2, time.monotonic()
         while running:
             name, text = out.get()
             if text is None:
                 running -= 1
             else:
                 replies[name] = text
-            yield replies["base"], replies["tuned"], {"message": message, "messages": messages, **replies,
-                                                      "temperature": temperature, "max_tokens": int(max_tokens)}
+            state = {"message": message, "messages": messages, **replies, "temperature": temperature,
+                     "max_tokens": int(max_tokens)}
+            status = f"done in {time.monotonic() - start:.1f} s" if not running else "streaming ..."
+            yield replies["base"], replies["tuned"], state, status
 
     def judge(last: dict | None, verdict: str):
         if not last or not (last.get("base") or last.get("tuned")):
@@ -176,12 +181,15 @@ def build_page(base: Endpoint, tuned: Endpoint, mode: str, prompts: list[str], v
             with gr.Column(scale=1):
                 style = gr.Radio(list(STYLES), value=STYLES[0], label="style (system text)",
                                  visible=mode == "controllable", elem_id="style")
-                temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="temperature")
-                max_tokens = gr.Slider(8, 1024, value=DEFAULT_MAX_TOKENS, step=8, label="max tokens")
+                temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="temperature",
+                                        elem_id="temperature")
+                max_tokens = gr.Slider(8, 1024, value=DEFAULT_MAX_TOKENS, step=8, label="max tokens",
+                                       elem_id="max-tokens")
         send = gr.Button("Send to both", variant="primary", elem_id="send")
         with gr.Row():
             base_reply = gr.Textbox(label=f"base · {base.model}", lines=10, elem_id="base-reply")
             tuned_reply = gr.Textbox(label=f"tuned · {tuned.model}", lines=10, elem_id="tuned-reply")
+        answer_status = gr.Markdown(elem_id="answer-status")
         last = gr.State(None)
         with gr.Row():
             buttons = [gr.Button(v, elem_id="verdict-" + v.replace(" ", "-")) for v in VERDICTS]
@@ -189,27 +197,33 @@ def build_page(base: Endpoint, tuned: Endpoint, mode: str, prompts: list[str], v
 
         pick.change(lambda p: p or gr.update(), inputs=pick, outputs=message)
         inputs = [message, style, temperature, max_tokens]
-        send.click(answer, inputs=inputs, outputs=[base_reply, tuned_reply, last])
-        message.submit(answer, inputs=inputs, outputs=[base_reply, tuned_reply, last])
+        outputs = [base_reply, tuned_reply, last, answer_status]
+        send.click(answer, inputs=inputs, outputs=outputs)
+        message.submit(answer, inputs=inputs, outputs=outputs)
         for button, verdict in zip(buttons, VERDICTS, strict=True):
             button.click(lambda state, v=verdict: judge(state, v), inputs=last, outputs=status)
     return page
 
 
-def local_server(stack: ExitStack, name: str, model_dir: Path, args: argparse.Namespace) -> str:
-    """Start `tools/chat.py serve` for model_dir on a free port; return its URL."""
-    if not (model_dir / "config.json").is_file():
-        fail("webui", f"no {name} model at {model_dir} (no config.json): run `make demo`, or give "
-                      f"{name.upper()}_API=URL of a running server")
-    port = free_port()
-    style = ["--style", STYLES[0]] if args.mode == "controllable" else []
-    command = [sys.executable, str(ROOT / "tools" / "chat.py"), "serve", str(model_dir), "--mode", args.mode,
-               *style, "--host", "127.0.0.1", "--port", str(port)]
-    print(f"webui: starting the {name} model's server: {model_dir} on port {port} ...", flush=True)
-    server = stack.enter_context(Server(command, port, ready_timeout=args.ready_timeout,
-                                        log=args.logs / f"{name}-server.log"))
-    print(f"webui: {name} server ready in {server.startup_s:.0f} s (log: {server.log})", flush=True)
-    return server.base_url
+def local_servers(stack: ExitStack, models: dict[str, Path], args: argparse.Namespace) -> dict[str, str]:
+    """Start `tools/chat.py serve` for each {name: model dir} on free ports, all at once; return URLs."""
+    servers = {}
+    for name, model_dir in models.items():
+        if not (model_dir / "config.json").is_file():
+            fail("webui", f"no {name} model at {model_dir} (no config.json): run `make demo`, or give "
+                          f"{name.upper()}_API=URL of a running server")
+        port = free_port()
+        style = ["--style", STYLES[0]] if args.mode == "controllable" else []
+        command = [sys.executable, str(ROOT / "tools" / "chat.py"), "serve", str(model_dir),
+                   "--mode", args.mode, *style, "--host", "127.0.0.1", "--port", str(port)]
+        print(f"webui: starting the {name} model's server: {model_dir} on port {port} ...", flush=True)
+        server = Server(command, port, ready_timeout=args.ready_timeout, log=args.logs / f"{name}-server.log")
+        stack.callback(server.stop)
+        servers[name] = server.launch()
+    for name, server in servers.items():
+        server.wait()
+        print(f"webui: {name} server ready in {server.startup_s:.0f} s (log: {server.log})", flush=True)
+    return {name: server.base_url for name, server in servers.items()}
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -220,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)
     with ExitStack() as stack:
-        base_url = args.base_api or local_server(stack, "base", args.base_model, args)
-        tuned_url = args.tuned_api or local_server(stack, "tuned", args.tuned_model, args)
-        page = build_page(Endpoint("base", base_url), Endpoint("tuned", tuned_url), args.mode,
+        urls = {"base": args.base_api, "tuned": args.tuned_api}
+        models = {"base": args.base_model, "tuned": args.tuned_model}
+        urls.update(local_servers(stack, {name: models[name] for name, url in urls.items() if not url}, args))
+        page = build_page(Endpoint("base", urls["base"]), Endpoint("tuned", urls["tuned"]), args.mode,
                           held_out_prompts(args.test), args.verdicts)
         print(f"webui: http://{args.host}:{args.port}  (verdicts: {args.verdicts}; Ctrl-C stops)", flush=True)
         page.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,

@@ -205,11 +205,12 @@ def test_make_serve_without_a_gpu_checks_its_model_then_serves_on_the_cpu() -> N
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("serve: error:")]
     assert len(errors) == 1 and "no model at /nonexistent/merged" in errors[0], proc.stderr
-    cpu = run(sys.executable, LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged", "--mode", "controllable",
-              "--style", "gentle", "--port", "8000")
+    cpu = run(sys.executable, LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged",
+              "--mode", "controllable", "--style", "gentle", "--port", "8000")
     assert cpu.returncode == 0, cpu.stderr
-    assert cpu.stdout.strip().endswith("-m style_tune.cpu_server models/merged --mode controllable --style '温柔' "
-                                       "--host 0.0.0.0 --port 8000")
+    assert cpu.stdout.strip().endswith(
+        "-m style_tune.cpu_server models/merged --mode controllable --style '温柔' "
+        "--host 0.0.0.0 --port 8000")
 
 
 def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:

@@ -41,7 +41,7 @@ GREEDY = dict(temperature=0, max_tokens=12, seed=0)
 def engine_processor(fresh_tiny_model_dir: Path):
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(fresh_tiny_model_dir)  # what transformers serve loads as its processor
+    return AutoProcessor.from_pretrained(fresh_tiny_model_dir)  # what transformers serve loads
 
 
 def engine_render(processor, messages: list[dict[str, str]], *, tokenize: bool):
@@ -49,8 +49,8 @@ def engine_render(processor, messages: list[dict[str, str]], *, tokenize: bool):
     from transformers.commands.serving import Modality, ServeCommand
 
     inputs = ServeCommand.get_processor_inputs_from_inbound_messages(messages, Modality.LLM)
-    rendered = processor.apply_chat_template(inputs, add_generation_prompt=True, tools=None, tokenize=tokenize,
-                                             return_dict=tokenize)
+    rendered = processor.apply_chat_template(inputs, add_generation_prompt=True, tools=None,
+                                             tokenize=tokenize, return_dict=tokenize)
     return rendered["input_ids"] if tokenize else rendered
 
 
@@ -96,7 +96,8 @@ def client(cpu_server) -> OpenAI:
 
 
 def ask(client: OpenAI, user: str, system: str | None = None, **kwargs) -> str:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": user})
     reply = client.chat.completions.create(model=SERVED_MODEL_NAME, messages=messages, **{**GREEDY, **kwargs})
     return reply.choices[0].message.content
 
@@ -123,7 +124,8 @@ def test_plain_completion(client: OpenAI, served_tokenizer) -> None:
     assert 0 < reply.usage.completion_tokens <= GREEDY["max_tokens"]
     # the prompt the server counted is the training prompt with 温柔's system text (the server's STYLE)
     reference = Case("x", "controllable", "温柔", (("今天加班到十点，好累啊", ""),)).prompt(1)
-    assert reply.usage.prompt_tokens == len(served_tokenizer(reference, add_special_tokens=False)["input_ids"])
+    reference_ids = served_tokenizer(reference, add_special_tokens=False)["input_ids"]
+    assert reply.usage.prompt_tokens == len(reference_ids)
 
 
 def test_streamed_completion_equals_the_plain_one(client: OpenAI) -> None:
