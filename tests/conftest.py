@@ -14,11 +14,12 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        return chat_cases.tiny_model_path(tmp_path_factory.mktemp("tiny_model"))
-    except RuntimeError as err:
-        pytest.fail(str(err))
+def tiny_model_dir(request: pytest.FixtureRequest) -> Path:
+    """models/tiny-qwen2.5 when complete, else this session's fresh build (built once, shared)."""
+    existing = chat_cases.REPO_ROOT / "models" / "tiny-qwen2.5"
+    if chat_cases.is_complete_tiny_model(existing):
+        return existing
+    return request.getfixturevalue("fresh_tiny_model_dir")
 
 
 @pytest.fixture(scope="session")

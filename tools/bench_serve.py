@@ -126,6 +126,35 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def render(result: dict) -> str:
+    """The Markdown report of a run (also from its JSON: ``render(json.load(...))``)."""
+    rows, before, after = result["rows"], result["loadavg_before"], result["loadavg_after"]
+    by = {(r["engine"].split(" ")[0], r["clients"]): r for r in rows}
+    lines = [f"# CPU serving benchmark ({result['date']})", "",
+             f"`make bench-serve` on `{result['model']}`: {max(CLIENTS)} prompts, {result['max_tokens']} "
+             f"reply tokens each, greedy, {result['rounds']} rounds; {result['cpus']} cores, "
+             f"torch {result['torch']} "
+             f"({result['torch_threads']} threads), transformers {result['transformers']}. Server start: "
+             f"{result['server_startup_s']:.1f} s. Load average (1/5/15 min) before "
+             f"{before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, "
+             f"after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f}."]
+    if max(before[0], after[0]) > result["cpus"]:
+        lines += ["", f"**The machine was shared with other work during this run** (load above its "
+                      f"{result['cpus']} cores): each runnable thread gets a slice of the CPU, so the "
+                      "server's "
+                      "concurrent request threads win a larger share than one in-process `generate`, and the "
+                      "figures mix engine speed with CPU share. Rerun `make bench-serve` on an idle machine "
+                      "before comparing engines."]
+    lines += ["", "| engine | clients | requests | reply tokens | tokens/s | time to first token (median) |",
+              "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['engine']} | {r['clients']} | {r['requests']} | {r['tokens']} | "
+              f"{r['tokens_per_s']:.1f} | {r['ttft_s_median'] * 1000:.0f} ms |" for r in rows]
+    lines += ["", "| clients | served / in-process tokens/s |", "|---:|---:|"]
+    lines += [f"| {c} | {by[('make', c)]['tokens_per_s'] / by[('transformers', c)]['tokens_per_s']:.2f} |"
+              for c in CLIENTS]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -143,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_generate(args.model, conversations, args.max_tokens, args.rounds)
     print("bench_serve: the server ...", flush=True)
     served, startup = bench_server(args.model, conversations, args.max_tokens, args.rounds,
-                                   args.out.with_suffix(".server.log"))
+                                   ROOT / "outputs" / "bench_serve" / "server.log")
     rows += served
     load_after = os.getloadavg()
     result = {
@@ -153,21 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "transformers": transformers.__version__, "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows,
     }
-    by = {(r["engine"].split(" ")[0], r["clients"]): r for r in rows}
-    lines = [f"# CPU serving benchmark ({result['date']})", "",
-             f"`make bench-serve` on `{args.model}`: {len(conversations)} prompts, {args.max_tokens} reply "
-             f"tokens each, greedy, {args.rounds} rounds; {result['cpus']} cores, torch {result['torch']} "
-             f"({result['torch_threads']} threads), transformers {result['transformers']}. Server start: "
-             f"{startup:.1f} s. Load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/"
-             f"{load_before[2]:.1f}, after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}.", "",
-             "| engine | clients | requests | reply tokens | tokens/s | time to first token (median) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['engine']} | {r['clients']} | {r['requests']} | {r['tokens']} | "
-              f"{r['tokens_per_s']:.1f} | {r['ttft_s_median'] * 1000:.0f} ms |" for r in rows]
-    lines += ["", "| clients | served / in-process tokens/s |", "|---:|---:|"]
-    lines += [f"| {c} | {by[('make', c)]['tokens_per_s'] / by[('transformers', c)]['tokens_per_s']:.2f} |"
-              for c in CLIENTS]
-    table = "\n".join(lines) + "\n"
+    table = render(result)
     write_atomically(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
     write_atomically(args.out.with_suffix(".md"), table)
     print(table)
