@@ -40,6 +40,9 @@ from style_tune.prompts import MODES, STYLES, resolve_style, system_text
 from style_tune.serving import SERVED_MODEL_NAME
 
 ROLES = ("system", "user", "assistant")
+#: Request fields the engine cannot honour on this path (tools, stop strings, logprobs, ...): refused.
+UNSUPPORTED = ("stop", "tools", "tool_choice", "functions", "logprobs", "top_logprobs", "response_format",
+               "logit_bias")
 
 
 class RequestError(Exception):
@@ -94,8 +97,21 @@ def check_request(body: object, *, default_system: str) -> dict:
             raise RequestError(400, f"'{name}' must be a positive integer", param=name)
     if body.get("n", 1) != 1:
         raise RequestError(400, "only n=1 is supported", param="n")
-    request = {key: body[key] for key in ("temperature", "top_p", "stop", "seed", "frequency_penalty")
-               if body.get(key) is not None}
+    for name in UNSUPPORTED:
+        if body.get(name):  # generate would fail in its thread and leave the stream hanging
+            raise RequestError(400, f"'{name}' is not supported by the CPU server", param=name)
+    for name in ("frequency_penalty", "presence_penalty"):
+        if body.get(name):
+            raise RequestError(400, f"'{name}' is not supported by the CPU server (only 0)", param=name)
+    for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0)):
+        value = body.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not low <= value <= high or (name == "top_p" and value == 0)):
+            raise RequestError(400, f"'{name}' must be a number in {'(' if name == 'top_p' else '['}{low}, "
+                                    f"{high}]", param=name)
+    if body.get("seed") is not None and (isinstance(body["seed"], bool) or not isinstance(body["seed"], int)):
+        raise RequestError(400, "'seed' must be an integer", param="seed")
+    request = {key: body[key] for key in ("temperature", "top_p", "seed") if body.get(key) is not None}
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens is not None:
         request["max_tokens"] = max_tokens

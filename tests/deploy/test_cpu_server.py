@@ -80,6 +80,10 @@ def test_without_the_layer_a_controllable_prompt_would_be_wrong(engine_processor
     ({"model": SERVED_MODEL_NAME, "messages": [{"role": "assistant", "content": "hi"}]}, 400, "user's"),
     ({"model": SERVED_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400,
      "positive"),
+    ({"model": SERVED_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "temperature": -1}, 400,
+     "temperature"),
+    ({"model": SERVED_MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "stop": ["\n"]}, 400,
+     "not supported"),
 ])
 def test_bad_requests_are_refused_with_a_reason(body: object, status: int, words: str) -> None:
     with pytest.raises(RequestError) as err:
