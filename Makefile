@@ -20,6 +20,7 @@ TRAIN_PY := $(ENVS)/train/bin/python
 EVAL_PY := $(ENVS)/eval/bin/python
 DEPLOY_PY := $(ENVS)/deploy/bin/python
 DEV_PY := $(ENVS)/dev/bin/python
+WEBUI_PY := $(ENVS)/webui/bin/python
 
 # Models
 MODELS ?= models
@@ -57,7 +58,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: help setup env-train env-eval env-deploy env-dev test lint download tiny-model split data-card \
+.PHONY: help setup env-train env-eval env-deploy env-dev env-webui test lint download tiny-model split data-card \
 	train convert merge demo clean-demo bench chat-templates chat serve chat-cpu
 
 help:  ## list the targets
@@ -69,13 +70,14 @@ help:  ## list the targets
 # when the lock changes (or TORCH does); see tools/setup_env.sh. eval-lmdeploy (OpenCompass's lmdeploy
 # backend) is built for TORCH=cuda only.
 PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-setup: env-dev env-train env-eval env-deploy $(if $(filter cuda,$(TORCH)),env-eval-lmdeploy)  ## build all environments
+setup: env-dev env-train env-eval env-deploy env-webui $(if $(filter cuda,$(TORCH)),env-eval-lmdeploy)  ## build all environments
 
 env-train: check-python $(ENVS)/train/.installed-$(TORCH)
 env-eval: check-python $(ENVS)/eval/.installed-$(TORCH)
 env-eval-lmdeploy: check-python $(ENVS)/eval-lmdeploy/.installed-$(TORCH)
 env-deploy: check-python $(ENVS)/deploy/.installed-$(TORCH)
 env-dev: check-python $(ENVS)/dev/.installed-$(TORCH)
+env-webui: check-python $(ENVS)/webui/.installed-$(TORCH)
 
 # Every env target first checks PYTHON's version (one line naming the supported ones), even when
 # the envs exist.
@@ -100,12 +102,13 @@ check-envs: env-dev  ## every env resolves for TORCH=cpu,cuda and Python 3.10-3.
 	$(DEV_PY) tools/lock_envs.py check $(LOCK_ARGS)
 
 # ---------------------------------------------------------------- checks
-test: env-dev env-train env-eval env-deploy  ## run the whole test suite, each part in its toolchain's env
+test: env-dev env-train env-eval env-deploy env-webui  ## run the whole test suite, each part in its toolchain's env
 	$(MAKE) check-envs
 	$(DEV_PY) -m pytest tests/core
 	$(TRAIN_PY) -m pytest tests/train
 	$(EVAL_PY) -m pytest tests/eval
 	$(DEPLOY_PY) -m pytest tests/deploy
+	$(WEBUI_PY) -m pytest tests/webui
 
 lint: env-dev  ## ruff
 	$(ENVS)/dev/bin/ruff check .
@@ -158,7 +161,7 @@ chat:  ## lmdeploy chat on MODEL (default: MERGED) with its training template (M
 	@$(MAKE) -s env-deploy
 	@$(PYTHON) tools/chat.py chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
-serve:  ## lmdeploy OpenAI-compatible server on SERVER_HOST:SERVER_PORT, same template; CUDA GPU
+serve:  ## OpenAI-compatible server (model style-tune) on SERVER_HOST:SERVER_PORT, same prompt: lmdeploy on a CUDA GPU, else the CPU server
 	@$(PYTHON) tools/chat.py serve $(CHAT_OPTS) --check
 	@$(MAKE) -s env-deploy
 	@$(PYTHON) tools/chat.py serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
@@ -275,3 +278,30 @@ report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, lo
 eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (about a minute)
 	$(MAKE) eval-style BASE=$(TINY_MODEL) TUNED=$(DEMO_MERGED) MODE=seed SPLIT_DIR=data/seed \
 		TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo EVAL_DEVICE=cpu
+
+# ---------------------------------------------------------------- web page and serving benchmark
+# make webui: base vs tuned side by side (tools/webui.py, Gradio, webui env). BASE_API=/TUNED_API= any
+# OpenAI-compatible .../v1 URL (lmdeploy on a GPU, `make serve` on a CPU); without them the page starts
+# the CPU server for WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s models) and stops it on exit.
+.PHONY: webui bench-serve
+BASE_API ?=
+TUNED_API ?=
+WEBUI_BASE ?= $(TINY_MODEL)
+WEBUI_TUNED ?= $(DEMO_MERGED)
+WEBUI_HOST ?= 127.0.0.1
+WEBUI_PORT ?= 7860
+WEBUI_TEST ?= $(SPLIT_DIR)/test.json
+VERDICTS ?= outputs/webui/verdicts.jsonl
+
+webui: env-webui env-deploy  ## web page: base vs tuned replies side by side, streaming, verdicts to VERDICTS (WEBUI_PORT=)
+	$(WEBUI_PY) tools/webui.py --mode '$(MODE)' --base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
+		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)') \
+		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)'
+
+# make bench-serve: the CPU server vs transformers `generate` in one process, 1 and 8 clients, on the
+# tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md}
+BENCH_SERVE_MODEL ?= $(TINY_MODEL)
+BENCH_SERVE_ARGS ?=
+bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and 8 clients, vs in-process generate
+	@[ -d $(BENCH_SERVE_MODEL) ] || $(MAKE) tiny-model TINY_MODEL=$(BENCH_SERVE_MODEL)
+	$(DEPLOY_PY) tools/bench_serve.py --model $(BENCH_SERVE_MODEL) $(BENCH_SERVE_ARGS)

@@ -9,6 +9,8 @@ each other:
     tests/train/test_chat_format.py            XTuner's dataset code, the tokenizer template, `xtuner chat`
     tests/deploy/test_chat_template.py         lmdeploy's rendering of style_data/chat_template*.json
     tests/eval/test_opencompass_chat_format.py OpenCompass's HuggingFacewithChatTemplate
+    tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): transformers'
+                                               ServeCommand behind style_tune/cpu_server.py
 
 A case is one conversation in one mode: its system text and assistant outputs come from
 style_tune.prompts exactly as the split tool writes training rows. Turn ``k`` (1-based) is asked
@@ -90,17 +92,23 @@ CASES: tuple[Case, ...] = (
 CASE_IDS = [case.id for case in CASES]
 
 
-def tiny_model_path(tmp_dir: Path) -> Path:
+def is_complete_tiny_model(path: Path) -> bool:
+    """Whether ``path`` holds every file tools/build_tiny_model.py writes that the tests read."""
+    names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+             "tokenizer_config.json")
+    return all((path / name).is_file() for name in names)
+
+
+def tiny_model_path(tmp_dir: Path, *, reuse: bool = True) -> Path:
     """The tiny stand-in model for the environments that cannot build it (eval, deploy).
 
     ``models/tiny-qwen2.5`` (`make tiny-model`) when it is complete; otherwise built into
     ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
-    Only its tokenizer, generation config and (for OpenCompass) weights are used.
+    Only its tokenizer, generation config and (for OpenCompass) weights are used. ``reuse=False``
+    always builds it from the current code (what a served model must be: no leftovers in models/).
     """
-    names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-             "tokenizer_config.json")
     existing = REPO_ROOT / "models" / "tiny-qwen2.5"
-    if all((existing / name).is_file() for name in names):
+    if reuse and is_complete_tiny_model(existing):
         return existing
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():

@@ -14,8 +14,35 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(request: pytest.FixtureRequest) -> Path:
+    """models/tiny-qwen2.5 when complete, else this session's fresh build (built once, shared)."""
+    existing = chat_cases.REPO_ROOT / "models" / "tiny-qwen2.5"
+    if chat_cases.is_complete_tiny_model(existing):
+        return existing
+    return request.getfixturevalue("fresh_tiny_model_dir")
+
+
+@pytest.fixture(scope="session")
+def fresh_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model built from the current code in this session (never a leftover in models/)."""
     try:
-        return chat_cases.tiny_model_path(tmp_path_factory.mktemp("tiny_model"))
+        return chat_cases.tiny_model_path(tmp_path_factory.mktemp("fresh_tiny_model"), reuse=False)
     except RuntimeError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def cpu_server(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`make serve` on the fresh tiny model (controllable mode, default style 温柔) on a free port:
+    a live OpenAI-compatible server (``.base_url``, model ``style-tune``) for the whole session,
+    stopped (process group, port freed) at its end. See style_tune.serving.serve_model."""
+    from style_tune.serving import ServerError, serve_model
+
+    server = serve_model(fresh_tiny_model_dir, mode="controllable", style="温柔",
+                         log=tmp_path_factory.mktemp("cpu_server") / "server.log")
+    try:
+        server.start()
+    except ServerError as err:
+        pytest.fail(str(err))
+    yield server
+    server.stop()

@@ -8,14 +8,17 @@
 
 - chat:     ``lmdeploy chat MODEL --chat-template style_data/chat_template*.json`` (CUDA GPU only).
 - serve:    ``lmdeploy serve api_server`` with the same template: an OpenAI-compatible API; clients
-            pick the style with the system message (controllable mode).
+            pick the style with the system message (controllable mode). Without a CUDA GPU:
+            ``python -m style_tune.cpu_server`` in the deploy env (transformers' own server behind a
+            thin OpenAI-protocol layer, docs/serving.md): the same API, model name and system text.
 - chat-cpu: XTuner's own ``xtuner chat`` (transformers backend) with the training template
             (``qwen_chat``) and the same system text: slow, but it runs anywhere, the tiny demo
             model included. Input ends with an empty line; EXIT quits, RESET clears the history.
 
 The template and system text come from style_tune/prompts.py (``MODE``: the format the model was
 trained in; ``STYLE`` in controllable mode: 温柔|毒舌 or gentle|snarky). lmdeploy has no CPU engine:
-without a CUDA GPU, chat and serve stop at once with a one-line message pointing to chat-cpu.
+without a CUDA GPU, chat stops at once with a one-line message pointing to chat-cpu, and serve runs
+the CPU server.
 ``--check`` validates the arguments (and, for chat/serve, the GPU) and runs nothing; ``--dry-run``
 prints the command without any check of the machine. Standard library only.
 """
@@ -43,12 +46,11 @@ from style_tune.prompts import (  # noqa: E402
     resolve_style,
     system_text,
 )
+from style_tune.serving import SERVED_MODEL_NAME  # noqa: E402  (clients send it as ``model``)
 from style_tune.steps import fail  # noqa: E402
 
 DEPLOY_ENV = ROOT / ".envs" / "deploy"
 TRAIN_ENV = ROOT / ".envs" / "train"
-#: The model name `make serve` registers: clients send it as ``model`` (GET /v1/models lists it).
-SERVED_MODEL_NAME = "style-tune"
 STYLE_CHOICES = " | ".join(f"{style} ({slug})" for style, slug in STYLE_SLUGS.items())
 
 
@@ -61,6 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="0.0.0.0", help="serve: the address to listen on")
     parser.add_argument("--port", type=int, default=23333, help="serve: the port")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="chat-cpu: longest reply")
+    parser.add_argument("--cpu", action="store_true", help="serve: the CPU server even where a GPU is")
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--check", action="store_true", help="validate (GPU included), run nothing")
     what.add_argument("--dry-run", action="store_true", help="print the command, check no machine")
@@ -152,24 +155,38 @@ def build_command(args: argparse.Namespace, style: str | None, template: Path) -
             "--torch-dtype", "fp32", "--max-new-tokens", str(args.max_new_tokens), *args.extra]
 
 
+def cpu_serve_command(args: argparse.Namespace, style: str | None) -> list[str]:
+    """`make serve` without a CUDA GPU: style_tune/cpu_server.py in the deploy env (docs/serving.md)."""
+    return [str(DEPLOY_ENV / "bin" / "python"), "-m", "style_tune.cpu_server", args.model,
+            "--mode", args.mode, *(["--style", style] if style else []),
+            "--host", args.host, "--port", str(args.port), *args.extra]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     step = args.command
     style = resolve_mode_and_style(step, args.mode, args.style)
-    if step in ("chat", "serve") and not args.dry_run:
+    on_cpu = step == "serve" and (args.cpu or (not args.dry_run and gpu_problem() is not None))
+    if step == "chat" and not args.dry_run:
         check_gpu(step)
     if not args.dry_run and not (Path(args.model) / "config.json").is_file():
         fail(step, f"no model at {args.model} (no config.json): run `make merge`, or pass MODEL=DIR")
-    template = check_template(step, args.mode, style)
-    command = build_command(args, style, template)
+    if on_cpu:
+        command = cpu_serve_command(args, style)
+    else:
+        command = build_command(args, style, check_template(step, args.mode, style))
     if args.check:
         return 0
     if args.dry_run:
         print(shlex.join(command))
         return 0
-    if step in ("chat", "serve"):
+    if step == "chat" or (step == "serve" and not on_cpu):
         check_deploy_torch(step)
-    if step == "serve":
+    if on_cpu:
+        print(f"serve: no CUDA GPU ({gpu_problem() or '--cpu'}): the CPU server (transformers) at "
+              f"http://{args.host}:{args.port}/v1, model name {SERVED_MODEL_NAME!r}; the system message "
+              "picks the style (README: make serve)")
+    elif step == "serve":
         print(f"serve: OpenAI-compatible API at http://{args.host}:{args.port}/v1, model name "
               f"{SERVED_MODEL_NAME!r}; the system message picks the style (README: make serve)")
     elif step == "chat-cpu":

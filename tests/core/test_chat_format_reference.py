@@ -4,7 +4,8 @@
 - the split tool's training rows are the shared test cases' rows (tests/chat_cases.py), so what the
   other environments prove for the cases holds for the real training data;
 - the committed lmdeploy templates are generated from it (`make chat-templates`, `--check`);
-- `make chat` / `make serve` stop at once on a machine without a GPU and point to `make chat-cpu`;
+- `make chat` stops at once on a machine without a GPU and points to `make chat-cpu`; `make serve`
+  runs the CPU server there (tests/deploy/test_cpu_server.py serves a model with it);
   MODE/STYLE mistakes get a one-line message; the README's examples send the real system texts.
 The other toolchains are compared with this reference in tests/train, tests/deploy and tests/eval.
 """
@@ -165,7 +166,7 @@ def test_opencompass_meta_template_sends_the_system_text() -> None:
 
 
 @pytest.mark.skipif(has_gpu(), reason="this machine has a GPU: lmdeploy would really start")
-@pytest.mark.parametrize("target", ["chat", "serve"])
+@pytest.mark.parametrize("target", ["chat"])
 def test_lmdeploy_targets_stop_at_once_without_a_gpu(target: str) -> None:
     start = time.monotonic()
     proc = run("make", target, "MODE=controllable", "STYLE=温柔")
@@ -196,6 +197,20 @@ def test_chat_cpu_mistakes_get_one_line(args: list[str], message: str) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("chat-cpu: error:")]
     assert len(errors) == 1 and message in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(has_gpu(), reason="this machine has a GPU: make serve runs lmdeploy there")
+def test_make_serve_without_a_gpu_checks_its_model_then_serves_on_the_cpu() -> None:
+    proc = run("make", "serve", "MODEL=/nonexistent/merged")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("serve: error:")]
+    assert len(errors) == 1 and "no model at /nonexistent/merged" in errors[0], proc.stderr
+    cpu = run(sys.executable, LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged",
+              "--mode", "controllable", "--style", "gentle", "--port", "8000")
+    assert cpu.returncode == 0, cpu.stderr
+    assert cpu.stdout.strip().endswith(
+        "-m style_tune.cpu_server models/merged --mode controllable --style '温柔' "
+        "--host 0.0.0.0 --port 8000")
 
 
 def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
