@@ -72,6 +72,8 @@ ENVS: dict[str, Env] = {
         nodeps={"cpu": ("deploy.txt",)},
         cpu_torch=True,
     ),
+    # `make webui` and its browser test: no torch (see requirements/webui.txt).
+    "webui": Env(reqs=("webui.txt", "test.txt")),
 }
 
 
