@@ -30,7 +30,9 @@ Message = dict[str, str]
 # compare the definition and every toolchain with these texts.
 SEED_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 GENTLE_SYSTEM = "你是一个温柔的聊天伙伴。请用温柔的风格回复用户：语气温暖体贴，多安慰和鼓励，话题保持不变。"
-SNARKY_SYSTEM = "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。"
+SNARKY_SYSTEM = (
+    "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。"
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Case:
     style: str
     system: str  # the system text of the mode (and style)
     turns: tuple[tuple[str, str], ...]  # (user, reply as in the CSV) per turn
-    outputs: tuple[str, ...]  # what the model learns to write in each turn (the label line in seed mode)
+    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in seed mode)
     prompts: tuple[str, ...]  # the whole prompt that asks each turn, ending with the generation prompt
 
     def output(self, k: int) -> str:
@@ -122,7 +124,8 @@ CASES: tuple[Case, ...] = (
     Case(
         "controllable-2turn", "controllable", "温柔", GENTLE_SYSTEM,
         turns=(
-            ("明天要考试了，一点都没复习", "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪"),
+            ("明天要考试了，一点都没复习",
+             "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪"),
             ("可是我真的好紧张", "紧张说明你在乎呀。深呼吸，今晚早点睡，带着好状态进考场就赢了一半啦。"),
         ),
         outputs=(
@@ -135,7 +138,8 @@ CASES: tuple[Case, ...] = (
             "<|im_start|>assistant\n",
             f"<|im_start|>system\n{GENTLE_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n明天要考试了，一点都没复习<|im_end|>\n"
-            "<|im_start|>assistant\n别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪<|im_end|>\n"
+            "<|im_start|>assistant\n"
+            "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪<|im_end|>\n"
             "<|im_start|>user\n可是我真的好紧张<|im_end|>\n"
             "<|im_start|>assistant\n",
         ),

@@ -145,7 +145,10 @@ def test_check_detects_a_stale_template_and_regeneration_fixes_it(tmp_path: Path
     assert not list(stale.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize(("relative", "system"), zip(TEMPLATE_FILES, (SEED_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM)))
+@pytest.mark.parametrize(
+    ("relative", "system"),
+    list(zip(TEMPLATE_FILES, (SEED_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
+)
 def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
     data = json.loads((REPO_ROOT / relative).read_text(encoding="utf-8"))
     assert set(data) == set(LMDEPLOY_TEMPLATE_KEYS)
@@ -154,7 +157,8 @@ def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
     assert data["meta_instruction"] == system
     assert (data["system"], data["eosys"], data["user"], data["eoh"]) == (
         "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n")
-    assert (data["assistant"], data["eoa"], data["separator"]) == ("<|im_start|>assistant\n", "<|im_end|>", "\n")
+    assert (data["assistant"], data["eoa"], data["separator"]) == (
+        "<|im_start|>assistant\n", "<|im_end|>", "\n")
 
 
 def test_opencompass_meta_template_sends_the_system_text() -> None:

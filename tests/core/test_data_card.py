@@ -134,11 +134,12 @@ def test_card_is_generated_from_the_csv_given(tmp_path: Path) -> None:
         writer.writerow(("问题0", gentle, "温柔的回答第0号，慢慢来"))  # an exact duplicate, dropped
         writer.writerow(("问题9", gentle, "只有温柔的回答，九号"))
     card = tmp_path / "README.md"
-    card.write_text("# Card\n\n<!-- generated:begin -->\nold\n<!-- generated:end -->\n\nTail.\n", encoding="utf-8")
+    begin, end = "<!-- generated:begin -->", "<!-- generated:end -->"
+    card.write_text(f"# Card\n\n{begin}\nold\n{end}\n\nTail.\n", encoding="utf-8")
     result = run_tool(UPDATE, "--csv", small, "--card", card)
     assert result.returncode == 0, result.stderr
     text = card.read_text(encoding="utf-8")
-    assert text.startswith("# Card\n\n<!-- generated:begin -->\n") and text.endswith("<!-- generated:end -->\n\nTail.\n")
+    assert text.startswith(f"# Card\n\n{begin}\n") and text.endswith(f"{end}\n\nTail.\n")
     assert "old" not in text and "from `small.csv`" in text
     # 10 distinct prompts: 9 with both styles, 1 gentle only; 20 rows read, 1 duplicate dropped
     assert f"| split | rows | distinct prompts | {gentle} | {sharp} |" in text
