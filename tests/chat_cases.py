@@ -150,23 +150,19 @@ CASE_IDS = [case.id for case in CASES]
 
 
 def tiny_model_path(tmp_dir: Path) -> Path:
-    """The tiny stand-in model for the environments that cannot build it (eval, deploy).
+    """The tiny stand-in model, built into ``tmp_dir`` by the current tools/build_tiny_model.py.
 
-    ``models/tiny-qwen2.5`` (`make tiny-model`) when it is complete; otherwise built into
-    ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
-    Only its tokenizer, generation config and (for OpenCompass) weights are used.
+    Built with the train environment's Python (the builder needs its packages), so the eval and
+    deploy environments test what the current code builds, never a leftover in ``models/`` from an
+    older build. Only its tokenizer, generation config and (for OpenCompass) weights are used.
     """
-    names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-             "tokenizer_config.json")
-    existing = REPO_ROOT / "models" / "tiny-qwen2.5"
-    if all((existing / name).is_file() for name in names):
-        return existing
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():
-        raise RuntimeError("no models/tiny-qwen2.5, and no train environment to build it: make tiny-model")
+        raise RuntimeError("no train environment to build the tiny model with: make env-train")
     out = tmp_dir / "tiny-qwen2.5"
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out)],
+        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--size", "tiny",
+         "--seed", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:

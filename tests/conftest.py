@@ -1,8 +1,9 @@
 """Shared fixtures: the tiny stand-in model, whose real Qwen2.5 tokenizer the chat-format tests use.
 
 The eval and deploy envs cannot build it (tools/build_tiny_model.py needs the train toolchain): this
-fixture reuses models/tiny-qwen2.5 (`make tiny-model`) or builds it with the train env's Python.
-tests/train/conftest.py overrides it with a fresh build.
+fixture builds it once per session, from the current code, with the train env's Python (never the
+leftover models/tiny-qwen2.5 of an earlier `make tiny-model`). tests/train/conftest.py overrides it
+with a build in its own interpreter.
 """
 
 from __future__ import annotations
