@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
@@ -68,13 +69,32 @@ def dataset(n_prompts: int, styles: Sequence[str] = STYLES) -> list[tuple[str, s
     ]
 
 
-def run_tool(
-    csv_path: Path, out_dir: Path, *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_tool(csv_path: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The tool's ``main`` in this process, as its command line runs it: exit status, stdout, stderr.
+
+    In-process, so that it is fast and mutation testing sees which code each test runs;
+    :func:`run_cli` runs the real command line in a subprocess.
+    """
+    argv = [str(csv_path), "--out-dir", str(out_dir), *args]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(csv_path.parent)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = split_data.main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli(csv_path: Path, out_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
     return subprocess.run(
         [sys.executable, str(TOOL), str(csv_path), "--out-dir", str(out_dir), *args],
-        capture_output=True, text=True, encoding="utf-8", env=env, cwd=cwd or csv_path.parent,
+        capture_output=True, text=True, encoding="utf-8", env=env, cwd=cwd,
     )
 
 
@@ -337,8 +357,12 @@ def test_runs_from_any_cwd(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "data.csv", dataset(20))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run_tool(data, tmp_path / "out", cwd=elsewhere)
+    result = run_cli(data, tmp_path / "out", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "train.json").is_file() and "input rows: 40" in result.stdout
+    bad = run_cli(tmp_path / "nope.csv", tmp_path / "out2", cwd=elsewhere)
+    assert bad.returncode == 2 and "nope.csv: file: cannot read" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,7 +539,7 @@ REAL_DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
 @pytest.mark.parametrize("seed", [42, 0, 1, 2, 3])
 def test_real_data(tmp_path: Path, seed: int) -> None:
     out = tmp_path / "out"
-    result = run_tool(REAL_DATA, out, "--seed", str(seed), cwd=tmp_path)
+    result = run_tool(REAL_DATA, out, "--seed", str(seed))
     assert result.returncode == 0, result.stderr
     split_of: dict[str, str] = {}
     for name, split in read_all(out).items():
