@@ -250,3 +250,13 @@ report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, lo
 eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (about a minute)
 	$(MAKE) eval-style BASE=$(TINY_MODEL) TUNED=$(DEMO_MERGED) MODE=seed SPLIT_DIR=data/seed \
 		TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo EVAL_DEVICE=cpu
+
+# ---------------------------------------------------------------- mutation testing (not in `make test`)
+# mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
+# [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
+# the survivors and why each is kept: mutation/survivors.md. About 15 min on 2 cores.
+.PHONY: env-mutation mutation
+env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
+
+mutation: env-mutation  ## mutation testing of the prompt definition, split and step wrappers -> mutation/
+	$(ENVS)/mutation/bin/python tools/mutation.py

@@ -7,9 +7,8 @@ over all token positions, MFU's 4·N FLOP per non-pad token. Standard library on
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = sorted((REPO_ROOT / "benchmarks").glob("train_bench_*.json"))
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_train_tool", REPO_ROOT / "tools" / "bench_train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = importlib.import_module("tools.bench_train")  # standard library at import time
 
 
 def definition_problems(variant: dict) -> list[str]:

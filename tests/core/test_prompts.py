@@ -101,14 +101,14 @@ def test_output_text(mode: str, style: str, reply: str, expected: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("reply", ["", "   ", "\n\u3000\n"])
 def test_output_text_refuses_an_empty_reply(mode: str, reply: str) -> None:
-    with pytest.raises(ValueError, match="empty reply"):
+    with pytest.raises(ValueError, match="^empty reply: a training turn needs text after the style$"):
         output_text(mode, "温柔", reply)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("style", ["", "温柔 ", "gentle", "礼貌"])
 def test_output_text_refuses_an_unknown_style(mode: str, style: str) -> None:
-    with pytest.raises(ValueError, match="unknown style"):
+    with pytest.raises(ValueError, match=f"^unknown style {style!r}; use one of 温柔, 毒舌$"):
         output_text(mode, style, "辛苦啦")
 
 
@@ -181,7 +181,7 @@ def test_render_chatml_with_and_without_the_generation_prompt() -> None:
 @pytest.mark.parametrize(
     ("messages", "message"),
     [
-        ([], "must start with its system message"),
+        ([], r"^a conversation must start with its system message \(see style_tune.prompts\)$"),
         ([{"role": "user", "content": "U"}], "must start with its system message"),
         ([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}],
          r"message 1 has role 'assistant'; expected 'user'"),

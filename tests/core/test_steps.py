@@ -22,16 +22,10 @@ from style_tune import steps
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"{name}_tool", REPO_ROOT / "tools" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train = load("train")
-convert = load("convert_adapter")
+# Imported by their paths in the repository (pytest puts the root on sys.path): mutation testing
+# (`make mutation`) tells mutants apart by those module names.
+train = importlib.import_module("tools.train")
+convert = importlib.import_module("tools.convert_adapter")
 
 
 def exits(capsys: pytest.CaptureFixture[str], function, *args, **kwargs) -> str:
@@ -371,3 +365,81 @@ def test_convert_refuses_a_missing_config(tmp_path: Path, monkeypatch, capsys) -
     missing = tmp_path / "nope.py"
     line = exits(capsys, convert.main, [str(missing), "--work-dir", str(tmp_path)])
     assert line == f"convert: error: config {missing} not found" and calls == []
+
+
+# --- what the command line and the order of output say ------------------------------------------
+
+
+def test_announcements_come_before_the_child_output(tmp_path: Path) -> None:
+    """Through a pipe (make's output in CI), the `step: $ command` and `resuming from` lines are
+    flushed before XTuner's own output, not after it."""
+    import subprocess
+
+    (tmp_path / "iter_2.pth").write_bytes(b"")
+    code = (
+        "import sys, importlib\n"
+        "steps = importlib.import_module('style_tune.steps')\n"
+        "train = importlib.import_module('tools.train')\n"
+        f"train.resume_args(__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "steps.run('s', [sys.executable, '-c', 'print(\"child\")'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"train: resuming from {tmp_path / 'iter_2.pth'} (iteration 2)",
+        f"s: $ {sys.executable} -c print(\"child\")",
+        "child",
+    ]
+
+
+def test_train_needs_a_work_dir(inputs, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(train, "run", recording_run([]))
+    with pytest.raises(SystemExit) as info:
+        train.main([str(inputs["config"])])
+    assert info.value.code == 2
+    assert "the following arguments are required: --work-dir" in capsys.readouterr().err
+
+
+def test_train_reads_sys_argv(inputs, monkeypatch) -> None:
+    calls: list = []
+    monkeypatch.setattr(train, "run", recording_run(calls))
+    work = inputs["work_dir"]
+    work.mkdir()
+    (work / "iter_1.pth").write_bytes(b"")
+    monkeypatch.setattr(sys, "argv", ["tools/train.py", str(inputs["config"]), "--work-dir", str(work)])
+    assert train.main() == 0
+    assert calls[0][1][3:6] == [str(inputs["config"]), "--work-dir", str(work)]
+
+
+def test_convert_needs_a_work_dir(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        convert.main([str(tmp_path)])
+    assert info.value.code == 2
+    assert "the following arguments are required: --work-dir" in capsys.readouterr().err
+
+
+def test_convert_uses_the_iteration_asked_for(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    for n in (2, 5):
+        (work / f"iter_{n}.pth").write_bytes(b"")
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
+    assert convert.main([str(config), "--work-dir", str(work), "--iter", "2"]) == 0
+    assert calls[0][1][4] == str(work / "iter_2.pth") and (work / "iter_2_hf").is_dir()
+    # the existing adapter is refused by name, as the convert step
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work), "--iter", "2"])
+    assert line.startswith(f"convert: error: {work / 'iter_2_hf'} already exists;")
+
+
+def test_convert_names_every_missing_adapter_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    (work / "iter_1.pth").write_bytes(b"")
+    monkeypatch.setattr(convert, "run", recording_run([]))
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    assert line == (f"convert: error: XTuner wrote no adapter_config.json, adapter_model.safetensors; "
+                    f"is {config} a LoRA config?")
