@@ -850,3 +850,17 @@ def test_write_atomically_leaves_nothing_when_a_file_fails(tmp_path: Path) -> No
     with pytest.raises(FileExistsError):
         split_data.write_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
     assert list(out.iterdir()) == []
+
+
+def test_undecodable_bytes_four_shown_in_full_and_unnamed_columns(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    rows = [(*row, "") for row in dataset(20)]
+    text = csv_text(rows, header=("user", "style", "assistant", " ")).encode()
+    data.write_bytes(text + "问,温柔,好,".encode() + b"\xb0\xa1\xb0\xa1\n"
+                     + "问,温柔,好,".encode() + b"\xb0\xa1\xb0\xa1\xb0\n")
+    lines = run_tool(data, tmp_path / "out").stderr.splitlines()
+    hint = "(tried encoding utf-8; if the file is GBK-encoded, rerun with --encoding gbk)"
+    assert lines[:2] == [
+        f"data.csv:42: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 {hint}",
+        f"data.csv:43: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 ... {hint}",
+    ]

@@ -383,8 +383,9 @@ def test_announcements_come_before_the_child_output(tmp_path: Path) -> None:
         f"train.resume_args(__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "steps.run('s', [sys.executable, '-c', 'print(\"child\")'])\n"
     )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe: block-buffered
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         f"train: resuming from {tmp_path / 'iter_2.pth'} (iteration 2)",
