@@ -6,9 +6,9 @@
 - ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
   (tests/eval/fixtures/fewclue/data/FewCLUE): the config runs and the summary has the seed's rows.
 
-Models: the test builds its own from the current code in about two minutes (the tiny model, the split,
-50 training iterations of the demo config, convert, merge), with the same make targets; `make demo`'s
-leftovers in models/ may be from older code and are not used.
+Models: `make demo`'s (models/tiny-qwen2.5, models/tiny-qwen2.5-style-merged, data/seed, work_dirs/demo)
+when they are there; otherwise the test builds its own in about two minutes (the tiny model, the split,
+50 training iterations of the demo config, convert, merge), with the same make targets.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
+DEMO = {
+    "base": REPO_ROOT / "models" / "tiny-qwen2.5",
+    "tuned": REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
+    "split": REPO_ROOT / "data" / "seed",
+    "work_dir": REPO_ROOT / "work_dirs" / "demo",
+}
 DEMO_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
 QUICK_ITERS = 50  # the demo config learns the label line by then (loss ~11.1)
 
@@ -46,9 +52,17 @@ def make(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return proc
 
 
+def demo_is_complete() -> bool:
+    return (all((DEMO[m] / "model.safetensors").is_file() for m in ("base", "tuned"))
+            and all((DEMO["split"] / f"{s}.json").is_file() for s in ("train", "test"))
+            and any(DEMO["work_dir"].glob("*/vis_data/scalars.json")))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The base and tuned tiny models, their split and training work dir."""
+    if demo_is_complete():
+        return DEMO
     root = tmp_path_factory.mktemp("quick_demo")
     base = chat_cases.tiny_model_path(root)
     built = {"base": base, "tuned": root / "merged", "split": root / "seed", "work_dir": root / "work"}
