@@ -254,7 +254,7 @@ eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (abo
 # ---------------------------------------------------------------- mutation testing (not in `make test`)
 # mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
 # [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
-# the survivors and why each is kept: mutation/survivors.md. About 15 min on 2 cores.
+# the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 19 min on 2 cores.
 .PHONY: env-mutation mutation
 env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
 

@@ -864,3 +864,8 @@ def test_undecodable_bytes_four_shown_in_full_and_unnamed_columns(tmp_path: Path
         f"data.csv:42: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 {hint}",
         f"data.csv:43: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 ... {hint}",
     ]
+
+
+def test_missing_file_exact_message(tmp_path: Path) -> None:
+    result = run_tool(tmp_path / "nope.csv", tmp_path / "out")
+    assert result.stderr.splitlines()[0] == "nope.csv: file: cannot read: No such file or directory"
