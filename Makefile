@@ -305,3 +305,13 @@ BENCH_SERVE_ARGS ?=
 bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and 8 clients, vs in-process generate
 	@[ -d $(BENCH_SERVE_MODEL) ] || $(MAKE) tiny-model TINY_MODEL=$(BENCH_SERVE_MODEL)
 	$(DEPLOY_PY) tools/bench_serve.py --model $(BENCH_SERVE_MODEL) $(BENCH_SERVE_ARGS)
+
+# ---------------------------------------------------------------- mutation testing (not in `make test`)
+# mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
+# [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
+# the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 19 min on 2 cores.
+.PHONY: env-mutation mutation
+env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
+
+mutation: env-mutation  ## mutation testing of the prompt definition, split and step wrappers -> mutation/
+	$(ENVS)/mutation/bin/python tools/mutation.py

@@ -38,20 +38,30 @@ def system_text(mode: str, style: str | None = None) -> str:
 
 
 def output_text(mode: str, style: str, reply: str) -> str:
-    """The assistant turn the model learns: ``style\\nreply`` in seed mode, the reply alone otherwise."""
-    if mode == "seed":
-        return f"{style}\n{reply}"
-    if mode == "controllable":
-        return reply
-    raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    """The assistant turn the model learns: ``style\\nreply`` in seed mode, the reply alone otherwise.
+
+    The reply is trimmed (as the split tool trims CSV cells); an empty one, or a style that is not
+    one of :data:`STYLES`, is refused: either would teach the model a turn no reader can parse.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; use one of {', '.join(STYLES)}")
+    text = reply.strip()
+    if not text:
+        raise ValueError("empty reply: a training turn needs text after the style")
+    return f"{style}\n{text}" if mode == "seed" else text
 
 
 def split_label(text: str) -> tuple[str | None, str]:
-    """Split a seed-mode reply into (style label or None, reply text).
+    """Split a seed-mode reply into (style label or None, reply text), both trimmed.
 
-    The label counts only when the first line, trimmed, is exactly one of :data:`STYLES`.
+    The label counts only when the first non-blank line, trimmed, is exactly one of :data:`STYLES`,
+    the format :func:`output_text` trains. So ``" 温柔 \\n回复"`` has the label 温柔, while a label
+    with more text on its line (``"温柔 回复"``, ``"温柔：回复"``) or a colon after it (``"温柔:\\n回复"``)
+    is no label: the whole text is the reply. A label alone gives an empty reply.
     """
-    first, sep, rest = text.lstrip().partition("\n")
+    first, _, rest = text.lstrip().partition("\n")
     label = first.strip()
     if label in STYLES:
         return label, rest.strip()

@@ -1,20 +1,19 @@
-"""The conversations every toolchain's chat-format test renders, defined once (standard library only).
+"""The conversations every toolchain's chat-format test renders, written out by hand (standard library only).
 
-Each toolchain lives in its own environment, so each environment's test compares its toolchain's
-rendering (text and, where it has a tokenizer, token ids) with the reference renderer
-:func:`style_tune.prompts.render_chatml` on these cases; equal to one reference, they are equal to
-each other:
+Each case holds, as literal text, its system message, what the model learns to write in each turn
+and the whole prompt of each turn. Nothing here is computed by style_tune.prompts: the definition
+and every toolchain are compared with these texts, so a change to any of them fails a test:
 
-    tests/core/test_chat_format_reference.py   the reference itself, the split tool's rows, the templates
+    tests/core/test_chat_format_reference.py   the definition (system_text, output_text, render_chatml),
+                                               the split tool's rows, the templates
     tests/train/test_chat_format.py            XTuner's dataset code, the tokenizer template, `xtuner chat`
     tests/deploy/test_chat_template.py         lmdeploy's rendering of style_data/chat_template*.json
     tests/eval/test_opencompass_chat_format.py OpenCompass's HuggingFacewithChatTemplate
     tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): transformers'
                                                ServeCommand behind style_tune/cpu_server.py
 
-A case is one conversation in one mode: its system text and assistant outputs come from
-style_tune.prompts exactly as the split tool writes training rows. Turn ``k`` (1-based) is asked
-with the prompt ``prompt(k)``; the model must answer ``output(k)`` and end it with ``<|im_end|>``.
+Turn ``k`` (1-based) is asked with the prompt ``prompt(k)``; the model must answer ``output(k)`` and
+end it with ``<|im_end|>``.
 """
 
 from __future__ import annotations
@@ -23,12 +22,19 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from style_tune.prompts import output_text, render_chatml, system_text
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 Message = dict[str, str]
+
+# Hand-written: none of this is computed by style_tune.prompts, so a change to the definition (a
+# system text, the seed label line, the controllable reply, the ChatML layout) fails the tests that
+# compare the definition and every toolchain with these texts.
+SEED_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+GENTLE_SYSTEM = "你是一个温柔的聊天伙伴。请用温柔的风格回复用户：语气温暖体贴，多安慰和鼓励，话题保持不变。"
+SNARKY_SYSTEM = (
+    "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。"
+)
 
 
 @dataclass(frozen=True)
@@ -36,22 +42,29 @@ class Case:
     id: str
     mode: str
     style: str
+    system: str  # the system text of the mode (and style)
     turns: tuple[tuple[str, str], ...]  # (user, reply as in the CSV) per turn
-
-    @property
-    def system(self) -> str:
-        return system_text(self.mode, self.style)
+    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in seed mode)
+    prompts: tuple[str, ...]  # the whole prompt that asks each turn, ending with the generation prompt
 
     def output(self, k: int) -> str:
-        """What the model learns to write in turn k (the style label line first in seed mode)."""
-        return output_text(self.mode, self.style, self.turns[k - 1][1])
+        """What the model learns to write in turn k (1-based)."""
+        return self.outputs[k - 1]
+
+    def prompt(self, k: int) -> str:
+        """The prompt of turn k, as every front end must build it."""
+        return self.prompts[k - 1]
+
+    def text(self) -> str:
+        """The whole training conversation: the last prompt, the last output, its end."""
+        return f"{self.prompts[-1]}{self.outputs[-1]}<|im_end|>\n"
 
     def messages(self) -> list[Message]:
         """The whole conversation, system message first (OpenAI / transformers message format)."""
         messages = [{"role": "system", "content": self.system}]
-        for k, (user, _) in enumerate(self.turns, start=1):
+        for (user, _), output in zip(self.turns, self.outputs, strict=True):
             messages.append({"role": "user", "content": user})
-            messages.append({"role": "assistant", "content": self.output(k)})
+            messages.append({"role": "assistant", "content": output})
         return messages
 
     def prompt_messages(self, k: int, *, with_system: bool = True) -> list[Message]:
@@ -59,63 +72,99 @@ class Case:
         messages = self.messages()[: 2 * k]
         return messages if with_system else messages[1:]
 
-    def prompt(self, k: int) -> str:
-        """The reference prompt of turn k."""
-        return render_chatml(self.prompt_messages(k), add_generation_prompt=True)
-
     def xtuner_row(self) -> dict[str, list[dict[str, str]]]:
         """The XTuner training row: the system text on the first turn, as tools/split_data.py writes it."""
         conversation = []
-        for k, (user, _) in enumerate(self.turns, start=1):
+        for k, ((user, _), output) in enumerate(zip(self.turns, self.outputs, strict=True), start=1):
             turn = {"system": self.system} if k == 1 else {}
-            conversation.append({**turn, "input": user, "output": self.output(k)})
+            conversation.append({**turn, "input": user, "output": output})
         return {"conversation": conversation}
 
 
 CASES: tuple[Case, ...] = (
-    Case("seed-1turn", "seed", "温柔", (
-        ("今天加班到十点，好累啊", "辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸"),
-    )),
-    Case("seed-2turn", "seed", "毒舌", (
-        ("我想减肥，但是管不住嘴", "嘴：我可没答应过你。"),
-        ("那你说我该怎么办？\n在线等，挺急的", "先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏"),
-    )),
-    Case("controllable-1turn", "controllable", "毒舌", (
-        ("iPhone 16 又涨价了，要不要买", "买，钱包都替你哭出声了：它终于不用再装作有钱了。"),
-    )),
-    Case("controllable-2turn", "controllable", "温柔", (
-        ("明天要考试了，一点都没复习", "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪"),
-        ("可是我真的好紧张", "紧张说明你在乎呀。深呼吸，今晚早点睡，带着好状态进考场就赢了一半啦。"),
-    )),
+    Case(
+        "seed-1turn", "seed", "温柔", SEED_SYSTEM,
+        turns=(("今天加班到十点，好累啊", "辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸"),),
+        outputs=("温柔\n辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸",),
+        prompts=(
+            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\n今天加班到十点，好累啊<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        ),
+    ),
+    Case(
+        "seed-2turn", "seed", "毒舌", SEED_SYSTEM,
+        turns=(
+            ("我想减肥，但是管不住嘴", "嘴：我可没答应过你。"),
+            ("那你说我该怎么办？\n在线等，挺急的", "先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏"),
+        ),
+        outputs=(
+            "毒舌\n嘴：我可没答应过你。",
+            "毒舌\n先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏",
+        ),
+        prompts=(
+            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
+            "<|im_start|>assistant\n",
+            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
+            "<|im_start|>assistant\n毒舌\n嘴：我可没答应过你。<|im_end|>\n"
+            "<|im_start|>user\n那你说我该怎么办？\n在线等，挺急的<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        ),
+    ),
+    Case(
+        "controllable-1turn", "controllable", "毒舌", SNARKY_SYSTEM,
+        turns=(("iPhone 16 又涨价了，要不要买", "买，钱包都替你哭出声了：它终于不用再装作有钱了。"),),
+        outputs=("买，钱包都替你哭出声了：它终于不用再装作有钱了。",),
+        prompts=(
+            f"<|im_start|>system\n{SNARKY_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\niPhone 16 又涨价了，要不要买<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        ),
+    ),
+    Case(
+        "controllable-2turn", "controllable", "温柔", GENTLE_SYSTEM,
+        turns=(
+            ("明天要考试了，一点都没复习",
+             "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪"),
+            ("可是我真的好紧张", "紧张说明你在乎呀。深呼吸，今晚早点睡，带着好状态进考场就赢了一半啦。"),
+        ),
+        outputs=(
+            "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪",
+            "紧张说明你在乎呀。深呼吸，今晚早点睡，带着好状态进考场就赢了一半啦。",
+        ),
+        prompts=(
+            f"<|im_start|>system\n{GENTLE_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\n明天要考试了，一点都没复习<|im_end|>\n"
+            "<|im_start|>assistant\n",
+            f"<|im_start|>system\n{GENTLE_SYSTEM}<|im_end|>\n"
+            "<|im_start|>user\n明天要考试了，一点都没复习<|im_end|>\n"
+            "<|im_start|>assistant\n"
+            "别慌，还有一晚上呢～先挑最重要的三章看，累了就休息一下，你可以的💪<|im_end|>\n"
+            "<|im_start|>user\n可是我真的好紧张<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        ),
+    ),
 )
 
 CASE_IDS = [case.id for case in CASES]
 
 
-def is_complete_tiny_model(path: Path) -> bool:
-    """Whether ``path`` holds every file tools/build_tiny_model.py writes that the tests read."""
-    names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-             "tokenizer_config.json")
-    return all((path / name).is_file() for name in names)
+def tiny_model_path(tmp_dir: Path) -> Path:
+    """The tiny stand-in model, built into ``tmp_dir`` by the current tools/build_tiny_model.py.
 
-
-def tiny_model_path(tmp_dir: Path, *, reuse: bool = True) -> Path:
-    """The tiny stand-in model for the environments that cannot build it (eval, deploy).
-
-    ``models/tiny-qwen2.5`` (`make tiny-model`) when it is complete; otherwise built into
-    ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
-    Only its tokenizer, generation config and (for OpenCompass) weights are used. ``reuse=False``
-    always builds it from the current code (what a served model must be: no leftovers in models/).
+    Built with the train environment's Python (the builder needs its packages), so the eval and
+    deploy environments test what the current code builds, never a leftover in ``models/`` from an
+    older build. Only its tokenizer, generation config and (for OpenCompass) weights are used.
     """
-    existing = REPO_ROOT / "models" / "tiny-qwen2.5"
-    if reuse and is_complete_tiny_model(existing):
-        return existing
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():
-        raise RuntimeError("no models/tiny-qwen2.5, and no train environment to build it: make tiny-model")
+        raise RuntimeError("no train environment to build the tiny model with: make env-train")
     out = tmp_dir / "tiny-qwen2.5"
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out)],
+        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--size", "tiny",
+         "--seed", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:

@@ -1,8 +1,9 @@
 """Shared fixtures: the tiny stand-in model, whose real Qwen2.5 tokenizer the chat-format tests use.
 
 The eval and deploy envs cannot build it (tools/build_tiny_model.py needs the train toolchain): this
-fixture reuses models/tiny-qwen2.5 (`make tiny-model`) or builds it with the train env's Python.
-tests/train/conftest.py overrides it with a fresh build.
+fixture builds it once per session, from the current code, with the train env's Python (never the
+leftover models/tiny-qwen2.5 of an earlier `make tiny-model`). tests/train/conftest.py overrides it
+with a build in its own interpreter.
 """
 
 from __future__ import annotations
@@ -14,19 +15,16 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(request: pytest.FixtureRequest) -> Path:
-    """models/tiny-qwen2.5 when complete, else this session's fresh build (built once, shared)."""
-    existing = chat_cases.REPO_ROOT / "models" / "tiny-qwen2.5"
-    if chat_cases.is_complete_tiny_model(existing):
-        return existing
-    return request.getfixturevalue("fresh_tiny_model_dir")
+def tiny_model_dir(fresh_tiny_model_dir: Path) -> Path:
+    """The tiny model of this session: built from the current code, never a leftover in models/."""
+    return fresh_tiny_model_dir
 
 
 @pytest.fixture(scope="session")
 def fresh_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model built from the current code in this session (never a leftover in models/)."""
     try:
-        return chat_cases.tiny_model_path(tmp_path_factory.mktemp("fresh_tiny_model"), reuse=False)
+        return chat_cases.tiny_model_path(tmp_path_factory.mktemp("fresh_tiny_model"))
     except RuntimeError as err:
         pytest.fail(str(err))
 

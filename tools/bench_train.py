@@ -69,6 +69,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def batch_counts(data: dict) -> tuple[int, int]:
+    """(non-pad tokens, token positions) of one batch from XTuner's ``default_collate_fn``.
+
+    XTuner pads ``input_ids`` with id 0, a real vocabulary entry (not the tokenizer's pad token), so
+    padding is told by ``attention_mask``, which marks each row's own length; a varlen-packed batch
+    has no mask and no padding (one row packed to its full length).
+    """
+    ids = data["input_ids"]
+    mask = data.get("attention_mask")
+    return (int(mask.sum()) if mask is not None else int(ids.numel())), int(ids.numel())
+
+
 def run_variant(name: str, args: argparse.Namespace) -> dict:
     """Train one variant for warmup + steps iterations in this process; return its measurements."""
     import torch
@@ -98,7 +110,6 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     cfg.visualizer = None
     cfg.work_dir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     cfg.log_level = "WARNING"
-    pad_id = None
 
     class StepTimer(Hook):
         priority = "VERY_LOW"
@@ -120,11 +131,9 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
             sync(args.device)
             self.times.append(time.perf_counter() - self.start)
             data = data_batch["data"]
-            ids = data["input_ids"]
-            mask = data.get("attention_mask")
-            real = int(mask.sum()) if mask is not None else int((ids != pad_id).sum())
+            real, positions = batch_counts(data)
             self.tokens.append(real)
-            self.padded.append(int(ids.numel()))
+            self.padded.append(positions)
             cumulative = data.get("cumulative_len")
             self.samples.append(
                 sum(len(c) - 1 for c in cumulative) if cumulative is not None else self._count_samples(data)
@@ -143,7 +152,6 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.model)
-    pad_id = tok.pad_token_id
     im_end_id = tok.convert_tokens_to_ids("<|im_end|>")
     runner.train()
 
@@ -177,6 +185,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
         train_flop_per_s=4 * n_params * sum(tokens) / elapsed,
         step_times=times,
         step_tokens=tokens,
+        step_positions=padded,
     )
 
 
@@ -219,10 +228,17 @@ def device_name(device: str) -> str:
 
 
 def write_report(results: dict, out: Path) -> None:
+    """OUT.json (the measurements) and OUT.md (render_markdown of them), each written atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out.with_suffix(".json"))
+    for suffix, text in ((".json", json.dumps(results, indent=2, ensure_ascii=False) + "\n"),
+                         (".md", render_markdown(results))):
+        tmp = out.with_suffix(f"{suffix}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out.with_suffix(suffix))
+
+
+def render_markdown(results: dict) -> str:
+    """The Markdown table of a result JSON (benchmarks/*.md; tests/core/test_bench_tables.py checks them)."""
     peak_rate = results["matmul_tflops"]
     lines = [
         f"# Training benchmark: {results['device_name']}",
@@ -231,7 +247,7 @@ def write_report(results: dict, out: Path) -> None:
         f"Model: {results['model']} ({results.get('base_params', 0) / 1e6:.0f} M parameters); "
         f"data: {results['data']}; {results['steps']} measured steps after {results['warmup']} warm-up.  ",
         f"Device matmul rate (measured): {peak_rate:.1f} TFLOP/s ({results['matmul_kind']}).  ",
-        f"Config overrides: {' '.join(results['cfg_options']) or 'none (the shipped configs)'}.  ",
+        f"Config overrides: {' '.join(results.get('cfg_options', [])) or 'none (the shipped configs)'}.  ",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items() if v) + ".",
         "",
         "| variant | batch × len | packed | non-pad tok/s | samples/s | pad share | step s (median, min–max) "
@@ -262,7 +278,7 @@ def write_report(results: dict, out: Path) -> None:
             f"Inference ({inf['dtype']}, merged-model shapes, 128 new tokens): peak "
             f"{inf['peak_gib']:.2f} GiB against the seed's {inf['budget_gib']} GB budget.",
         ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from chat_cases import CASE_IDS, CASES, Case
+from chat_cases import CASE_IDS, CASES, GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM, Case
 
 from style_tune.prompts import (
     LMDEPLOY_TEMPLATE_KEYS,
@@ -33,8 +33,10 @@ from style_tune.prompts import (
     chat_template_file,
     lmdeploy_chat_template,
     opencompass_meta_template,
+    output_text,
     render_chatml,
     resolve_style,
+    system_text,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,25 +73,22 @@ def has_gpu() -> bool:
 # --- the reference renderer ---------------------------------------------------------------------
 
 
-def test_reference_renders_chatml_exactly() -> None:
-    case = next(case for case in CASES if case.id == "seed-2turn")
-    assert case.prompt(2) == (
-        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
-        "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
-        "<|im_start|>assistant\n毒舌\n嘴：我可没答应过你。<|im_end|>\n"
-        "<|im_start|>user\n那你说我该怎么办？\n在线等，挺急的<|im_end|>\n"
-        "<|im_start|>assistant\n"
-    )
-    whole = render_chatml(case.messages())
-    assert whole.startswith(case.prompt(2)) and whole.endswith(f"{case.output(2)}<|im_end|>\n")
-
-
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_cases_carry_their_mode_system_text(case: Case) -> None:
-    expected = QWEN_DEFAULT_SYSTEM if case.mode == "seed" else STYLE_SYSTEMS[case.style]
-    assert case.prompt(1).startswith(f"<|im_start|>system\n{expected}<|im_end|>\n<|im_start|>user\n")
-    if case.mode == "seed":
-        assert case.output(1).startswith(f"{case.style}\n")
+def test_the_definition_writes_the_hand_written_case(case: Case) -> None:
+    """system_text, output_text and render_chatml against the literal texts of tests/chat_cases.py."""
+    assert system_text(case.mode, case.style) == case.system
+    for k, (user, reply) in enumerate(case.turns, start=1):
+        assert output_text(case.mode, case.style, reply) == case.output(k)
+        assert render_chatml(case.prompt_messages(k), add_generation_prompt=True) == case.prompt(k)
+        assert case.prompt(k).endswith(f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+    assert render_chatml(case.messages()) == case.text()
+
+
+def test_the_cases_cover_both_modes_and_one_and_two_turns() -> None:
+    assert {(case.mode, len(case.turns)) for case in CASES} == {
+        ("seed", 1), ("seed", 2), ("controllable", 1), ("controllable", 2)
+    }
+    assert {case.style for case in CASES} == set(STYLES)
 
 
 def test_reference_refuses_conversations_without_a_system_message() -> None:
@@ -147,18 +146,25 @@ def test_check_detects_a_stale_template_and_regeneration_fixes_it(tmp_path: Path
     assert not list(stale.parent.glob(".*.tmp"))
 
 
-@pytest.mark.parametrize("relative", TEMPLATE_FILES)
-def test_templates_use_only_portable_keys(relative: str) -> None:
+@pytest.mark.parametrize(
+    ("relative", "system"),
+    list(zip(TEMPLATE_FILES, (SEED_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
+)
+def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
     data = json.loads((REPO_ROOT / relative).read_text(encoding="utf-8"))
     assert set(data) == set(LMDEPLOY_TEMPLATE_KEYS)
     assert data["model_name"].startswith("style-tune-")
     assert data["stop_words"] == ["<|im_end|>", "<|endoftext|>"]
-    assert data["meta_instruction"] in (QWEN_DEFAULT_SYSTEM, *STYLE_SYSTEMS.values())
+    assert data["meta_instruction"] == system
+    assert (data["system"], data["eosys"], data["user"], data["eoh"]) == (
+        "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n")
+    assert (data["assistant"], data["eoa"], data["separator"]) == (
+        "<|im_start|>assistant\n", "<|im_end|>", "\n")
 
 
 def test_opencompass_meta_template_sends_the_system_text() -> None:
     meta = opencompass_meta_template("controllable", "温柔")
-    assert meta["begin"] == dict(role="SYSTEM", api_role="SYSTEM", prompt=STYLE_SYSTEMS["温柔"])
+    assert meta["begin"] == dict(role="SYSTEM", api_role="SYSTEM", prompt=GENTLE_SYSTEM)
     assert [item["role"] for item in meta["round"]] == ["HUMAN", "BOT"]
 
 

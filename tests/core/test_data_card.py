@@ -119,3 +119,32 @@ def test_seed_evaluation_prompts_are_excluded(rows: list[dict[str, str]]) -> Non
     prompts = {normalise(row["user"]) for row in rows}
     leaked = [prompt for prompt in SEED_EVAL_PROMPTS if normalise(prompt) in prompts]
     assert not leaked, f"seed evaluation prompts in the data: {leaked}"
+
+
+def test_card_is_generated_from_the_csv_given(tmp_path: Path) -> None:
+    """`--csv` is the data the card describes: a 20-row CSV gives its own counts, not the shipped ones."""
+    gentle, sharp = STYLES
+    small = tmp_path / "small.csv"
+    with small.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("user", "style", "assistant"))
+        for i in range(9):
+            writer.writerow((f"问题{i}", gentle, f"温柔的回答第{i}号，慢慢来"))
+            writer.writerow((f"问题{i}", sharp, f"毒舌的回答第{i}号：就这？"))
+        writer.writerow(("问题0", gentle, "温柔的回答第0号，慢慢来"))  # an exact duplicate, dropped
+        writer.writerow(("问题9", gentle, "只有温柔的回答，九号"))
+    card = tmp_path / "README.md"
+    begin, end = "<!-- generated:begin -->", "<!-- generated:end -->"
+    card.write_text(f"# Card\n\n{begin}\nold\n{end}\n\nTail.\n", encoding="utf-8")
+    result = run_tool(UPDATE, "--csv", small, "--card", card)
+    assert result.returncode == 0, result.stderr
+    text = card.read_text(encoding="utf-8")
+    assert text.startswith(f"# Card\n\n{begin}\n") and text.endswith(f"{end}\n\nTail.\n")
+    assert "old" not in text and "from `small.csv`" in text
+    # 10 distinct prompts: 9 with both styles, 1 gentle only; 20 rows read, 1 duplicate dropped
+    assert f"| split | rows | distinct prompts | {gentle} | {sharp} |" in text
+    assert "| total | 19 | 10 | 10 | 9 |" in text, text
+    assert "Input rows: 20. Exact duplicate rows dropped: 1." in text
+    assert "| total | 920 |" not in text  # the shipped CSV's figure
+    assert run_tool(UPDATE, "--csv", small, "--card", card, "--check").returncode == 0
+    assert run_tool(UPDATE, "--card", card, "--check").returncode == 1  # the shipped CSV differs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
@@ -14,7 +15,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -29,16 +29,9 @@ HEADER = ("user", "style", "assistant")
 GENTLE, SHARP = STYLES
 
 
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("split_data_tool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-split_data = load_tool()
+# Imported by its path in the repository (pytest puts the root on sys.path): mutation testing
+# (`make mutation`) tells mutants apart by that module name.
+split_data = importlib.import_module("tools.split_data")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,13 +61,32 @@ def dataset(n_prompts: int, styles: Sequence[str] = STYLES) -> list[tuple[str, s
     ]
 
 
-def run_tool(
-    csv_path: Path, out_dir: Path, *args: str, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
+def run_tool(csv_path: Path, out_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The tool's ``main`` in this process, as its command line runs it: exit status, stdout, stderr.
+
+    In-process, so that it is fast and mutation testing sees which code each test runs;
+    :func:`run_cli` runs the real command line in a subprocess.
+    """
+    argv = [csv_path.name, "--out-dir", str(out_dir), *args]  # run in the CSV's folder
+    stdout, stderr = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(csv_path.parent)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = split_data.main(argv)
+            except SystemExit as exit_:  # argparse's usage errors
+                code = exit_.code
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli(csv_path: Path, out_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
     return subprocess.run(
         [sys.executable, str(TOOL), str(csv_path), "--out-dir", str(out_dir), *args],
-        capture_output=True, text=True, encoding="utf-8", env=env, cwd=cwd or csv_path.parent,
+        capture_output=True, text=True, encoding="utf-8", env=env, cwd=cwd,
     )
 
 
@@ -337,8 +349,12 @@ def test_runs_from_any_cwd(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "data.csv", dataset(20))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    result = run_tool(data, tmp_path / "out", cwd=elsewhere)
+    result = run_cli(data, tmp_path / "out", cwd=elsewhere)
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "train.json").is_file() and "input rows: 40" in result.stdout
+    bad = run_cli(tmp_path / "nope.csv", tmp_path / "out2", cwd=elsewhere)
+    assert bad.returncode == 2 and "nope.csv: file: cannot read" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,7 +531,7 @@ REAL_DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
 @pytest.mark.parametrize("seed", [42, 0, 1, 2, 3])
 def test_real_data(tmp_path: Path, seed: int) -> None:
     out = tmp_path / "out"
-    result = run_tool(REAL_DATA, out, "--seed", str(seed), cwd=tmp_path)
+    result = run_tool(REAL_DATA, out, "--seed", str(seed))
     assert result.returncode == 0, result.stderr
     split_of: dict[str, str] = {}
     for name, split in read_all(out).items():
@@ -524,3 +540,332 @@ def test_real_data(tmp_path: Path, seed: int) -> None:
             key = reference_key(turn(row)["input"])
             assert split_of.setdefault(key, name) == name
     assert "warning" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact outputs, written out by hand: the statistics, the split a seed gives, every message
+
+
+def small_dataset() -> list[tuple[str, str, str]]:
+    """10 prompts; gentle replies of 1..10 characters, snarky of 11..20; one exact duplicate."""
+    rows = []
+    for i in range(10):
+        rows += [(f"问题{i}", GENTLE, "好" * (i + 1)), (f"问题{i}", SHARP, "哼" * (i + 11))]
+    return [*rows, rows[0]]
+
+
+SMALL_TEXT = """\
+data.csv: seed 42, ratios 0.8,0.1,0.1, mode seed
+split  rows  distinct prompts  温柔  毒舌
+train    16                 8     8     8
+val       2                 1     1     1
+test      2                 1     1     1
+total    20                10    10    10
+input rows: 21; exact duplicate rows dropped: 1
+reply length (characters): min 1, median 10, p90 18, max 20
+prompt length (characters): min 3, median 3, p90 3, max 3
+"""
+
+SMALL_MARKDOWN = """\
+## Data splits
+
+Generated by `tools/split_data.py` from `data.csv` with seed 42, ratios 0.8,0.1,0.1 \
+(train,val,test, counted in distinct prompts) and mode `seed`. Rows are grouped by normalised \
+prompt; no prompt is in two splits.
+
+| split | rows | distinct prompts | 温柔 | 毒舌 |
+|---|---:|---:|---:|---:|
+| train | 16 | 8 | 8 | 8 |
+| val | 2 | 1 | 1 | 1 |
+| test | 2 | 1 | 1 | 1 |
+| total | 20 | 10 | 10 | 10 |
+
+Input rows: 21. Exact duplicate rows dropped: 1.
+
+| length (characters, per row) | min | median | p90 | max |
+|---|---:|---:|---:|---:|
+| reply | 1 | 10 | 18 | 20 |
+| prompt | 3 | 3 | 3 | 3 |
+"""
+
+
+def test_statistics_exactly(tmp_path: Path) -> None:
+    import gc
+
+    stats_md = tmp_path / "stats.md"
+    data = write_csv(tmp_path / "data.csv", small_dataset())
+    result = run_ok(data, tmp_path / "out", "--stats-md", str(stats_md))
+    assert result.stdout == SMALL_TEXT
+    assert result.stderr == ""
+    assert stats_md.read_text(encoding="utf-8") == SMALL_MARKDOWN
+    assert gc.isenabled()  # main() switches the cyclic GC off while it works, and back on
+
+
+def test_the_split_of_a_seed_is_pinned(tmp_path: Path) -> None:
+    """Which prompt goes where for seed 42: a change to the hash, the ordering or the cut moves it
+    (and would silently reshuffle every user's splits)."""
+    run_ok(write_csv(tmp_path / "data.csv", small_dataset()), tmp_path / "out")
+    splits = read_all(tmp_path / "out")
+    prompts = {name: sorted({turn(row)["input"] for row in rows}) for name, rows in splits.items()}
+    assert prompts == {
+        "train": ["问题0", "问题3", "问题4", "问题5", "问题6", "问题7", "问题8", "问题9"],
+        "val": ["问题1"],
+        "test": ["问题2"],
+    }
+    assert split_data.order_groups(["d", "c", "b", "a"], 42) == ["b", "a", "c", "d"]
+
+
+def test_a_split_without_a_style_is_warned_about(tmp_path: Path) -> None:
+    rows = [(f"问题{i}", GENTLE, "好好好") for i in range(10)] + [("问题0", SHARP, "哼哼哼")]
+    stats_md = tmp_path / "stats.md"
+    result = run_ok(write_csv(tmp_path / "data.csv", rows), tmp_path / "out", "--stats-md", str(stats_md))
+    lacking = [name for name, split in read_all(tmp_path / "out").items()
+               if all(turn(row)["output"].split("\n")[0] != SHARP for row in split)]
+    assert sorted(lacking) == ["test", "val"]  # 问题0 is a train prompt (see the pinned split)
+    assert result.stderr == (
+        "split_data.py: warning: the val split has no 毒舌 rows\n"
+        "split_data.py: warning: the test split has no 毒舌 rows\n"
+    )
+    assert stats_md.read_text(encoding="utf-8").endswith(
+        "\n\nWarning: the val split has no 毒舌 rows.\nWarning: the test split has no 毒舌 rows.\n"
+    )
+
+
+def test_lone_cr_line_ends(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes(csv_text(dataset(20), newline="\r").encode("utf-8"))
+    out = tmp_path / "out"
+    run_ok(data, out)
+    assert sum(map(len, read_all(out).values())) == 40
+
+
+def test_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes(b"\xef\xbb\xbf" + csv_text(dataset(20)).encode("utf-8"))
+    assert run_tool(data, tmp_path / "out").returncode == 0
+    assert split_data.read_text(data, "utf-8") == (csv_text(dataset(20)), False)
+    assert split_data.read_text(data, "UTF8")[0].startswith("user,")
+
+
+def test_undecodable_bytes_exact_messages(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    bad = "问题好".encode("gbk")  # 6 bytes, none valid UTF-8 here
+    data.write_bytes(GOOD.encode("utf-8") + bad + b",\xe6\xb8\xa9\xe6\x9f\x94,\xb0\xa1,\xb0\n")
+    result = run_tool(data, tmp_path / "out")
+    assert result.returncode == 2
+    hint = "tried encoding utf-8; if the file is GBK-encoded, rerun with --encoding gbk"
+    assert result.stderr.splitlines()[:4] == [
+        f"data.csv:42: user: undecodable bytes 0xce 0xca 0xcc 0xe2 ... ({hint})",
+        f"data.csv:42: assistant: undecodable bytes 0xb0 0xa1 ({hint})",
+        f"data.csv:42: field 4: undecodable bytes 0xb0 ({hint})",
+        "data.csv:42: row: has 4 field(s), the header has 3",
+    ]
+
+
+def test_undecodable_bytes_in_gbk_and_in_the_header(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    rows = [(*row, "") for row in dataset(20)]
+    text = csv_text(rows, header=("user", "style", "assistant", "x")).encode("gbk")
+    data.write_bytes(text.replace(b",x\n", b",x\x80\n", 1) + "问,温柔,".encode("gbk") + b"\xff\xff,\n")
+    result = run_tool(data, tmp_path / "out", "--encoding", "gbk")
+    assert result.returncode == 2
+    hint = "tried encoding gbk; check the file's encoding"
+    assert result.stderr.splitlines()[:2] == [
+        f"data.csv:1: x\udc80: undecodable bytes 0x80 ({hint})",
+        f"data.csv:42: assistant: undecodable bytes 0xff 0xff ({hint})",
+    ]
+
+
+def test_csv_syntax_errors(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text(GOOD + '问,温柔,"没有结束\n', encoding="utf-8")
+    result = run_tool(data, tmp_path / "out")
+    assert result.stderr.splitlines()[0] == (
+        "data.csv:42: csv: malformed CSV: unexpected end of data "
+        "(is a quote opened in this record and never closed?)"
+    )
+    data.write_text(GOOD + '问,温柔,"回复"多余\n', encoding="utf-8")
+    result = run_tool(data, tmp_path / "out")
+    assert result.stderr.splitlines()[0] == "data.csv:42: csv: malformed CSV: ',' expected after '\"'"
+
+
+def test_header_problems_exactly(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_text("user, assistant ,user,extra\n问,回复,问,x\n", encoding="utf-8")
+    result = run_tool(data, tmp_path / "out")
+    assert result.stderr.splitlines() == [
+        "data.csv:1: header: column 'user' appears 2 times",
+        "data.csv:1: header: missing required column 'style'; "
+        "found columns: 'user', 'assistant', 'user', 'extra'",
+        "split_data.py: 2 problem(s) in data.csv; nothing written",
+    ]
+    data.write_text("", encoding="utf-8")
+    assert run_tool(data, tmp_path / "out").stderr.splitlines()[0] == (
+        "data.csv:1: header: no header row; expected columns user, style, assistant"
+    )
+
+
+def test_every_problem_is_reported_after_bad_bytes(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    data.write_bytes((GOOD + "问,坏,回复\n问,温柔,").encode() + b"\xb0\n")
+    lines = run_tool(data, tmp_path / "out").stderr.splitlines()
+    assert lines[:2] == [
+        "data.csv:42: style: unknown style '坏'; allowed: 温柔, 毒舌 (--styles)",
+        "data.csv:43: assistant: undecodable bytes 0xb0 (tried encoding utf-8; if the file is "
+        "GBK-encoded, rerun with --encoding gbk)",
+    ]
+
+
+def test_max_chars_bounds(tmp_path: Path) -> None:
+    rows = [*((user, style, "好") for user, style, _ in dataset(20)), ("", GENTLE, "五个字正好")]
+    result = run_tool(write_csv(tmp_path / "data.csv", rows), tmp_path / "out", "--max-chars", "5")
+    assert result.stderr.splitlines()[0] == "data.csv:42: user: empty cell"
+    assert "--max-chars" not in result.stderr  # exactly 5 characters is allowed
+    long = write_csv(tmp_path / "one.csv", dataset(20))
+    assert run_tool(long, tmp_path / "o1", "--max-chars", "1").returncode == 2
+    ok = [(user, style, "好") for user, style, _ in dataset(20)]
+    assert run_tool(write_csv(tmp_path / "ok.csv", ok), tmp_path / "o2", "--max-chars", "1").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ratios", "0.8,0.2"],
+         "--ratios: expected 3 comma-separated numbers (train,val,test), got '0.8,0.2'"),
+        (["--ratios", "a,b,c"], "--ratios: cannot parse 'a,b,c' as numbers, e.g. 0.8,0.1,0.1"),
+        (["--ratios", "0.8,0.1,0.100001"], "--ratios: ratios must sum to 1, '0.8,0.1,0.100001' sums to 1"),
+        (["--ratios", "1,0,0"],
+         "--ratios: the val ratio must be positive (every split needs data), got '1,0,0'"),
+        (["--styles", " , "], "--styles: no style labels given"),
+        (["--styles", "温柔,温和,冷"],
+         "--styles: unknown style(s) 温和, 冷; style_tune.prompts knows 温柔, 毒舌"),
+        (["--styles", "温柔，温柔"], "--styles: a style is listed twice in '温柔，温柔'"),
+        (["--max-chars", "0"], "--max-chars must be a positive integer, got 0"),
+        (["--encoding", "no-such-codec"], "--encoding: unknown encoding 'no-such-codec'"),
+    ],
+)
+def test_usage_error_messages(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_tool(write_csv(tmp_path / "data.csv", dataset(20)), tmp_path / "out", *args)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0].startswith("usage: split_data.py ")
+    assert result.stderr.splitlines()[-1] == f"split_data.py: error: {message}"
+
+
+def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "data.csv", dataset(20))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_tool(data, blocker)
+    assert result.stderr.splitlines()[-1] == (
+        f"split_data.py: error: --out-dir: {blocker} exists and is not a directory"
+    )
+    result = run_tool(data, tmp_path / "out", "--stats-md", str(tmp_path))
+    assert result.stderr.splitlines()[-1] == f"split_data.py: error: --stats-md: {tmp_path} is a directory"
+    result = run_tool(data, blocker / "sub")
+    assert result.returncode == 1
+    assert result.stderr.startswith("split_data.py: cannot write output: [Errno 20] Not a directory")
+
+
+def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
+    ratios = split_data.parse_ratios("0.3333333,0.3333333,0.3333333")
+    assert sum(ratios) == 1 and ratios == (Fraction(1, 3),) * 3
+    assert split_data.parse_ratios("0.8,0.1,0.1000009") == (
+        Fraction(8, 10) / Fraction(10000009, 10000000), Fraction(1, 10) / Fraction(10000009, 10000000),
+        Fraction(1000009, 10000000) / Fraction(10000009, 10000000),
+    )
+
+
+def test_split_sizes_round_half_up() -> None:
+    tenths = (Fraction(8, 10), Fraction(1, 10), Fraction(1, 10))
+    assert split_data.split_sizes(5, tenths) == [4, 1, 0]  # 4.5 rounds up to 5
+    assert split_data.split_sizes(15, tenths) == [12, 2, 1]  # 13.5 rounds up to 14
+    assert split_data.split_sizes(3, (Fraction(1, 3),) * 3) == [1, 1, 1]
+
+
+def test_too_few_groups_exact_message(tmp_path: Path) -> None:
+    rows = [(f"问{i}", GENTLE, "好") for i in range(4)]
+    result = run_tool(write_csv(tmp_path / "data.csv", rows), tmp_path / "out")
+    assert result.stderr.splitlines()[0] == (
+        "data.csv: split: the test split would be empty: the data has 4 distinct prompt(s) (groups) and "
+        "ratio 0.1 of that is 0.40 groups; add data or change --ratios"
+    )
+
+
+def test_length_summary_ranks() -> None:
+    from collections import Counter
+
+    assert split_data.length_summary(Counter({1: 1, 5: 1})) == (1, 1, 5, 5)
+    assert split_data.length_summary(Counter(range(1, 102))) == (1, 51, 91, 101)
+
+
+def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    Problem = split_data.Problem
+    split_data.report_problems([Problem(1, "a", "first line"), Problem(None, "file", "whole file")], "f.csv")
+    assert capsys.readouterr().err.splitlines() == [
+        "f.csv: file: whole file",
+        "f.csv:1: a: first line",
+        "split_data.py: 2 problem(s) in f.csv; nothing written",
+    ]
+    many = [Problem(line, "c", "m") for line in range(205, 0, -1)]
+    split_data.report_problems(many, "f.csv")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 202 and err[0] == "f.csv:1: c: m" and err[199] == "f.csv:200: c: m"
+    assert err[200:] == [
+        "... and 5 more problem(s)", "split_data.py: 205 problem(s) in f.csv; nothing written"
+    ]
+    assert str(split_data.InputError(many)) == "205 problem(s)"
+
+
+def test_display_width() -> None:
+    assert split_data.display_width("ab") == 2
+    assert split_data.display_width("温柔") == 4
+    assert split_data.display_width("ａ") == 2  # full-width
+
+
+def test_write_atomically_writes_beside_the_target_then_renames(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "dir"
+    seen: list[list[str]] = []
+
+    def chunks() -> Iterable[str]:
+        seen.append(sorted(path.name for path in out.iterdir()))
+        yield "第一行\n"
+        yield "second\n"
+
+    old = os.umask(0o022)
+    try:
+        split_data.write_atomically({out / "train.json": chunks()})
+    finally:
+        os.umask(old)
+    (temporary,) = seen[0]  # while writing: one hidden temporary beside the target, nothing else
+    assert temporary.startswith(".train.json.") and temporary.endswith(".tmp")
+    assert [path.name for path in out.iterdir()] == ["train.json"]
+    assert (out / "train.json").read_bytes() == "第一行\nsecond\n".encode()
+    assert oct((out / "train.json").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_write_atomically_leaves_nothing_when_a_file_fails(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    with pytest.raises(FileExistsError):
+        split_data.write_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
+    assert list(out.iterdir()) == []
+
+
+def test_undecodable_bytes_four_shown_in_full_and_unnamed_columns(tmp_path: Path) -> None:
+    data = tmp_path / "data.csv"
+    rows = [(*row, "") for row in dataset(20)]
+    text = csv_text(rows, header=("user", "style", "assistant", " ")).encode()
+    data.write_bytes(text + "问,温柔,好,".encode() + b"\xb0\xa1\xb0\xa1\n"
+                     + "问,温柔,好,".encode() + b"\xb0\xa1\xb0\xa1\xb0\n")
+    lines = run_tool(data, tmp_path / "out").stderr.splitlines()
+    hint = "(tried encoding utf-8; if the file is GBK-encoded, rerun with --encoding gbk)"
+    assert lines[:2] == [
+        f"data.csv:42: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 {hint}",
+        f"data.csv:43: field 4: undecodable bytes 0xb0 0xa1 0xb0 0xa1 ... {hint}",
+    ]
+
+
+def test_missing_file_exact_message(tmp_path: Path) -> None:
+    result = run_tool(tmp_path / "nope.csv", tmp_path / "out")
+    assert result.stderr.splitlines()[0] == "nope.csv: file: cannot read: No such file or directory"

@@ -2,8 +2,8 @@
 version) and the tiny model's real Qwen2.5 tokenizer.
 
 For every shared case (tests/chat_cases.py) and turn, ``ChatTemplateConfig.from_json(FILE)
-.chat_template().messages2prompt(messages)`` equals the reference prompt (style_tune.prompts
-.render_chatml, which tests/train proves XTuner trains on), as text and as the token ids lmdeploy's
+.chat_template().messages2prompt(messages)`` equals the case's hand-written prompt (tests/chat_cases.py,
+which tests/train proves XTuner trains on), as text and as the token ids lmdeploy's
 tokenizer feeds the engine:
 - as `lmdeploy chat` sends it: no system message, the template's meta_instruction supplies it;
 - as `lmdeploy serve api_server` gets it from a client that sends the system message, which is

@@ -4,8 +4,8 @@ and the tiny model (real Qwen2.5 tokenizer) on the CPU.
 For every shared case (tests/chat_cases.py) and turn, a dataset-style prompt (a ``round`` of HUMAN and
 BOT items, as OpenCompass's prompt templates produce) goes through the model's real entry point
 (``generate_from_template``: meta template -> messages -> tokenizer chat template -> ids -> generate).
-The prompt text it tokenizes and the ids the model receives equal the reference prompt
-(style_tune.prompts.render_chatml, which tests/train proves XTuner trains on) when the model config
+The prompt text it tokenizes and the ids the model receives equal the case's hand-written
+prompt (tests/chat_cases.py, which tests/train proves XTuner trains on) when the model config
 has ``meta_template=opencompass_meta_template(mode, style)``. Without it (OpenCompass's stock Qwen
 config) the prompt differs in both modes, and the mismatch is detected: a "\\n" is appended to every
 user message, and in controllable mode the system text is Qwen's default instead of the style's.

@@ -2,12 +2,40 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench():
+    return importlib.import_module("tools.bench_train")
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        # two rows padded to 5 positions: 8 real tokens, not 10
+        ([[11, 12, 13], [21, 22, 23, 24, 25]], (8, 10)),
+        # id 0 is XTuner's pad value but also a real token ("!"): real zeros count, padding does not
+        ([[0, 5, 0], [7]], (4, 6)),
+        # one packed row: no padding
+        ([list(range(1, 9))], (8, 8)),
+    ],
+)
+def test_token_counts_leave_padding_out(rows: list[list[int]], expected: tuple[int, int]) -> None:
+    """Non-pad tokens of batches collated by XTuner's own default_collate_fn, counted by hand."""
+    from xtuner.dataset.collate_fns import default_collate_fn
+
+    instances = [{"input_ids": ids, "labels": [-100, *ids[1:]]} for ids in rows]
+    data = default_collate_fn(instances)["data"]
+    assert tuple(data["input_ids"].shape) == (len(rows), max(map(len, rows)))
+    assert load_bench().batch_counts(data) == expected
 
 
 def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
@@ -36,12 +64,18 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     for v in by_name.values():
         assert v["tokens_per_s"] > 0 and v["samples_per_s"] > 0 and v["peak_gib"] > 0
         assert 0 <= v["pad_share"] < 1 and v["steps"] == 1
+        # the definitions: non-pad tokens over the measured time; pad share over all positions
+        assert v["tokens_per_s"] == pytest.approx(sum(v["step_tokens"]) / sum(v["step_times"]))
+        assert v["pad_share"] == pytest.approx(1 - sum(v["step_tokens"]) / sum(v["step_positions"]))
+        assert v["step_positions"][0] <= v["batch_size"] * v["max_length"]
         assert v["base_params"] == results["base_params"] > 1e6
     # The variants' data settings are really the configs': padding only where nothing is packed.
     assert by_name["seed"]["batch_size"] == 20 and not by_name["seed"]["packed"]
     assert by_name["bf16_packed"]["packed"] and by_name["bf16_packed"]["max_length"] == 2048
     assert by_name["seed"]["pad_share"] > 0.02 > by_name["bf16_packed"]["pad_share"]
+    assert by_name["seed"]["step_tokens"][0] < by_name["seed"]["step_positions"][0]
     table = out.with_suffix(".md").read_text()
+    assert table == load_bench().render_markdown(results)
     assert "| seed | 20 × 256 | no |" in table and results["command"] in table
     assert results["versions"]["xtuner"] == "0.2.0"
 

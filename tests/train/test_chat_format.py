@@ -2,8 +2,8 @@
 
 For every shared case (tests/chat_cases.py: 1 and 2 turns, seed and controllable mode):
 - what XTuner trains on, built by XTuner's own dataset code from the main config's template
-  (template_map_fn_factory + encode_fn), decoded: each turn's prompt part equals the reference
-  prompt (style_tune.prompts.render_chatml) and the merged model's tokenizer chat template
+  (template_map_fn_factory + encode_fn), decoded: each turn's prompt part equals the case's
+  hand-written prompt (tests/chat_cases.py) and the merged model's tokenizer chat template
   (apply_chat_template(..., add_generation_prompt=True)), as text and as token ids; each output part
   is the reply plus <|im_end|>;
 - the loss mask (labels != -100) covers exactly the replies and their <|im_end|>, nothing else;
@@ -22,14 +22,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chat_cases import CASE_IDS, CASES, Case
+from chat_cases import CASE_IDS, CASES, SEED_SYSTEM, Case
 
 from style_tune.prompts import (
     ENDOFTEXT,
     IM_END,
     STOP_WORDS,
     XTUNER_PROMPT_TEMPLATE,
-    render_chatml,
     system_text,
 )
 
@@ -104,8 +103,8 @@ def check_training_matches(case: Case, row: dict, config, tokenizer) -> None:
     trained = {i for start, end in spans for i in range(start, end)}
     assert all(label == IGNORE_INDEX for i, label in enumerate(labels) if i not in trained)
     # the whole row is the reference conversation (so the pieces tokenize as the whole text does)
-    assert tokenizer.decode(input_ids) == render_chatml(case.messages())
-    assert input_ids == ids_of(tokenizer, render_chatml(case.messages()))
+    assert tokenizer.decode(input_ids) == case.text()
+    assert input_ids == ids_of(tokenizer, case.text())
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
@@ -121,7 +120,7 @@ def test_merged_tokenizer_template_renders_the_reference(case: Case, tokenizer) 
         assert text == case.prompt(k)
         assert tokenizer.apply_chat_template(messages, add_generation_prompt=True) == ids_of(tokenizer, text)
     whole = tokenizer.apply_chat_template(case.messages(), tokenize=False)
-    assert whole == render_chatml(case.messages())
+    assert whole == case.text()
 
 
 def test_a_row_without_its_system_text_is_detected(config, tokenizer) -> None:
@@ -144,7 +143,7 @@ def test_the_config_trains_and_evaluates_with_the_one_definition(config) -> None
     assert dict(config.prompt_template) == dict(PROMPT_TEMPLATE[XTUNER_PROMPT_TEMPLATE])
     assert dict(config.train_dataloader.dataset.template_map_fn.template) == dict(config.prompt_template)
     chat_hook = next(hook for hook in config.custom_hooks if "system" in hook)
-    assert chat_hook.system == config.SYSTEM == system_text("seed")
+    assert chat_hook.system == config.SYSTEM == system_text("seed") == SEED_SYSTEM
     assert dict(chat_hook.prompt_template) == dict(config.prompt_template)
 
 
@@ -224,7 +223,7 @@ def test_chat_cpu_runs_on_the_tiny_model_with_the_reference_prompts(
     assert "--prompt-template qwen_chat --system" in proc.stdout
     prompts = [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
     expected = [case.prompt(1), case.prompt(2),
-                render_chatml([*case.messages(), {"role": "user", "content": last_question}], True)]
+                f"{case.text()}<|im_start|>user\n{last_question}<|im_end|>\n<|im_start|>assistant\n"]
     assert len(prompts) == len(expected)
     for prompt_ids, text in zip(prompts, expected, strict=True):
         assert tokenizer.decode(prompt_ids) == text

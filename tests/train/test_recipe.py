@@ -1,6 +1,9 @@
 """The recipe end to end on the tiny model: make split/train/convert/merge, resume and failures.
 
 Everything goes through the Makefile targets a user runs, with the CPU config and a few iterations.
+The seeded 8-iteration run is pinned by its per-iteration loss (torchtune's recipe-test habit), so
+a change anywhere in the training path (data, template, model build, LoRA, optimizer) shows up as
+a number; an interrupted and resumed run must reproduce it, loss by loss and weight by weight.
 """
 
 from __future__ import annotations
@@ -14,18 +17,34 @@ from pathlib import Path
 
 import pytest
 import torch
+from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
 
 from style_tune.steps import loss_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
 MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py"
-# Few, short iterations: the tests check the plumbing, the demo checks that learning happens.
+# Few, short iterations of the CPU config. Batch 2, a checkpoint every 4 iterations, every loss
+# logged unsmoothed (window 1); lr 0.02 from the first step (no warm-up) so that 8 steps visibly
+# learn; LoRA dropout off, because mmengine's checkpoint does not carry the random state, so a
+# resumed run would draw other dropout masks than an uninterrupted one.
 FAST = (
     "--cfg-options train_cfg.max_iters={iters} train_dataloader.batch_size=2 "
-    "default_hooks.checkpoint.interval=2 default_hooks.logger.interval=1 "
+    "default_hooks.checkpoint.interval=4 default_hooks.logger.interval=1 log_processor.window_size=1 "
+    "optim_wrapper.optimizer.lr=0.02 param_scheduler.0.start_factor=1.0 model.lora.lora_dropout=0.0 "
     "custom_hooks.1.every_n_iters=1000 custom_hooks.1.evaluation_inputs=['你好']"
 )
+ITERS = 8
+#: The loss of each iteration of that run (tiny model seed 0, `make split` of the shipped data, seed
+#: 42), measured on the 2-core CPU machine with the pinned train env. Re-pin deliberately when the
+#: data, the model build or the training settings change; anything else moving them is a regression.
+EXPECTED_LOSS = [12.8300, 12.8703, 12.9908, 12.6648, 11.5615, 12.0226, 11.6861, 12.2335]
+LOSS_ATOL = 1e-3  # thread counts and kernels reorder float sums (~1e-6); real changes move >= 1e-2
+#: Learning: the mean loss of the last 4 iterations is at least this far below the first 4 (0.96 measured).
+MIN_LOSS_DROP = 0.5
+#: Resumed vs uninterrupted: same loss and adapter weights within these (0.0 measured: bitwise equal).
+RESUME_LOSS_ATOL = 1e-5
+RESUME_WEIGHT_ATOL = 1e-6
 
 
 def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -47,7 +66,7 @@ def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.Temp
         model=tiny_model_dir, work_dir=root / "work", adapter=root / "adapter", merged=root / "merged"
     )
     common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={paths['work_dir']}"]
-    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={FAST.format(iters=4)}")
+    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={FAST.format(iters=ITERS)}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = make("convert", *common, f"ADAPTER={paths['adapter']}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -58,10 +77,32 @@ def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.Temp
     return paths
 
 
+def checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The adapter weights and the optimizer's moments of an mmengine checkpoint (our own pickle)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    tensors = {f"model.{name}": value for name, value in checkpoint["state_dict"].items()}
+    for index, state in checkpoint["optimizer"]["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value
+    return tensors
+
+
 def test_train_writes_checkpoints_and_loss(trained: dict) -> None:
     work_dir = trained["work_dir"]
-    assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
-    assert [i for i, _ in loss_curve(work_dir)] == [1, 2, 3, 4]
+    assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
+    assert [i for i, _ in loss_curve(work_dir)] == list(range(1, ITERS + 1))
+
+
+def test_seeded_run_has_the_pinned_loss(trained: dict) -> None:
+    losses = [loss for _, loss in loss_curve(trained["work_dir"])]
+    assert losses == pytest.approx(EXPECTED_LOSS, abs=LOSS_ATOL), f"measured {[round(x, 4) for x in losses]}"
+
+
+def test_seeded_run_learns(trained: dict) -> None:
+    losses = [loss for _, loss in loss_curve(trained["work_dir"])]
+    first, last = sum(losses[:4]) / 4, sum(losses[4:]) / 4
+    assert first - last >= MIN_LOSS_DROP, f"mean loss {first:.3f} -> {last:.3f}"
 
 
 def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
@@ -117,22 +158,24 @@ def test_rerunning_a_finished_train_is_safe(trained: dict, split_dir: Path) -> N
         f"MODEL={trained['model']}",
         f"WORK_DIR={trained['work_dir']}",
         f"DATA={split_dir}/train.json",
-        f"TRAIN_ARGS={FAST.format(iters=4)}",
+        f"TRAIN_ARGS={FAST.format(iters=ITERS)}",
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resuming from" in proc.stdout and "iter_4.pth" in proc.stdout
-    assert sorted(p.name for p in trained["work_dir"].glob("iter_*.pth")) == ["iter_2.pth", "iter_4.pth"]
+    assert "resuming from" in proc.stdout and "iter_8.pth" in proc.stdout
+    assert sorted(p.name for p in trained["work_dir"].glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
 
 
-def test_interrupted_training_resumes(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
-    """Stop a run after its iter_4 checkpoint; `make train` again continues at iteration 5."""
+def test_interrupted_training_resumes(trained: dict, split_dir: Path, tmp_path: Path) -> None:
+    """Kill a run after its iter_4 checkpoint; `make train` again continues at iteration 5 and ends
+    where the uninterrupted run of the same seed (the `trained` fixture) ended: the same loss at
+    every iteration and the same adapter weights and optimizer moments in iter_8.pth."""
     work_dir = tmp_path / "work"
     args = [
         f"CONFIG={CPU_CONFIG}",
-        f"MODEL={tiny_model_dir}",
+        f"MODEL={trained['model']}",
         f"DATA={split_dir}/train.json",
         f"WORK_DIR={work_dir}",
-        f"TRAIN_ARGS={FAST.format(iters=8)}",
+        f"TRAIN_ARGS={FAST.format(iters=ITERS)}",
     ]
     first = subprocess.Popen(
         ["make", "train", *args],
@@ -158,6 +201,16 @@ def test_interrupted_training_resumes(tiny_model_dir: Path, split_dir: Path, tmp
     runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
     resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
     assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
+
+    reference = loss_curve(trained["work_dir"])
+    got = loss_curve(work_dir)
+    assert [i for i, _ in got] == [i for i, _ in reference]
+    assert [loss for _, loss in got] == pytest.approx([loss for _, loss in reference], abs=RESUME_LOSS_ATOL)
+    expected = checkpoint_tensors(trained["work_dir"] / "iter_8.pth")
+    tensors = checkpoint_tensors(work_dir / "iter_8.pth")
+    assert sorted(tensors) == sorted(expected) and any(name.startswith("optimizer.") for name in tensors)
+    worst = max((tensors[name] - expected[name]).abs().max().item() for name in expected)
+    assert worst <= RESUME_WEIGHT_ATOL, f"resumed and uninterrupted runs differ by up to {worst}"
 
 
 @pytest.mark.parametrize(
@@ -231,6 +284,33 @@ def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 
 
 @pytest.mark.parametrize(
+    ("config", "key", "attribute"),
+    [
+        ("qwen2_5_1_5b_instruct_qlora_style_e3.py", None, "QWEN_DEFAULT_SYSTEM"),
+        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", "温柔", "STYLE_SYSTEMS"),
+        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", "毒舌", "STYLE_SYSTEMS"),
+    ],
+)
+def test_chat_hook_system_texts_come_from_the_definition(
+    config: str, key: str | None, attribute: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Change the definition (style_tune.prompts) and the config's chat hook follows: a literal copy
+    of today's text in the config would pass an equality test but fails this one."""
+    from mmengine.config import Config
+
+    import style_tune.prompts as prompts
+
+    marker = f"MARKER-{attribute}-{key}"
+    if key is None:
+        monkeypatch.setattr(prompts, attribute, marker)
+    else:
+        monkeypatch.setitem(getattr(prompts, attribute), key, marker)
+    cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / config))
+    systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
+    assert marker in systems, systems
+
+
+@pytest.mark.parametrize(
     "config, expected",
     [
         ("qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py", {"4bit": True, "8bit": False, "pack": False}),
@@ -257,7 +337,7 @@ def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, 
     if "data" in expected:
         assert dataset.dataset.data_files == {"train": expected["data"]}
         systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
-        assert len(systems) == 2 and all("毒舌" in s or "温柔" in s for s in systems)
+        assert systems == [GENTLE_SYSTEM, SNARKY_SYSTEM]
     # What a variant does not mention stays the seed's.
     assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (main.model.lora.r, main.model.lora.lora_alpha)
     assert cfg.train_cfg.max_epochs == main.train_cfg.max_epochs

@@ -1,0 +1,446 @@
+"""The step wrappers' own logic, standard library only: style_tune/steps.py and the checks of
+tools/train.py and tools/convert_adapter.py (inputs, checkpoint choice, resume arguments, the
+command they build, atomic outputs). What XTuner does with those commands is tested end to end in
+tests/train/test_recipe.py; here ``run`` is replaced where it would start XTuner, to record the
+command line (and, for convert, to play XTuner's part of writing the adapter files).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from style_tune import steps
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+# Imported by their paths in the repository (pytest puts the root on sys.path): mutation testing
+# (`make mutation`) tells mutants apart by those module names.
+train = importlib.import_module("tools.train")
+convert = importlib.import_module("tools.convert_adapter")
+
+
+def exits(capsys: pytest.CaptureFixture[str], function, *args, **kwargs) -> str:
+    """Call ``function``, which must exit with status 1; return the one line it wrote to stderr."""
+    with pytest.raises(SystemExit) as info:
+        function(*args, **kwargs)
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.strip()
+
+
+# --- style_tune/steps.py ------------------------------------------------------------------------
+
+
+def test_fail_says_one_line_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert exits(capsys, steps.fail, "merge", "no adapter") == "merge: error: no adapter"
+
+
+def test_run_streams_and_returns_on_success(capsys: pytest.CaptureFixture[str]) -> None:
+    steps.run("train", [sys.executable, "-c", "import os; print('hi', os.environ['STEP_VAR'])"],
+              env={"STEP_VAR": "set"})
+    out = capsys.readouterr().out
+    # the command line is announced; the child writes to the real stdout, not through sys.stdout
+    assert out.startswith(f"train: $ {sys.executable} -c import os;") and "hi set" not in out
+    assert os.environ.get("STEP_VAR") is None
+
+
+def test_run_passes_the_environment_through(tmp_path: Path) -> None:
+    marker = tmp_path / "seen"
+    code = (f"import os, pathlib; "
+            f"pathlib.Path({str(marker)!r}).write_text(os.environ['A'] + os.environ['PATH'][:1])")
+    steps.run("x", [sys.executable, "-c", code], env={"A": "a"})
+    assert marker.read_text() == "a" + os.environ["PATH"][:1]
+
+
+def test_run_fails_with_the_command_and_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    line = exits(capsys, steps.run, "convert", [sys.executable, "-c", "raise SystemExit(3)", "ignored"])
+    name = Path(sys.executable).name
+    assert line == (
+        f"convert: error: `{name} -c raise SystemExit(3) ...` failed with exit code 3 (its output is above)"
+    )
+
+
+def test_iter_checkpoints_numeric_order_and_only_checkpoints(tmp_path: Path) -> None:
+    for name in ("iter_10.pth", "iter_2.pth", "iter_3.pth.tmp", "iter_x.pth", "xiter_4.pth", "iter_5.pt",
+                 "last_checkpoint", "iter_07.pth"):
+        (tmp_path / name).write_bytes(b"")
+    assert steps.iter_checkpoints(tmp_path) == [
+        (2, tmp_path / "iter_2.pth"), (7, tmp_path / "iter_07.pth"), (10, tmp_path / "iter_10.pth")
+    ]
+    assert steps.iter_checkpoints(tmp_path / "missing") == []
+    (tmp_path / "file").write_text("")
+    assert steps.iter_checkpoints(tmp_path / "file") == []
+
+
+def test_atomic_dir_renames_when_done(tmp_path: Path) -> None:
+    final = tmp_path / "deep" / "out"
+    with steps.atomic_dir(final, step="t") as tmp:
+        assert tmp.parent == final.parent and tmp.name.startswith(".out.tmp-") and not final.exists()
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "f.txt").write_text("done")
+    assert (final / "sub" / "f.txt").read_text() == "done"
+    assert [p.name for p in final.parent.iterdir()] == ["out"]
+
+
+def test_atomic_dir_gives_usual_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        with steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+            (tmp / "f").write_text("x")
+            (tmp / "f").chmod(0o600)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "out" / "f").stat().st_mode) == 0o644
+
+
+def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+        (tmp / "half").write_text("x")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_refuses_to_replace_without_force(tmp_path: Path, capsys) -> None:
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "old").write_text("kept")
+    line = exits(capsys, lambda: steps.atomic_dir(final, step="merge").__enter__())
+    assert line == (
+        f"merge: error: {final} already exists; remove it or pass --force (make: FORCE=1) to replace it"
+    )
+    assert (final / "old").read_text() == "kept"
+    with steps.atomic_dir(final, force=True, step="merge") as tmp:
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_loss_curve_joins_runs_and_skips_other_records(tmp_path: Path) -> None:
+    def scalars(run: str, records: list[dict]) -> None:
+        path = tmp_path / run / "vis_data" / "scalars.json"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    scalars("20260101_000000", [{"iter": 1, "loss": 3.0, "lr": 1}, {"iter": 2, "loss": 2.5},
+                                {"iter": 3, "loss": 9.0}, {"iter": 3, "lr": 0.1}, {"loss": 7.0}])
+    scalars("20260101_010000", [{"iter": 3, "loss": "2.25"}, {"iter": 4, "loss": 2}])
+    (tmp_path / "20260101_020000" / "vis_data").mkdir(parents=True)  # a run that logged nothing
+    curve = steps.loss_curve(tmp_path)
+    assert curve == [(1, 3.0), (2, 2.5), (3, 2.25), (4, 2.0)]
+    assert all(type(i) is int and type(loss) is float for i, loss in curve)
+    assert steps.loss_curve(tmp_path / "missing") == []
+
+
+# --- tools/train.py -----------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    model, data, config = tmp_path / "model", tmp_path / "train.json", tmp_path / "cfg.py"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data.write_text("[]")
+    config.write_text("")
+    monkeypatch.setenv("STYLE_TUNE_MODEL", str(model))
+    monkeypatch.setenv("STYLE_TUNE_DATA", str(data))
+    for name in ("NNODES", "NPROC_PER_NODE", "NODE_RANK", "ADDR", "PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return {"model": model, "data": data, "config": config, "work_dir": tmp_path / "work"}
+
+
+def test_train_checks_pass_on_good_inputs(inputs: dict[str, Path], capsys) -> None:
+    train.check_inputs(inputs["config"])
+    assert capsys.readouterr().err == ""
+
+
+def test_train_checks_pass_without_environment_paths(inputs, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("STYLE_TUNE_MODEL")
+    monkeypatch.delenv("STYLE_TUNE_DATA")
+    train.check_inputs(inputs["config"])  # the config's own defaults apply
+    assert capsys.readouterr().err == ""
+
+
+def test_train_refuses_a_missing_config(inputs, capsys) -> None:
+    missing = inputs["config"].with_name("nope.py")
+    assert exits(capsys, train.check_inputs, missing) == (
+        f"train: error: config {missing} not found (see xtuner_configs/)"
+    )
+    assert exits(capsys, train.check_inputs, inputs["model"]) == (  # a directory is no config
+        f"train: error: config {inputs['model']} not found (see xtuner_configs/)"
+    )
+
+
+def test_train_refuses_a_model_without_config_json(inputs, capsys) -> None:
+    (inputs["model"] / "config.json").unlink()
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (
+        f"train: error: model directory {inputs['model']} has no config.json; run `make download` "
+        "(or `make tiny-model`)"
+    )
+
+
+def test_train_refuses_missing_data(inputs, capsys) -> None:
+    inputs["data"].unlink()
+    inputs["data"].mkdir()  # a directory is no data file
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (
+        f"train: error: training data {inputs['data']} not found; run `make split`"
+    )
+
+
+def test_resume_args(tmp_path: Path, capsys) -> None:
+    assert train.resume_args(tmp_path) == []
+    assert capsys.readouterr().out == ""
+    for n in (4, 12, 8):
+        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+    assert train.resume_args(tmp_path) == ["--resume", str(tmp_path / "iter_12.pth")]
+    assert capsys.readouterr().out == f"train: resuming from {tmp_path / 'iter_12.pth'} (iteration 12)\n"
+
+
+def test_launcher_single_process(inputs) -> None:
+    assert train.launcher(["cfg.py", "--x"]) == [sys.executable, "-m", "xtuner.tools.train", "cfg.py", "--x"]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"NPROC_PER_NODE": "2", "PORT": "29500"},
+     ["--nnodes=1", "--node_rank=0", "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29500"]),
+    ({"NNODES": "2", "NODE_RANK": "1", "ADDR": "10.0.0.1", "PORT": "1234"},
+     ["--nnodes=2", "--node_rank=1", "--nproc_per_node=1", "--master_addr=10.0.0.1", "--master_port=1234"]),
+])
+def test_launcher_torchrun(inputs, monkeypatch, tmp_path: Path, env: dict, expected: list[str]) -> None:
+    # only xtuner.tools.train's file location is used: a stand-in module gives it
+    script = tmp_path / "xtuner_train.py"
+    module = ModuleType("xtuner.tools.train")
+    module.__file__ = str(script)
+    for name in ("xtuner", "xtuner.tools"):
+        monkeypatch.setitem(sys.modules, name, ModuleType(name))
+    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
+    sys.modules["xtuner.tools"].train = module
+    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    cmd = train.launcher(["cfg.py", "--work-dir", "w"])
+    assert cmd == [str(Path(sys.executable).with_name("torchrun")), *expected, str(script),
+                   "cfg.py", "--work-dir", "w", "--launcher", "pytorch"]
+
+
+def test_launcher_picks_a_port_when_none_is_given(inputs, monkeypatch, tmp_path: Path) -> None:
+    module = ModuleType("xtuner.tools.train")
+    module.__file__ = str(tmp_path / "t.py")
+    for name in ("xtuner", "xtuner.tools"):
+        monkeypatch.setitem(sys.modules, name, ModuleType(name))
+    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
+    sys.modules["xtuner.tools"].train = module
+    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+    monkeypatch.setenv("NPROC_PER_NODE", "2")
+    ports = {int(arg.split("=")[1]) for arg in train.launcher([]) if arg.startswith("--master_port=")}
+    assert len(ports) == 1 and 20000 <= ports.pop() <= 29999
+
+
+def recording_run(calls: list, write=None):
+    def run(step: str, cmd: list[str], env=None) -> None:
+        calls.append((step, list(cmd)))
+        if write is not None:
+            write(cmd)
+    return run
+
+
+def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> None:
+    work = inputs["work_dir"]
+    calls: list = []
+    def xtuner_writes_a_checkpoint(cmd: list[str]) -> None:
+        work.mkdir()
+        (work / "iter_3.pth").write_bytes(b"")
+
+    monkeypatch.setattr(train, "run", recording_run(calls, xtuner_writes_a_checkpoint))
+    argv = [str(inputs["config"]), "--work-dir", str(work), "--deepspeed", "deepspeed_zero2", "--",
+            "--cfg-options", "a=1", "--seed", "3"]
+    assert train.main(argv) == 0
+    assert calls == [("train", [
+        sys.executable, "-m", "xtuner.tools.train", str(inputs["config"]), "--work-dir", str(work),
+        "--deepspeed", "deepspeed_zero2", "--cfg-options", "a=1", "--seed", "3",
+    ])]
+    assert capsys.readouterr().out == f"train: done; checkpoints in {work}\n"
+
+
+def test_train_main_resumes_and_passes_no_extra(inputs, monkeypatch) -> None:
+    work = inputs["work_dir"]
+    work.mkdir()
+    (work / "iter_2.pth").write_bytes(b"")
+    calls: list = []
+    monkeypatch.setattr(train, "run", recording_run(calls))
+    assert train.main([str(inputs["config"]), "--work-dir", str(work)]) == 0
+    assert calls[0][1][3:] == [
+        str(inputs["config"]), "--work-dir", str(work), "--resume", str(work / "iter_2.pth")
+    ]
+
+
+def test_train_main_fails_when_no_checkpoint_was_written(inputs, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(train, "run", recording_run([]))
+    work = inputs["work_dir"]
+    line = exits(capsys, train.main, [str(inputs["config"]), "--work-dir", str(work)])
+    assert line == f"train: error: training ended but wrote no checkpoint in {work}"
+
+
+def test_train_main_checks_inputs_before_running(inputs, monkeypatch, capsys) -> None:
+    calls: list = []
+    monkeypatch.setattr(train, "run", recording_run(calls))
+    inputs["data"].unlink()
+    exits(capsys, train.main, [str(inputs["config"]), "--work-dir", str(inputs["work_dir"])])
+    assert calls == []
+
+
+# --- tools/convert_adapter.py -------------------------------------------------------------------
+
+
+def test_pick_checkpoint(tmp_path: Path, capsys) -> None:
+    for n in (2, 10, 4):
+        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+    assert convert.pick_checkpoint(tmp_path, None) == (10, tmp_path / "iter_10.pth")
+    assert convert.pick_checkpoint(tmp_path, 4) == (4, tmp_path / "iter_4.pth")
+    assert exits(capsys, convert.pick_checkpoint, tmp_path, 3) == (
+        f"convert: error: {tmp_path}/iter_3.pth not found; checkpoints there: 2, 4, 10"
+    )
+    empty = tmp_path / "empty"
+    assert exits(capsys, convert.pick_checkpoint, empty, None) == (
+        f"convert: error: no iter_*.pth checkpoint in {empty}; run `make train` first"
+    )
+
+
+def xtuner_writes(*names: str):
+    """Play pth_to_hf's part: write the named files into the output directory it was given."""
+    def write(cmd: list[str]) -> None:
+        out = Path(cmd[-2])
+        for name in names:
+            (out / name).write_text("{}")
+    return write
+
+
+def test_convert_main(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    (work / "iter_5.pth").write_bytes(b"")
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
+    assert convert.main([str(config), "--work-dir", str(work)]) == 0
+    out = work / "iter_5_hf"
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    (step, cmd), = calls
+    assert step == "convert" and cmd[:5] == [sys.executable, "-m", "xtuner.tools.model_converters.pth_to_hf",
+                                            str(config), str(work / "iter_5.pth")]
+    assert Path(cmd[5]).parent == work and cmd[6:] == ["--safe-serialization"]
+    assert capsys.readouterr().out.endswith(f"convert: adapter from {work / 'iter_5.pth'} written to {out}\n")
+    # a second run refuses to replace it, unless forced; --out and --iter are used
+    exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    assert convert.main([str(config), "--work-dir", str(work), "--force"]) == 0
+    other = tmp_path / "adapter"
+    assert convert.main([str(config), "--work-dir", str(work), "--iter", "5", "--out", str(other)]) == 0
+    assert (other / "adapter_config.json").is_file()
+
+
+def test_convert_fails_without_adapter_files_and_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    (work / "iter_1.pth").write_bytes(b"")
+    monkeypatch.setattr(convert, "run", recording_run([], xtuner_writes("adapter_config.json")))
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    assert line == f"convert: error: XTuner wrote no adapter_model.safetensors; is {config} a LoRA config?"
+    assert sorted(p.name for p in work.iterdir()) == ["iter_1.pth"]
+
+
+def test_convert_refuses_a_missing_config(tmp_path: Path, monkeypatch, capsys) -> None:
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls))
+    missing = tmp_path / "nope.py"
+    line = exits(capsys, convert.main, [str(missing), "--work-dir", str(tmp_path)])
+    assert line == f"convert: error: config {missing} not found" and calls == []
+
+
+# --- what the command line and the order of output say ------------------------------------------
+
+
+def test_announcements_come_before_the_child_output(tmp_path: Path) -> None:
+    """Through a pipe (make's output in CI), the `step: $ command` and `resuming from` lines are
+    flushed before XTuner's own output, not after it."""
+    import subprocess
+
+    (tmp_path / "iter_2.pth").write_bytes(b"")
+    code = (
+        "import sys, importlib\n"
+        "steps = importlib.import_module('style_tune.steps')\n"
+        "train = importlib.import_module('tools.train')\n"
+        f"train.resume_args(__import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "steps.run('s', [sys.executable, '-c', 'print(\"child\")'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe: block-buffered
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"train: resuming from {tmp_path / 'iter_2.pth'} (iteration 2)",
+        f"s: $ {sys.executable} -c print(\"child\")",
+        "child",
+    ]
+
+
+def test_train_needs_a_work_dir(inputs, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(train, "run", recording_run([]))
+    with pytest.raises(SystemExit) as info:
+        train.main([str(inputs["config"])])
+    assert info.value.code == 2
+    assert "the following arguments are required: --work-dir" in capsys.readouterr().err
+
+
+def test_train_reads_sys_argv(inputs, monkeypatch) -> None:
+    calls: list = []
+    monkeypatch.setattr(train, "run", recording_run(calls))
+    work = inputs["work_dir"]
+    work.mkdir()
+    (work / "iter_1.pth").write_bytes(b"")
+    monkeypatch.setattr(sys, "argv", ["tools/train.py", str(inputs["config"]), "--work-dir", str(work)])
+    assert train.main() == 0
+    assert calls[0][1][3:6] == [str(inputs["config"]), "--work-dir", str(work)]
+
+
+def test_convert_needs_a_work_dir(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        convert.main([str(tmp_path)])
+    assert info.value.code == 2
+    assert "the following arguments are required: --work-dir" in capsys.readouterr().err
+
+
+def test_convert_uses_the_iteration_asked_for(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    for n in (2, 5):
+        (work / f"iter_{n}.pth").write_bytes(b"")
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
+    assert convert.main([str(config), "--work-dir", str(work), "--iter", "2"]) == 0
+    assert calls[0][1][4] == str(work / "iter_2.pth") and (work / "iter_2_hf").is_dir()
+    # the existing adapter is refused by name, as the convert step
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work), "--iter", "2"])
+    assert line.startswith(f"convert: error: {work / 'iter_2_hf'} already exists;")
+
+
+def test_convert_names_every_missing_adapter_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    (work / "iter_1.pth").write_bytes(b"")
+    monkeypatch.setattr(convert, "run", recording_run([]))
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    assert line == (f"convert: error: XTuner wrote no adapter_config.json, adapter_model.safetensors; "
+                    f"is {config} a LoRA config?")
