@@ -74,6 +74,8 @@ ENVS: dict[str, Env] = {
     ),
     # `make webui` and its browser test: no torch (see requirements/webui.txt).
     "webui": Env(reqs=("webui.txt", "test.txt")),
+    # `make mutation` (not part of `make test`): see requirements/mutation.txt.
+    "mutation": Env(reqs=("mutation.txt", "test.txt")),
 }
 
 
