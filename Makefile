@@ -33,9 +33,9 @@ SEED ?= 42
 SPLIT_DIR ?= data/$(MODE)
 
 # Training (xtuner_configs/)
-# The fastest measured variant within the 24 GB budget (benchmarks/README.md); the seed-faithful
-# 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
-CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py
+# bf16 LoRA, length-grouped batches, one conversation per sample (benchmarks/README.md); the
+# seed-faithful 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
+CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_style_e3.py
 MODEL ?= $(BASE_MODEL)
 DATA ?= $(SPLIT_DIR)/train.json
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
@@ -217,6 +217,14 @@ STYLE_DIR ?= outputs/style_eval
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
 		print(download_dataset("data/FewCLUE", sys.argv[1]))' '$(abspath $(FEWCLUE_CACHE))'
+
+# An offline stand-in for internlm2_5-1_8b-chat (InternLM2's remote modeling code copied from the
+# installed xtuner, random weights, a Qwen2.5 tokenizer): `make eval-select` on the CPU with
+# SELECT_QWEN=$(TINY_MODEL) SELECT_INTERNLM=$(TINY_INTERNLM) FEWCLUE_CACHE=tests/eval/fixtures/fewclue EVAL_DEVICE=cpu
+TINY_INTERNLM ?= $(MODELS)/tiny-internlm2
+.PHONY: tiny-internlm2
+tiny-internlm2: env-train  ## the offline stand-in for internlm2.5 (eval-select's rival): InternLM2 remote code, random weights
+	$(TRAIN_PY) tools/build_tiny_model.py $(TINY_INTERNLM) --arch internlm2
 
 eval-select: env-eval  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
 	@for f in $(FEWCLUE_FILES); do \

@@ -90,24 +90,26 @@ CASES: tuple[Case, ...] = (
 CASE_IDS = [case.id for case in CASES]
 
 
-def tiny_model_path(tmp_dir: Path) -> Path:
-    """The tiny stand-in model for the environments that cannot build it (eval, deploy).
+def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
+    """A tiny stand-in model for the environments that cannot build it (eval, deploy).
 
-    ``models/tiny-qwen2.5`` (`make tiny-model`) when it is complete; otherwise built into
-    ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
+    ``models/tiny-qwen2.5`` (`make tiny-model`), or for ``arch="internlm2"`` the eval-select rival's
+    stand-in ``models/tiny-internlm2`` (`make tiny-internlm2`), when it is complete; otherwise built
+    into ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
     Only its tokenizer, generation config and (for OpenCompass) weights are used.
     """
     names = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
              "tokenizer_config.json")
-    existing = REPO_ROOT / "models" / "tiny-qwen2.5"
-    if all((existing / name).is_file() for name in names):
+    name = {"qwen2.5": "tiny-qwen2.5", "internlm2": "tiny-internlm2"}[arch]
+    existing = REPO_ROOT / "models" / name
+    if all((existing / file).is_file() for file in names):
         return existing
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():
-        raise RuntimeError("no models/tiny-qwen2.5, and no train environment to build it: make tiny-model")
-    out = tmp_dir / "tiny-qwen2.5"
+        raise RuntimeError(f"no models/{name}, and no train environment to build it: make setup")
+    out = tmp_dir / name
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out)],
+        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--arch", arch],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:
