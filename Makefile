@@ -222,8 +222,8 @@ fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/d
 # installed xtuner, random weights, a Qwen2.5 tokenizer): `make eval-select` on the CPU with
 # SELECT_QWEN=$(TINY_MODEL) SELECT_INTERNLM=$(TINY_INTERNLM) FEWCLUE_CACHE=tests/eval/fixtures/fewclue EVAL_DEVICE=cpu
 TINY_INTERNLM ?= $(MODELS)/tiny-internlm2
-.PHONY: tiny-internlm2
-tiny-internlm2: env-train  ## the offline stand-in for internlm2.5 (eval-select's rival): InternLM2 remote code, random weights
+.PHONY: tiny-internlm
+tiny-internlm: env-train  ## the offline stand-in for internlm2.5 (eval-select's rival): InternLM2 remote code, random weights
 	$(TRAIN_PY) tools/build_tiny_model.py $(TINY_INTERNLM) --arch internlm2
 
 eval-select: env-eval  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)

@@ -94,7 +94,7 @@ def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     """A tiny stand-in model for the environments that cannot build it (eval, deploy).
 
     ``models/tiny-qwen2.5`` (`make tiny-model`), or for ``arch="internlm2"`` the eval-select rival's
-    stand-in ``models/tiny-internlm2`` (`make tiny-internlm2`), when it is complete; otherwise built
+    stand-in ``models/tiny-internlm2`` (`make tiny-internlm`), when it is complete; otherwise built
     into ``tmp_dir`` with the train environment's Python (tools/build_tiny_model.py needs its packages).
     Only its tokenizer, generation config and (for OpenCompass) weights are used.
     """

@@ -213,9 +213,9 @@ def build_internlm2(out: Path, seed: int):
     (out / "config.json").write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
     # Loaded the way OpenCompass and transformers load the real model: by auto_map, remote code.
     config = AutoConfig.from_pretrained(out, trust_remote_code=True)
-    config.name_or_path = ""  # not the temporary build directory
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, trust_remote_code=True, torch_dtype=torch.float32)
+    model.config.name_or_path = ""  # not the temporary build directory
     model.generation_config = GenerationConfig(
         bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext
     )

@@ -5,7 +5,7 @@
   model must beat the base on the style numbers: the demo taught it the reply format.
 - ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
   (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
-  the tiny InternLM2 (its remote modeling code, `make tiny-internlm2`): the summary has the seed's rows.
+  the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the seed's rows.
 
 Models: `make demo`'s (models/tiny-qwen2.5, models/tiny-qwen2.5-style-merged, data/seed, work_dirs/demo)
 when they are there; otherwise the test builds its own in about two minutes (the tiny model, the split,

@@ -289,7 +289,10 @@ def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     "config, expected",
     [
         ("qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py", {"4bit": True, "8bit": False, "pack": False}),
-        ("qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py", {"quant": None, "pack": True, "bs": 1}),
+        (
+            "qwen2_5_1_5b_instruct_lora_bf16_style_e3.py",
+            {"quant": None, "pack": False, "bs": 32, "grouped": True},
+        ),
         ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", {"data": "data/controllable/train.json"}),
     ],
 )
@@ -309,6 +312,11 @@ def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, 
         assert dataset.pack_to_max_length is expected["pack"]
     if "bs" in expected:
         assert cfg.train_dataloader.batch_size == expected["bs"]
+    if "grouped" in expected:
+        from xtuner.dataset.samplers import LengthGroupedSampler
+
+        sampler = cfg.train_dataloader.sampler
+        assert sampler.type is LengthGroupedSampler and sampler.per_device_batch_size == expected["bs"]
     if "data" in expected:
         assert dataset.dataset.data_files == {"train": expected["data"]}
         systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
