@@ -34,9 +34,9 @@ SEED ?= 42
 SPLIT_DIR ?= data/$(MODE)
 
 # Training (xtuner_configs/)
-# The fastest measured variant within the 24 GB budget (benchmarks/README.md); the seed-faithful
-# 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
-CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py
+# bf16 LoRA, length-grouped batches, one conversation per sample (benchmarks/README.md); the
+# seed-faithful 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
+CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_style_e3.py
 MODEL ?= $(BASE_MODEL)
 DATA ?= $(SPLIT_DIR)/train.json
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
@@ -243,6 +243,14 @@ STYLE_DIR ?= outputs/style_eval
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
 		print(download_dataset("data/FewCLUE", sys.argv[1]))' '$(abspath $(FEWCLUE_CACHE))'
+
+# An offline stand-in for internlm2_5-1_8b-chat (InternLM2's remote modeling code copied from the
+# installed xtuner, random weights, a Qwen2.5 tokenizer): `make eval-select` on the CPU with
+# SELECT_QWEN=$(TINY_MODEL) SELECT_INTERNLM=$(TINY_INTERNLM) FEWCLUE_CACHE=tests/eval/fixtures/fewclue EVAL_DEVICE=cpu
+TINY_INTERNLM ?= $(MODELS)/tiny-internlm2
+.PHONY: tiny-internlm
+tiny-internlm: env-train  ## the offline stand-in for internlm2.5 (eval-select's rival): InternLM2 remote code, random weights
+	$(TRAIN_PY) tools/build_tiny_model.py $(TINY_INTERNLM) --arch internlm2
 
 # BACKEND=lmdeploy runs in the eval-lmdeploy env (TORCH=cuda only: requirements/eval-lmdeploy.txt).
 eval-select: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))

@@ -4,8 +4,12 @@
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug
 # The same datasets and local model folders as select_models.py (SELECT_QWEN, SELECT_INTERNLM,
 # SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE). Needs a CUDA GPU and lmdeploy installed in the eval
-# environment (README: Evaluation); there is no CPU variant.
+# environment (README: Evaluation); there is no CPU variant. InternLM2's tokenizer is remote code
+# (auto_map): its model goes through style_tune/opencompass_turbomind.py, which lets lmdeploy's
+# pipeline trust it (OpenCompass 0.5.4 does not pass trust_remote_code to lmdeploy).
 from mmengine.config import read_base
+
+from style_tune.opencompass_turbomind import TurboMindModelwithChatTemplateRemoteCode
 
 with read_base():
     from opencompass.configs.models.hf_internlm.lmdeploy_internlm2_5_1_8b_chat import (
@@ -20,6 +24,7 @@ _os = __import__("os")
 _env = _os.environ
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
+internlm_models[0]["type"] = TurboMindModelwithChatTemplateRemoteCode
 models = [*qwen_models, *internlm_models]
 for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
                                   _env.get("SELECT_INTERNLM", "models/internlm2_5-1_8b-chat")), strict=True):

@@ -34,7 +34,7 @@ _env = _os.environ
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", "models/Qwen2.5-1.5B-Instruct"))
 tuned_path = _os.path.join(
-    _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3-merged"))
+    _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_style_e3-merged"))
 data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", "data/seed"))
 mode = _env.get("STYLE_EVAL_MODE", "seed")
 limit = int(_env.get("STYLE_EVAL_LIMIT", "0"))

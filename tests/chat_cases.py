@@ -151,8 +151,9 @@ CASES: tuple[Case, ...] = (
 CASE_IDS = [case.id for case in CASES]
 
 
-def tiny_model_path(tmp_dir: Path) -> Path:
-    """The tiny stand-in model, built into ``tmp_dir`` by the current tools/build_tiny_model.py.
+def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
+    """A tiny stand-in model (``arch`` qwen2.5, or internlm2 for eval-select's rival), built into
+    ``tmp_dir`` by the current tools/build_tiny_model.py.
 
     Built with the train environment's Python (the builder needs its packages), so the eval and
     deploy environments test what the current code builds, never a leftover in ``models/`` from an
@@ -161,10 +162,11 @@ def tiny_model_path(tmp_dir: Path) -> Path:
     python = REPO_ROOT / ".envs" / "train" / "bin" / "python"
     if not python.exists():
         raise RuntimeError("no train environment to build the tiny model with: make env-train")
-    out = tmp_dir / "tiny-qwen2.5"
+    name = {"qwen2.5": "tiny-qwen2.5", "internlm2": "tiny-internlm2"}[arch]
+    out = tmp_dir / name
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--size", "tiny",
-         "--seed", "0"],
+        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--arch", arch,
+         "--size", "tiny", "--seed", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:

@@ -1,6 +1,7 @@
 """Build a stand-in for Qwen2.5-1.5B-Instruct offline: real architecture and tokenizer, random weights.
 
-    python tools/build_tiny_model.py OUT_DIR [--size tiny|full] [--seed 0] [--force]
+    python tools/build_tiny_model.py OUT_DIR [--size tiny|full] [--dtype D] [--seed 0] [--force]
+    python tools/build_tiny_model.py OUT_DIR --arch internlm2     # the eval-select rival's stand-in
 
 The output directory has the same files a modelscope download of Qwen/Qwen2.5-1.5B-Instruct has
 (config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
@@ -9,10 +10,21 @@ vocab.json, merges.txt), so every tool of the recipe loads it by path exactly li
 - Model: ``Qwen2ForCausalLM`` built from the real model's config.json (tools/qwen2_5_1_5b_instruct/);
   ``--size tiny`` shrinks only the widths and depth (the vocabulary stays full size), ``--size full``
   keeps the real shapes (for memory/compute benchmarks). Weights are seeded, so the output is
-  deterministic.
+  deterministic. The weights are saved in float32 (tiny) or bfloat16 (full, the real model's dtype)
+  unless ``--dtype`` says otherwise: a bfloat16 tiny model has the real model's dtype for the tests
+  that depend on it (the merge keeps it), and the same weights as the float32 one, rounded.
 - Tokenizer: the real Qwen2.5 byte-level BPE, rebuilt from ``qwen.tiktoken`` (151,643 ranks) that the
   PyPI package dashscope ships, plus Qwen2.5's 22 added tokens (151643 ``<|endoftext|>`` ...),
   its NFC normalizer and split regex, and its chat template.
+
+``--arch internlm2`` builds a tiny stand-in for internlm2_5-1_8b-chat, the model `make eval-select`
+compares with: ``InternLM2ForCausalLM`` loaded the way the real model is, through remote code named
+by ``auto_map`` in its config.json (``trust_remote_code``). That code, modeling_internlm2.py and
+configuration_internlm2.py, is copied from the installed xtuner package (xtuner/_lite/modelings/
+internlm2/), which ships InternLM2's Hugging Face modeling code. No installed package ships
+InternLM2's tokenizer (tokenization_internlm2.py, a sentencepiece ``InternLM2Tokenizer``): the
+stand-in carries the Qwen2.5 tokenizer above with a ChatML chat template (InternLM2's turn format,
+without its ``<s>``), so the real tokenizer and its template are not what it verifies.
 
 The output is written to a temporary directory beside OUT_DIR and renamed when complete; an existing
 OUT_DIR is kept unless --force is given.
@@ -64,6 +76,42 @@ ADDED_TOKENS: list[tuple[str, bool]] = [
 ]
 FIRST_ADDED_ID = 151643
 
+#: InternLM2's remote code in the xtuner wheel, and the auto_map that makes transformers load it.
+INTERNLM2_CODE = ("configuration_internlm2.py", "modeling_internlm2.py")
+INTERNLM2_AUTO_MAP = {
+    "AutoConfig": "configuration_internlm2.InternLM2Config",
+    "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
+    "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
+}
+#: The InternLM2 stand-in: tiny widths; grouped-query attention, no biases and dynamic NTK rope
+#: scaling as internlm2.5 uses; the vocabulary is the stand-in tokenizer's.
+INTERNLM2_TINY = dict(
+    architectures=["InternLM2ForCausalLM"],
+    model_type="internlm2",
+    auto_map=INTERNLM2_AUTO_MAP,
+    hidden_size=64,
+    intermediate_size=176,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    hidden_act="silu",
+    bias=False,
+    max_position_embeddings=32768,
+    rope_theta=1000000,
+    rope_scaling={"type": "dynamic", "factor": 2.0},
+    rms_norm_eps=1e-5,
+    initializer_range=0.2,
+    tie_word_embeddings=False,
+    attn_implementation="eager",
+    torch_dtype="float32",
+)
+#: InternLM2's chat turns (ChatML), no default system message.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
+    "{% endif %}"
+)
+
 #: The stand-in's shapes: small enough to train on 2 CPU cores, same architecture and vocabulary.
 TINY_SHAPES = dict(
     hidden_size=64,
@@ -78,12 +126,17 @@ TINY_SHAPES = dict(
 )
 
 
+def installed_package_dir(name: str) -> Path:
+    """Where an installed package lives (found without importing it)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"build_tiny_model: the {name} package is not installed (run `make setup`).")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def qwen_tiktoken_path() -> Path:
     """Where the dashscope package keeps qwen.tiktoken (found without importing dashscope)."""
-    spec = importlib.util.find_spec("dashscope")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("build_tiny_model: the dashscope package is not installed (run `make setup`).")
-    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "qwen.tiktoken"
+    path = installed_package_dir("dashscope") / "resources" / "qwen.tiktoken"
     if not path.is_file():
         raise SystemExit(f"build_tiny_model: {path} is missing; reinstall dashscope (`make setup`)")
     return path
@@ -123,25 +176,61 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_model(size: str, seed: int):
+def build_model(size: str, seed: int, dtype_name: str | None = None):
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     values = json.loads((SPEC_DIR / "config.json").read_text(encoding="utf-8"))
+    dtype_name = dtype_name or ("float32" if size == "tiny" else "bfloat16")
     if size == "tiny":
-        values.update(TINY_SHAPES, torch_dtype="float32")
+        values.update(TINY_SHAPES)
+    values["torch_dtype"] = dtype_name
     config = Qwen2Config(**values)
     torch.manual_seed(seed)
-    dtype = torch.float32 if size == "tiny" else torch.bfloat16
-    model = Qwen2ForCausalLM(config).to(dtype)
+    model = Qwen2ForCausalLM(config).to(getattr(torch, dtype_name))
     model.generation_config = GenerationConfig.from_pretrained(SPEC_DIR)
+    return model
+
+
+def build_internlm2(out: Path, seed: int):
+    """The InternLM2 stand-in into OUT: remote code, config.json with auto_map, weights, tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    code_dir = installed_package_dir("xtuner") / "_lite" / "modelings" / "internlm2"
+    for name in INTERNLM2_CODE:
+        if not (code_dir / name).is_file():
+            raise SystemExit(f"build_tiny_model: {code_dir / name} is missing; reinstall xtuner: make setup")
+        shutil.copyfile(code_dir / name, out / name)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.save_pretrained(out)
+    im_end, endoftext = tokenizer.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
+    values = dict(INTERNLM2_TINY, vocab_size=len(tokenizer), eos_token_id=im_end)
+    values.update(bos_token_id=endoftext, pad_token_id=endoftext)
+    (out / "config.json").write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
+    # Loaded the way OpenCompass and transformers load the real model: by auto_map, remote code.
+    config = AutoConfig.from_pretrained(out, trust_remote_code=True)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, trust_remote_code=True, torch_dtype=torch.float32)
+    model.config.name_or_path = ""  # not the temporary build directory
+    model.generation_config = GenerationConfig(
+        bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext
+    )
+    model.save_pretrained(out, safe_serialization=True)
     return model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path)
-    parser.add_argument("--size", choices=("tiny", "full"), default="tiny")
+    parser.add_argument("--arch", choices=("qwen2.5", "internlm2"), default="qwen2.5")
+    parser.add_argument("--size", choices=("tiny", "full"), default="tiny", help="qwen2.5 only")
+    parser.add_argument(
+        "--dtype", choices=("float32", "bfloat16", "float16"), help="default: float32 tiny, bfloat16 full"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
@@ -151,11 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_tiny_model: {out} exists; nothing to do (use --force to rebuild).")
         return 0
     with atomic_dir(out, force=True, step="build_tiny_model") as tmp:
-        build_tokenizer().save_pretrained(tmp)
-        model = build_model(args.size, args.seed)
-        model.save_pretrained(tmp, safe_serialization=True)
+        if args.arch == "internlm2":
+            model = build_internlm2(tmp, args.seed)
+        else:
+            build_tokenizer().save_pretrained(tmp)
+            model = build_model(args.size, args.seed, args.dtype)
+            model.save_pretrained(tmp, safe_serialization=True)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"build_tiny_model: wrote {out} ({args.size}, {n_params / 1e6:.1f} M parameters, seed {args.seed})")
+    what = f"{args.arch} {args.size}, {n_params / 1e6:.1f} M parameters, {model.dtype}, seed {args.seed}"
+    print(f"build_tiny_model: wrote {out} ({what})")
     return 0
 
 

@@ -4,7 +4,8 @@
   prompts, scores them (style_tune/style_eval.py) and ``make report`` writes the report. The tuned
   model must beat the base on the style numbers: the demo taught it the reply format.
 - ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
-  (tests/eval/fixtures/fewclue/data/FewCLUE): the config runs and the summary has the seed's rows.
+  (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
+  the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the seed's rows.
 
 Models: `make demo`'s (models/tiny-qwen2.5, models/tiny-qwen2.5-style-merged, data/seed, work_dirs/demo)
 when they are there; otherwise the test builds its own in about two minutes (the tiny model, the split,
@@ -145,8 +146,37 @@ def test_prompts_are_the_training_prompts(style_run: dict, models: dict[str, Pat
             render_chatml(messages, add_generation_prompt=True)
 
 
-def test_eval_select_runs_the_seed_table(models: dict[str, Path], tmp_path: Path) -> None:
-    make("eval-select", f"SELECT_QWEN={models['base']}", f"SELECT_INTERNLM={models['tuned']}",
+@pytest.fixture(scope="module")
+def internlm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny InternLM2 stand-in: InternLM2's remote modeling code (auto_map), random weights."""
+    return chat_cases.tiny_model_path(tmp_path_factory.mktemp("internlm2"), arch="internlm2")
+
+
+def test_internlm2_stand_in_runs_through_its_remote_code(internlm2: Path) -> None:
+    """Loaded as OpenCompass loads internlm2_5-1_8b-chat: only with trust_remote_code, by auto_map,
+    and its generate works with this env's transformers (it does not on 4.49+)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = json.loads((internlm2 / "config.json").read_text(encoding="utf-8"))
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_internlm2.InternLM2ForCausalLM"
+    assert all((internlm2 / f"{name}_internlm2.py").is_file() for name in ("modeling", "configuration"))
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForCausalLM.from_pretrained(internlm2, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(internlm2, trust_remote_code=True, torch_dtype=torch.float32)
+    assert type(model).__name__ == "InternLM2ForCausalLM"
+    assert type(model).__module__.startswith("transformers_modules."), "not the model directory's code"
+    tokenizer = AutoTokenizer.from_pretrained(internlm2, trust_remote_code=True, padding_side="left")
+    prompts = [tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                             tokenize=False) for text in ("你好", "今天下雨了吗？我没带伞")]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = model.generate(**batch, max_new_tokens=4, do_sample=False)  # KV cache + padding: the HF path
+    assert out.shape == (2, batch["input_ids"].shape[1] + 4)
+
+
+def test_eval_select_runs_both_candidates_into_the_seed_table(
+        tiny_model_dir: Path, internlm2: Path, tmp_path: Path) -> None:
+    make("eval-select", f"SELECT_QWEN={tiny_model_dir}", f"SELECT_INTERNLM={internlm2}",
          f"FEWCLUE_CACHE={FEWCLUE}", "SELECT_MAX_OUT_LEN=8", "EVAL_DEVICE=cpu", f"SELECT_DIR={tmp_path}")
     table = (tmp_path / "summary.md").read_text(encoding="utf-8").strip().splitlines()
     assert table[0] == ("| dataset | version | metric | mode "
@@ -157,10 +187,14 @@ def test_eval_select_runs_the_seed_table(models: dict[str, Path], tmp_path: Path
     assert [row[1] for row in rows[2:]] == ["51e956", "51e956"]  # the seed's ocnli_fc prompt version
     for row in rows:
         assert 0.0 <= float(row[4]) <= 100.0 and 0.0 <= float(row[5]) <= 100.0
-    # the fixture rows were read: 4 per file (ocnli's unlabelled "-" row dropped, as OpenCompass does)
-    predictions = tmp_path / "latest" / "predictions" / "qwen2.5-1.5b-instruct-hf"
-    assert {p.name: len(json.loads(p.read_text(encoding="utf-8"))) for p in predictions.glob("*.json")} == {
-        "bustm-dev.json": 4, "bustm-test.json": 4, "ocnli_fc-dev.json": 4, "ocnli_fc-test.json": 4}
+    # Both models answered every fixture row: 4 per file (ocnli's unlabelled "-" row dropped, as
+    # OpenCompass does), the InternLM2 stand-in through its remote code.
+    for model in ("qwen2.5-1.5b-instruct-hf", "internlm2_5-1_8b-chat-hf"):
+        predictions = tmp_path / "latest" / "predictions" / model
+        found = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in predictions.glob("*.json")}
+        assert {name: len(rows) for name, rows in found.items()} == {
+            "bustm-dev.json": 4, "bustm-test.json": 4, "ocnli_fc-dev.json": 4, "ocnli_fc-test.json": 4}
+        assert all("prediction" in row for rows in found.values() for row in rows.values())
 
 
 def test_eval_select_without_fewclue_says_how_to_get_it(tmp_path: Path) -> None:

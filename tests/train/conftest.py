@@ -35,6 +35,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bf16_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same tiny model (seed 0) saved in bfloat16, the real Qwen2.5's dtype; read-only."""
+    out = tmp_path_factory.mktemp("tiny_model_bf16") / "tiny-qwen2.5-bf16"
+    _build(out, "--size", "tiny", "--seed", str(TINY_SEED), "--dtype", "bfloat16")
+    return out
+
+
+@pytest.fixture(scope="session")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make split` of the shipped data (seed mode) into a tmp dir."""
     out = tmp_path_factory.mktemp("split")

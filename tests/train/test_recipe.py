@@ -113,22 +113,77 @@ def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
     assert not list(adapter.parent.glob(".adapter.tmp-*")), "temporary directory left behind"
 
 
-def test_merged_logits_equal_base_plus_adapter(trained: dict) -> None:
+def _logits(model_dir: Path, ids: torch.Tensor, adapter: Path | None = None) -> torch.Tensor:
+    """Logits of a model (plus an unmerged adapter), computed in float32 from its stored weights."""
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(trained["merged"])
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "今天好累呀"}], return_tensors="pt")
-    base = AutoModelForCausalLM.from_pretrained(trained["model"], torch_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter)
     with torch.no_grad():
-        base_logits = base(ids).logits
-        peft = PeftModel.from_pretrained(base, trained["adapter"]).eval()
-        expected = peft(ids).logits
-        merged = AutoModelForCausalLM.from_pretrained(trained["merged"], torch_dtype=torch.float32).eval()
-        got = merged(ids).logits
+        return model.eval()(ids).logits
+
+
+def _chat_ids(model_dir: Path) -> torch.Tensor:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return tokenizer.apply_chat_template([{"role": "user", "content": "今天好累呀"}], return_tensors="pt")
+
+
+def test_merged_logits_equal_base_plus_adapter(trained: dict) -> None:
+    ids = _chat_ids(trained["merged"])
+    base_logits = _logits(trained["model"], ids)
+    expected = _logits(trained["model"], ids, trained["adapter"])
+    got = _logits(trained["merged"], ids)
+    assert json.loads((trained["merged"] / "config.json").read_text())["torch_dtype"] == "float32"
     assert not torch.allclose(base_logits, expected, atol=1e-3), "the adapter changed nothing"
-    # XTuner's merge works in fp16: equal within fp16 rounding of the weights.
-    assert torch.allclose(got, expected, atol=5e-2, rtol=1e-2), (got - expected).abs().max()
+    # A float32 base merges in float32: equal up to float32 summation order (measured 2e-5).
+    assert torch.allclose(got, expected, atol=1e-4, rtol=1e-5), (got - expected).abs().max()
+
+
+def test_merge_keeps_a_bfloat16_base_in_bfloat16(
+    trained: dict, tiny_bf16_model_dir: Path, tmp_path: Path
+) -> None:
+    """Qwen2.5 ships in bfloat16: the merged model must too (XTuner's own merge writes float16)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_bf16_model_dir  # the tiny model's weights, rounded to bfloat16
+    merged = tmp_path / "merged-bf16"
+    proc = make("merge", f"MODEL={base}", f"ADAPTER={trained['adapter']}", f"MERGED={merged}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert json.loads((merged / "config.json").read_text())["torch_dtype"] == "bfloat16"
+
+    # Weights: each merged one is W + B·A·scale rounded to bfloat16 (peft rounds B·A·scale first:
+    # within 2 roundings, rtol = bfloat16's eps 2^-7); the weights LoRA does not touch are W's bits.
+    base_w, merged_w = load_file(base / "model.safetensors"), load_file(merged / "model.safetensors")
+    assert set(merged_w) == set(base_w) and all(w.dtype == torch.bfloat16 for w in merged_w.values())
+    reference = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32), trained["adapter"]
+    ).merge_and_unload()  # the merge done in float32 from the same bfloat16 base weights
+    exact = {name: w.detach() for name, w in reference.state_dict().items()}
+    eps = torch.finfo(torch.bfloat16).eps
+    changed = 0
+    for name, w in merged_w.items():
+        if torch.equal(exact[name], base_w[name].float()):
+            assert torch.equal(w, base_w[name]), f"{name} changed though the adapter does not touch it"
+        else:
+            changed += 1
+            assert torch.allclose(w.float(), exact[name], rtol=eps, atol=0), name
+    assert changed >= 7 * 2, "the adapter's target modules were not merged"
+
+    # Logits (float32 arithmetic on the stored weights): rounding the merged weights to bfloat16
+    # moves this tiny, wide-initialised model's logits by up to 1.5 % of their scale (measured);
+    # the tolerance is 4 eps_bf16 (3.1 %) of the logit scale, far below what the adapter moves.
+    ids = _chat_ids(merged)
+    expected = _logits(base, ids, trained["adapter"])
+    got = _logits(merged, ids)
+    tolerance = 4 * eps * expected.abs().max()
+    assert (got - expected).abs().max() <= tolerance
+    assert (expected - _logits(base, ids)).abs().max() > 3 * tolerance, "the adapter changed too little"
 
 
 def test_merged_tokenizer_and_template_are_the_training_ones(trained: dict) -> None:
@@ -314,7 +369,10 @@ def test_chat_hook_system_texts_come_from_the_definition(
     "config, expected",
     [
         ("qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py", {"4bit": True, "8bit": False, "pack": False}),
-        ("qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py", {"quant": None, "pack": True, "bs": 1}),
+        (
+            "qwen2_5_1_5b_instruct_lora_bf16_style_e3.py",
+            {"quant": None, "pack": False, "bs": 32, "grouped": True},
+        ),
         ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", {"data": "data/controllable/train.json"}),
     ],
 )
@@ -334,6 +392,11 @@ def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, 
         assert dataset.pack_to_max_length is expected["pack"]
     if "bs" in expected:
         assert cfg.train_dataloader.batch_size == expected["bs"]
+    if "grouped" in expected:
+        from xtuner.dataset.samplers import LengthGroupedSampler
+
+        sampler = cfg.train_dataloader.sampler
+        assert sampler.type is LengthGroupedSampler and sampler.per_device_batch_size == expected["bs"]
     if "data" in expected:
         assert dataset.dataset.data_files == {"train": expected["data"]}
         systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
