@@ -55,11 +55,11 @@ DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base
 DEMO_BASE_STEPS ?= 500
 DEMO_WORK_DIR := work_dirs/demo-$(MODE)
 DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
-# The demo's fine-tune: the CPU config with a longer schedule and a higher LoRA learning rate (the
-# stand-in is small); XTuner's own --cfg-options.
+# The demo's fine-tune: the CPU config (batches of 8) with a longer schedule and a higher LoRA learning
+# rate without dropout (the stand-in is small); XTuner's own --cfg-options.
 DEMO_ITERS ?= 400
 DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
-	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.005
+	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003
 # torch threads for the demo's CPU steps: 1 is several times faster than 2 on a machine other jobs
 # share (OpenMP threads that wait for a core spin); DEMO_THREADS=2 on an idle 2-core machine.
 DEMO_THREADS ?= 1

@@ -16,11 +16,11 @@ This tool spends the compute where it teaches:
   151,665, so a logit costs ~30x less.
 - Pretraining: ``--steps`` steps (a fixed number, so the result is the same on every machine) of
   next-token prediction on the training split's *unlabelled* text: each row's user message and reply
-  as a ChatML exchange with no system message and no style label (plus the system texts of both
-  modes alone, so their words are not noise to the model): the model learns the language of the
-  data but not which style goes with which system text or label. That mapping is what the LoRA
-  fine-tune has to learn (and what the evaluation measures: the base answers in either style, near
-  chance).
+  as a ChatML exchange with no system message and no style label. The model learns the language of
+  the data (it sees both replies of every prompt), but not which style goes with which system text
+  or label: that is what the LoRA fine-tune has to learn, and what the evaluation measures (the base
+  answers in either style, near chance). Measured alternative: replies and prompts as separate
+  documents (nothing to memorise per prompt) gave replies too repetitive to pass the sanity gates.
 
 The output has the files a Qwen2.5 model directory has and loads by path in every step. It is
 written to a temporary directory and renamed when complete; an existing OUT_DIR is kept unless
@@ -85,19 +85,14 @@ def vocabulary_texts(turns: list[dict]) -> list[str]:
 
 
 def pretraining_texts(turns: list[dict]) -> list[str]:
-    """The unlabelled text: each user message and reply (label line removed), no system message; and
-    the system texts of both modes alone, each in 1 of 20 documents (so their words are words to the
-    model, not noise; which style goes with which text is left to the fine-tune)."""
+    """The unlabelled text: each user message and its reply (label line removed) as a ChatML exchange,
+    with no system message and no label."""
     seen, texts = set(), []
     for turn in turns:
-        reply = split_label(turn["output"])[1]
-        text = chatml_block("user", turn["input"]) + chatml_block("assistant", reply)
+        text = chatml_block("user", turn["input"]) + chatml_block("assistant", split_label(turn["output"])[1])
         if text not in seen:
             seen.add(text)
             texts.append(text)
-    systems = [QWEN_DEFAULT_SYSTEM, *STYLE_SYSTEMS.values()]
-    copies = max(1, len(texts) // (20 * len(systems)))
-    texts += [chatml_block("system", system) for system in systems] * copies
     return texts
 
 

@@ -67,15 +67,20 @@ def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
     assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
-def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
-    """The Makefile's demo settings per MODE (read with --eval: `make -n demo` would run its sub-makes)."""
+def make_vars(mode: str) -> tuple[str, str, str, str]:
+    """The Makefile's demo settings for a MODE, read with --eval (`make -n demo` would run its sub-makes)."""
     show = "show: ; @echo '$(DEMO_CONFIG)|$(DEMO_WORK_DIR)|$(DEMO_MERGED)|$(DEMO_TRAIN_ARGS)'"
     proc = subprocess.run(["make", "-s", "--eval", show, "show", f"MODE={mode}"], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
     assert proc.returncode == 0, proc.stderr
     config, work_dir, merged, args = proc.stdout.strip().split("|")
+    return config, work_dir, merged, args
+
+
+@pytest.mark.parametrize("mode", ["seed", "controllable"])
+def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
+    config, work_dir, merged, args = make_vars(mode)
     assert config == ("xtuner_configs/qwen2_5_tiny_lora_controllable_style_cpu.py" if mode == "controllable"
                       else "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py")
     assert (work_dir, merged) == (f"work_dirs/demo-{mode}", f"models/tiny-qwen2.5-demo-{mode}-merged")
@@ -84,15 +89,23 @@ def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
 
 def test_demo_cfg_options_reach_the_config() -> None:
     """The demo's --cfg-options are ones mmengine applies to the CPU configs (a typo would be an error
-    only at train time)."""
+    only at train time), and the schedule's end follows the iteration count."""
+    import ast
+
     from mmengine.config import Config
 
-    for name in ("qwen2_5_tiny_lora_style_cpu.py", "qwen2_5_tiny_lora_controllable_style_cpu.py"):
-        cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / name))
-        cfg.merge_from_dict({"train_cfg.max_iters": 400, "param_scheduler.1.end": 400,
-                             "model.lora.lora_dropout": 0.0, "optim_wrapper.optimizer.lr": 0.005})
-        assert cfg.train_cfg.max_iters == cfg.param_scheduler[1].end == 400
-        assert cfg.model.lora.lora_dropout == 0.0 and cfg.optim_wrapper.optimizer.lr == 0.005
+    for mode in ("seed", "controllable"):
+        config, _, _, args = make_vars(mode)
+        options = dict(item.split("=", 1) for item in args.split()[1:])
+        values = {key: ast.literal_eval(value) for key, value in options.items()}
+        cfg = Config.fromfile(str(REPO_ROOT / config))
+        cfg.merge_from_dict(values)
+        for key, value in values.items():
+            node = cfg
+            for part in key.split("."):
+                node = node[int(part)] if part.isdigit() else node[part]
+            assert node == value, key
+        assert cfg.train_cfg.max_iters == cfg.param_scheduler[1].end
     cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / "qwen2_5_tiny_lora_controllable_style_cpu.py"))
     systems = [system_text("controllable", s) for s in STYLES]
     assert [h.get("system") for h in cfg.custom_hooks[1:3]] == systems
