@@ -192,7 +192,7 @@ def test_empty_and_runaway_replies_are_counted(judge: StyleJudge) -> None:
     result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 16, 17], max_out_len=16)
     assert result["runaway_rate"] == 50.0 and result["style_accuracy"] == 0.0
     assert result["details"][2]["problems"] == ["runaway"]
-    assert result["details"][0]["judged"] is None
+    assert result["details"][0]["judged"] == "neither"  # an empty reply is in no style
 
 
 def test_prompts_are_grouped_and_modes_checked() -> None:
