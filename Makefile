@@ -48,10 +48,22 @@ FORCE ?=
 # more `xtuner train` arguments, e.g. TRAIN_ARGS="--cfg-options train_cfg.max_iters=10"
 TRAIN_ARGS ?=
 
-# The demo: the same steps on the tiny model, with the CPU overrides of one config.
-DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora_style_cpu.py
-DEMO_WORK_DIR := work_dirs/demo
-DEMO_MERGED := $(MODELS)/tiny-qwen2.5-style-merged
+# The demo: the same steps on a small stand-in base, with the CPU overrides of one config per MODE.
+# The stand-in (tools/build_demo_base.py, built once and cached like tiny-model): the tiny Qwen2 with
+# the real tokenizer cut to the data's tokens, pretrained on the train split's unlabelled text.
+DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora$(if $(filter controllable,$(MODE)),_controllable)_style_cpu.py
+DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base
+DEMO_BASE_STEPS ?= 500
+DEMO_WORK_DIR := work_dirs/demo-$(MODE)
+DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
+# The demo's fine-tune: the CPU config (batches of 8) with a longer schedule and a higher LoRA learning
+# rate without dropout (the stand-in is small); XTuner's own --cfg-options.
+DEMO_ITERS ?= 400
+DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
+	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003
+# torch threads for the demo's CPU steps: 1 is several times faster than 2 on a machine other jobs
+# share (OpenMP threads that wait for a core spin); DEMO_THREADS=2 on an idle 2-core machine.
+DEMO_THREADS ?= 1
 
 # Nothing at run time may reach a model hub: everything the recipe loads is local.
 export HF_HUB_OFFLINE := 1
@@ -59,7 +71,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup env-train env-eval env-deploy env-dev env-webui test lint download tiny-model split data-card \
-	train convert merge demo clean-demo bench chat-templates chat serve chat-cpu
+	train convert merge demo demo-base clean-demo bench chat-templates chat serve chat-cpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -173,18 +185,24 @@ chat-cpu:  ## XTuner's chat (transformers, CPU) on MODEL, same template and syst
 	@$(PYTHON) tools/chat.py chat-cpu $(CHAT_OPTS) --max-new-tokens '$(CHAT_MAX_NEW_TOKENS)' \
 		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
-demo: env-train  ## offline CPU demo: tiny model -> split -> train -> convert -> merge -> replies
-	@start=$$(date +%s); \
-	$(MAKE) tiny-model && \
-	$(MAKE) split MODE=seed SPLIT_DIR=data/seed && \
-	$(MAKE) train CONFIG=$(DEMO_CONFIG) MODEL=$(TINY_MODEL) DATA=data/seed/train.json WORK_DIR=$(DEMO_WORK_DIR) && \
-	$(MAKE) convert CONFIG=$(DEMO_CONFIG) MODEL=$(TINY_MODEL) WORK_DIR=$(DEMO_WORK_DIR) FORCE=1 && \
-	$(MAKE) merge MODEL=$(TINY_MODEL) ADAPTER=$(DEMO_WORK_DIR)/adapter MERGED=$(DEMO_MERGED) FORCE=1 && \
-	$(TRAIN_PY) tools/demo_report.py --base $(TINY_MODEL) --merged $(DEMO_MERGED) \
-		--work-dir $(DEMO_WORK_DIR) --test data/seed/test.json --started $$start
+demo-base: env-train  ## the demo's stand-in base DEMO_BASE: tiny Qwen2, the data's vocabulary, pretrained on unlabelled train text (cached)
+	@[[ -f data/seed/train.json ]] || $(MAKE) split MODE=seed SPLIT_DIR=data/seed
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) tools/build_demo_base.py $(DEMO_BASE) --data data/seed/train.json \
+		--steps $(DEMO_BASE_STEPS) $(if $(FORCE),--force)
 
-clean-demo:  ## remove what `make demo` wrote
-	rm -rf $(TINY_MODEL) $(DEMO_MERGED) $(DEMO_WORK_DIR) data/seed
+demo: env-train  ## offline CPU demo (MODE=seed|controllable): stand-in base -> split -> train -> convert -> merge -> replies
+	@$(MAKE) demo-base
+	@start=$$(date +%s); export OMP_NUM_THREADS=$(DEMO_THREADS); \
+	$(MAKE) split MODE=$(MODE) SPLIT_DIR=data/$(MODE) && \
+	$(MAKE) train CONFIG=$(DEMO_CONFIG) MODEL=$(DEMO_BASE) DATA=data/$(MODE)/train.json WORK_DIR=$(DEMO_WORK_DIR) \
+		TRAIN_ARGS="$(DEMO_TRAIN_ARGS)" && \
+	$(MAKE) convert CONFIG=$(DEMO_CONFIG) MODEL=$(DEMO_BASE) DATA=data/$(MODE)/train.json WORK_DIR=$(DEMO_WORK_DIR) FORCE=1 && \
+	$(MAKE) merge MODEL=$(DEMO_BASE) ADAPTER=$(DEMO_WORK_DIR)/adapter MERGED=$(DEMO_MERGED) FORCE=1 && \
+	$(TRAIN_PY) tools/demo_report.py --base $(DEMO_BASE) --merged $(DEMO_MERGED) \
+		--work-dir $(DEMO_WORK_DIR) --test data/$(MODE)/test.json --started $$start
+
+clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
+	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/seed data/controllable
 
 # ---------------------------------------------------------------- benchmark
 # Training throughput and memory of the recipe variants (tools/bench_train.py): on a GPU the real
@@ -208,7 +226,7 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 # the held-out split, scored by style_tune/style_eval.py, then a Markdown report (tools/style_report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style report eval-demo
+.PHONY: eval-select fewclue-data eval-style report eval-demo score-replies
 EVAL_DEVICE ?= $(TORCH)
 # more OpenCompass arguments. --debug (the seed's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -283,9 +301,20 @@ report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, lo
 	$(EVAL_PY) tools/style_report.py $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
 		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED)
 
-eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (about a minute)
-	$(MAKE) eval-style BASE=$(TINY_MODEL) TUNED=$(DEMO_MERGED) MODE=seed SPLIT_DIR=data/seed \
-		TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo EVAL_DEVICE=cpu
+# score-replies: replies from anywhere (an API, another framework), one JSON object a line: "user", "style"
+# (温柔|毒舌|gentle|snarky) or "system" (the system text sent), "reply", optional "finish_reason". Scored by
+# the evaluator's own function (tools/score_replies.py); judge and references: DATA_ROOT/<mode>/.
+REPLIES ?=
+DATA_ROOT ?= data
+SCORES ?=
+score-replies: env-eval  ## score REPLIES=FILE.jsonl (user, style|system, reply) as eval-style does; prints the metric table (SCORES=out.json)
+	@[[ -n '$(REPLIES)' ]] || { echo "score-replies: give REPLIES=FILE.jsonl (rows: user, style or system, reply)" >&2; \
+		exit 2; }
+	@$(EVAL_PY) tools/score_replies.py '$(REPLIES)' --data-dir '$(DATA_ROOT)' $(if $(SCORES),--out '$(SCORES)')
+
+eval-demo:  ## eval-style + report on `make demo`'s models (same MODE), on the CPU
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) eval-style BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) MODE=$(MODE) \
+		SPLIT_DIR=data/$(MODE) TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo-$(MODE) EVAL_DEVICE=cpu
 
 # ---------------------------------------------------------------- web page and serving benchmark
 # make webui: base vs tuned side by side (tools/webui.py, Gradio, webui env). BASE_API=/TUNED_API= any
@@ -294,7 +323,7 @@ eval-demo:  ## eval-style + report on `make demo`'s tiny models, on the CPU (abo
 .PHONY: webui bench-serve
 BASE_API ?=
 TUNED_API ?=
-WEBUI_BASE ?= $(TINY_MODEL)
+WEBUI_BASE ?= $(DEMO_BASE)
 WEBUI_TUNED ?= $(DEMO_MERGED)
 WEBUI_HOST ?= 127.0.0.1
 WEBUI_PORT ?= 7860

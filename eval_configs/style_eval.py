@@ -122,11 +122,13 @@ eval = dict(
 
 # The summary table: one row per metric (style_tune.style_metrics.METRICS), base and tuned side by side.
 _metrics = {
-    "seed": ["style_accuracy", "label_rate", "label_agreement", "judged_gentle", "judge_accuracy",
-             "chrf", "rouge_l", "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2",
-             "empty_rate", "runaway_rate"],
-    "controllable": ["style_accuracy", "judged_gentle", "judge_accuracy", "chrf", "rouge_l",
-                     "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2",
-                     "empty_rate", "runaway_rate"],
+    "seed": ["style_accuracy", "style_accuracy_gentle", "style_accuracy_snarky", "sane_rate", "label_rate",
+             "label_agreement", "judged_gentle", "judged_snarky", "judged_neither", "judge_accuracy", "chrf",
+             "rouge_l", "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2", "empty_rate",
+             "runaway_rate"],
+    "controllable": ["style_accuracy", "style_accuracy_gentle", "style_accuracy_snarky", "sane_rate",
+                     "judged_gentle", "judged_snarky", "judged_neither", "judge_accuracy", "chrf", "rouge_l",
+                     "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2", "empty_rate",
+                     "runaway_rate"],
 }[mode]
 summarizer = dict(dataset_abbrs=[[f"style-{mode}", metric] for metric in _metrics])

@@ -2,8 +2,9 @@
 
     StyleReplyDataset   test.json (tools/split_data.py's rows) -> one sample per distinct prompt:
                         system, input, requested_style, references
-    StyleEvaluator      style / content / fluency scores of the generated replies
-                        (style_tune/style_metrics.py, whose docstring says what each number means)
+    StyleEvaluator      style / sanity / content / fluency scores of the generated replies
+                        (style_tune/style_metrics.score_replies, the same code `make score-replies`
+                        runs; its module docstring says what each number means)
     ROW_SYSTEM_META_TEMPLATE   a HuggingFacewithChatTemplate meta template that sends each sample's
                         own system text as the system message (eval_configs/style_eval.py)
 
@@ -77,4 +78,5 @@ class StyleEvaluator(BaseEvaluator):
         return score_replies(
             predictions, references, requested, self.mode, self.judge,
             token_counts=self._token_counts(predictions), max_out_len=self.max_out_len,
+            users=list(test_set["input"]),
         )

@@ -19,18 +19,22 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.prompts import split_label  # noqa: E402
+from style_tune.prompts import STYLE_SYSTEMS, split_label  # noqa: E402
 from style_tune.steps import loss_curve  # noqa: E402
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:
-    """One entry per distinct held-out prompt: system, input and the reference outputs."""
-    by_input: dict[str, dict] = {}
+    """One entry per distinct held-out prompt (system text + input): system, input, reference outputs.
+
+    Seed mode: one per input (both styles are its references); controllable mode: one per style asked.
+    """
+    by_prompt: dict[tuple[str, str], dict] = {}
     for row in json.loads(test_json.read_text(encoding="utf-8")):
         turn = row["conversation"][0]
-        entry = by_input.setdefault(turn["input"], {"system": turn.get("system", ""), "refs": []})
+        entry = by_prompt.setdefault((turn.get("system", ""), turn["input"]),
+                                     {"system": turn.get("system", ""), "input": turn["input"], "refs": []})
         entry["refs"].append(turn["output"])
-    return [{"input": k, **v} for k, v in by_input.items()]
+    return list(by_prompt.values())
 
 
 def generate(model_dir: Path, prompts: list[dict], max_new_tokens: int) -> list[str]:
@@ -82,20 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     if curve:
         (i0, l0), (i1, l1) = curve[0], curve[-1]
         print(f"training loss: {l0:.3f} at iter {i0} -> {l1:.3f} at iter {i1}")
-    (share_base, _), (share_tuned, labels) = label_share(base), label_share(tuned)
-    print(f"replies that begin with a style label (温柔/毒舌), {len(prompts)} held-out prompts: "
-          f"base {share_base:.0%} -> tuned {share_tuned:.0%} ({dict(labels)})")
+    controllable = any(item["system"] in STYLE_SYSTEMS.values() for item in prompts)
+    if not controllable:
+        (share_base, _), (share_tuned, labels) = label_share(base), label_share(tuned)
+        print(f"replies that begin with a style label (温柔/毒舌), {len(prompts)} held-out prompts: "
+              f"base {share_base:.0%} -> tuned {share_tuned:.0%} ({dict(labels)})")
+    else:
+        print(f"{len(prompts)} held-out prompts, each asked once per style (controllable mode)")
     print()
     for item, b, t in list(zip(prompts, base, tuned, strict=True))[: args.show]:
-        print(f"user:      {item['input']}")
+        style = next((s for s, text in STYLE_SYSTEMS.items() if text == item["system"]), None)
+        print(f"user:      {item['input']}" + (f"   (asked for: {style})" if style else ""))
         print(f"reference: {one_line(item['refs'][0])}")
         print(f"base:      {one_line(b)}")
         print(f"tuned:     {one_line(t)}")
         print()
-    print("The stand-in has random weights: it learns the reply format (the style label line), not")
-    print("Chinese. The same steps on Qwen2.5-1.5B-Instruct: make download split train convert merge.")
+    print("The stand-in base read the training text without labels or system texts (make demo-base);")
+    print("the fine-tune taught it the style format. Scores: make eval-demo (MODE= as here). The same")
+    print("steps on Qwen2.5-1.5B-Instruct: make download split train convert merge.")
     print()
-    print(f"tiny base model:   {args.base}")
+    print(f"stand-in base:     {args.base}")
     print(f"training run:      {args.work_dir} (config, logs, iter_*.pth checkpoints)")
     print(f"LoRA adapter:      {args.work_dir / 'adapter'}")
     print(f"merged model:      {args.merged}")

@@ -90,7 +90,8 @@ def reference_scores(settings: dict, samples: list[dict]) -> dict:
     judge = StyleJudge.from_split(settings["train"])
     flat = [(ref, s) for s in samples for ref in s["references"]]
     return score_replies([ref for ref, _ in flat], [s["references"] for _, s in flat],
-                         [s["requested_style"] or None for _, s in flat], settings["mode"], judge)
+                         [s["requested_style"] or None for _, s in flat], settings["mode"], judge,
+                         users=[s["input"] for _, s in flat])
 
 
 def matching_reference(sample: dict, reply: str) -> str:
@@ -148,6 +149,22 @@ def number(metric: str, value) -> str:
     return f"{value:.1f}" if metric in LENGTHS else f"{value:.2f}"
 
 
+def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str, str]] | None = None
+                 ) -> list[str]:
+    """The report's metric table (Markdown): one row per metric of ``mode`` in METRICS order
+    (style_accuracy first), one column per scored set, then what the metric means. ``fixed``: cells
+    to show as text instead of a number (column -> metric -> text)."""
+    fixed = fixed or {}
+    names = list(columns)
+    metrics = [m for m in METRICS[mode] if any(m in columns[c] or m in fixed.get(c, {}) for c in names)]
+    lines = ["| metric | " + " | ".join(names) + " | what it means (range) |",
+             "|---|" + "---:|" * len(names) + "---|"]
+    for metric in metrics:
+        cells = [fixed.get(c, {}).get(metric) or number(metric, columns[c].get(metric)) for c in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + f" | {METRIC_HELP[metric]} |")
+    return lines
+
+
 def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int) -> str:
     run_dir = run_dir.resolve()
     settings = run_settings(run_dir)
@@ -158,7 +175,6 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         raise SystemExit("style_report: the runs have no per-reply details (or different numbers)")
     samples = evaluated_samples(settings, len(details["base"]))
     refs = reference_scores(settings, samples)
-    metrics = [m for m in METRICS[mode] if m in results["base"] or m in refs]
 
     lines = [
         "# Style evaluation: base vs tuned",
@@ -170,25 +186,25 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         f"- generation: OpenCompass `HuggingFacewithChatTemplate`, greedy, at most {settings['max_out_len']} "
         "tokens, stops at `<|im_end|>`; each prompt is the data row's system text and user input, "
         "rendered by the model's chat template (the prompt it was trained on)",
-        f"- style judge: TF-IDF character 1-3-grams + logistic regression, trained on the replies of "
-        f"`{settings['train']}` (label line removed)",
+        "- style judge: TF-IDF character 1-3-grams + logistic regression over 温柔 / 毒舌 / neither, "
+        f"trained on the replies of `{settings['train']}` (label words removed) and, for neither, on "
+        "plain helpful answers (style_data/neutral_replies.txt), the split's user messages and shuffled "
+        "replies; a reply counts for style only if it also passes the sanity gates (sane_rate; "
+        "style_tune/style_metrics.py)",
         f"- OpenCompass run: `{run_dir}` (predictions, per-reply details in results/, logs)",
         "",
         "## Scores",
         "",
-        "| metric | base | tuned | references | what it means (range) |",
-        "|---|---:|---:|---:|---|",
     ]
-    for metric in metrics:
-        ref = "100 (by definition)" if metric in ("chrf", "rouge_l") else number(metric, refs.get(metric))
-        if metric == "runaway_rate":
-            ref = "–"
-        lines.append(f"| {metric} | {number(metric, results['base'].get(metric))} | "
-                     f"{number(metric, results['tuned'].get(metric))} | {ref} | {METRIC_HELP[metric]} |")
+    lines += metric_table(mode, {"base": results["base"], "tuned": results["tuned"], "references": refs},
+                          {"references": {"chrf": "100 (by definition)", "rouge_l": "100 (by definition)",
+                                          "runaway_rate": "–"}})
     lines += [
         "",
-        "How to read it: *style_accuracy* is the headline (did the model answer in a style, and the one "
-        "it announced or was asked for); *judge_accuracy* says how far the judge can be trusted (the same "
+        "How to read it: *style_accuracy* is the headline (did the model answer sanely in a style, and the "
+        "one it announced or was asked for; per style in the two rows under it); *sane_rate* and "
+        "*judged_neither* say how many replies could not count (noise, loops, repeated labels, neutral "
+        "text); *judge_accuracy* says how far the judge can be trusted (the same "
         "for every column: it is the judge scored on the references). *chrf* and *rouge_l* measure how "
         "much of the reference reply's wording the model reproduces: a different but good reply also "
         "scores low, so compare base and tuned rather than reading them as absolute quality. The "

@@ -89,13 +89,14 @@ def style_run(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
 
 
-def test_tuned_model_beats_base_on_style(style_run: dict) -> None:
+def test_tuned_model_learns_the_label_but_noise_scores_no_style(style_run: dict) -> None:
     base, tuned = style_run["results"]["base"], style_run["results"]["tuned"]
-    # the base model writes random tokens: never a style label; the demo's model starts with one
+    # the base model writes random tokens: never a style label; the quickly tuned random model starts
+    # with one, then writes noise, which the robust style score gives nothing (issue 14)
     assert base["label_rate"] == 0.0 and base["style_accuracy"] == 0.0
     assert tuned["label_rate"] >= 90.0
-    assert tuned["style_accuracy"] > base["style_accuracy"]
-    assert tuned["label_agreement"] > base["label_agreement"]
+    assert tuned["style_accuracy"] == 0.0 and tuned["label_agreement"] == 0.0
+    assert tuned["judged_gentle"] == tuned["judged_snarky"] == 0.0
     # the judge is the same for both, and reliable on the references
     assert base["judge_accuracy"] == tuned["judge_accuracy"] >= 90.0
     assert len(base["details"]) == len(tuned["details"]) == 12

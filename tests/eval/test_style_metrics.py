@@ -181,14 +181,18 @@ def test_empty_and_runaway_replies_are_counted(judge: StyleJudge) -> None:
     assert result["empty_rate"] == 50.0  # a label line with nothing after it is an empty reply too
     assert result["label_rate"] == 50.0
     predictions = ["温柔", "   ", "毒舌\n" + SNARKY[2], "随便说点什么"]
-    result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 16, 17], max_out_len=16)
+    result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 15, 17], max_out_len=16)
     assert result["empty_rate"] == 50.0
     assert result["label_rate"] == 50.0
-    assert result["runaway_rate"] == 50.0
+    assert result["runaway_rate"] == 25.0
     assert result["style_accuracy"] == 25.0  # the snarky one; an empty reply is never a hit
     assert [d["empty"] for d in result["details"]] == [True, True, False, False]
-    assert [d["runaway"] for d in result["details"]] == [False, False, True, True]
-    assert result["details"][0]["judged"] is None
+    assert [d["runaway"] for d in result["details"]] == [False, False, False, True]
+    # the same snarky reply cut off at the budget does not count for style
+    result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 16, 17], max_out_len=16)
+    assert result["runaway_rate"] == 50.0 and result["style_accuracy"] == 0.0
+    assert result["details"][2]["problems"] == ["runaway"]
+    assert result["details"][0]["judged"] == "neither"  # an empty reply is in no style
 
 
 def test_prompts_are_grouped_and_modes_checked() -> None:

@@ -1,0 +1,111 @@
+"""The demo's pieces wire together (cheaply: no multi-minute training here; `make demo` is run by hand).
+
+- tools/build_demo_base.py: the cut tokenizer tokenizes the training rows exactly as the full Qwen
+  tokenizer does (the tool checks; here too, through the saved files), still encodes any text, keeps
+  Qwen's special tokens and chat template, and the model config points at the new ids.
+- The Makefile's demo runs the real XTuner config path for each MODE, with the demo's --cfg-options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from style_tune.prompts import IM_END, STYLES, render_chatml, system_text
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+
+
+@pytest.fixture(scope="module")
+def demo_base(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo_base") / "base"
+    tool = REPO_ROOT / "tools" / "build_demo_base.py"
+    proc = subprocess.run([sys.executable, str(tool), str(out), "--data", str(split_dir / "train.json"),
+                           "--steps", "3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def test_cut_tokenizer_matches_the_full_one_on_the_data(demo_base: Path, split_dir: Path,
+                                                        tiny_model_dir: Path) -> None:
+    from build_demo_base import vocabulary_texts
+    from transformers import AutoTokenizer
+
+    full, cut = AutoTokenizer.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(demo_base)
+    assert 3_000 < len(cut) < 10_000 < len(full)
+    for name in ("<|endoftext|>", "<|im_start|>", IM_END):
+        assert cut.convert_ids_to_tokens(cut.convert_tokens_to_ids(name)) == name
+    rows = [r["conversation"][0] for r in json.loads((split_dir / "train.json").read_text(encoding="utf-8"))]
+    texts = vocabulary_texts(rows)  # the rows as ChatML (what training tokenizes) and the system texts
+    for text in texts[:100] + texts[-10:]:
+        full_tokens = full.convert_ids_to_tokens(full(text, add_special_tokens=False)["input_ids"])
+        assert cut.convert_ids_to_tokens(cut(text, add_special_tokens=False)["input_ids"]) == full_tokens
+    unseen = "Zebra量子纠缠🦓 naïve"  # not in the data: still encodes, byte by byte where needed
+    assert cut.decode(cut(unseen, add_special_tokens=False)["input_ids"]) == unseen
+    messages = [{"role": "system", "content": system_text("controllable", STYLES[0])},
+                {"role": "user", "content": rows[0]["input"]}]
+    assert cut.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == \
+        render_chatml(messages, add_generation_prompt=True)
+
+
+def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
+
+    tokenizer, config = AutoTokenizer.from_pretrained(demo_base), AutoConfig.from_pretrained(demo_base)
+    generation = GenerationConfig.from_pretrained(demo_base)
+    assert config.vocab_size >= len(tokenizer) and config.vocab_size % 64 == 0
+    assert config.eos_token_id == tokenizer.convert_tokens_to_ids(IM_END)
+    assert tokenizer.convert_tokens_to_ids(IM_END) in generation.eos_token_id
+    record = json.loads((demo_base / "pretraining.json").read_text(encoding="utf-8"))
+    assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
+
+
+def make_vars(mode: str) -> tuple[str, str, str, str]:
+    """The Makefile's demo settings for a MODE, read with --eval (`make -n demo` would run its sub-makes)."""
+    show = "show: ; @echo '$(DEMO_CONFIG)|$(DEMO_WORK_DIR)|$(DEMO_MERGED)|$(DEMO_TRAIN_ARGS)'"
+    proc = subprocess.run(["make", "-s", "--eval", show, "show", f"MODE={mode}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    assert proc.returncode == 0, proc.stderr
+    config, work_dir, merged, args = proc.stdout.strip().split("|")
+    return config, work_dir, merged, args
+
+
+@pytest.mark.parametrize("mode", ["seed", "controllable"])
+def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
+    config, work_dir, merged, args = make_vars(mode)
+    assert config == ("xtuner_configs/qwen2_5_tiny_lora_controllable_style_cpu.py" if mode == "controllable"
+                      else "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py")
+    assert (work_dir, merged) == (f"work_dirs/demo-{mode}", f"models/tiny-qwen2.5-demo-{mode}-merged")
+    assert args.startswith("--cfg-options train_cfg.max_iters=")
+
+
+def test_demo_cfg_options_reach_the_config() -> None:
+    """The demo's --cfg-options are ones mmengine applies to the CPU configs (a typo would be an error
+    only at train time), and the schedule's end follows the iteration count."""
+    import ast
+
+    from mmengine.config import Config
+
+    for mode in ("seed", "controllable"):
+        config, _, _, args = make_vars(mode)
+        options = dict(item.split("=", 1) for item in args.split()[1:])
+        values = {key: ast.literal_eval(value) for key, value in options.items()}
+        cfg = Config.fromfile(str(REPO_ROOT / config))
+        cfg.merge_from_dict(values)
+        for key, value in values.items():
+            node = cfg
+            for part in key.split("."):
+                node = node[int(part)] if part.isdigit() else node[part]
+            assert node == value, key
+        assert cfg.train_cfg.max_iters == cfg.param_scheduler[1].end
+    cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / "qwen2_5_tiny_lora_controllable_style_cpu.py"))
+    systems = [system_text("controllable", s) for s in STYLES]
+    assert [h.get("system") for h in cfg.custom_hooks[1:3]] == systems
