@@ -262,6 +262,8 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
         (work / "iter_3.pth").write_bytes(b"")
 
     monkeypatch.setattr(train, "run", recording_run(calls, xtuner_writes_a_checkpoint))
+    # the GPU check needs torch (the train env's test_multiprocess.py covers it); here: the command
+    monkeypatch.setattr(train, "check_deepspeed", lambda deepspeed: None)
     argv = [str(inputs["config"]), "--work-dir", str(work), "--deepspeed", "deepspeed_zero2", "--",
             "--cfg-options", "a=1", "--seed", "3"]
     assert train.main(argv) == 0
