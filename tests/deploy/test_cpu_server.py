@@ -119,16 +119,17 @@ def served_tokenizer(fresh_tiny_model_dir: Path):
 
 
 def test_plain_completion(client: OpenAI, served_tokenizer) -> None:
+    # a hand-written controllable 温柔 case (tests/chat_cases.py): the server's STYLE is 温柔
+    case = next(case for case in CASES if case.mode == "controllable" and case.style == "温柔")
     reply = client.chat.completions.create(model=SERVED_MODEL_NAME, messages=[
-        {"role": "user", "content": "今天加班到十点，好累啊"}], **GREEDY)
+        {"role": "user", "content": case.turns[0][0]}], **GREEDY)
     assert reply.object == "chat.completion" and reply.model == SERVED_MODEL_NAME
     choice = reply.choices[0]
     assert choice.message.role == "assistant" and choice.message.content
     assert choice.finish_reason in ("stop", "length")
     assert 0 < reply.usage.completion_tokens <= GREEDY["max_tokens"]
     # the prompt the server counted is the training prompt with 温柔's system text (the server's STYLE)
-    reference = Case("x", "controllable", "温柔", (("今天加班到十点，好累啊", ""),)).prompt(1)
-    reference_ids = served_tokenizer(reference, add_special_tokens=False)["input_ids"]
+    reference_ids = served_tokenizer(case.prompt(1), add_special_tokens=False)["input_ids"]
     assert reply.usage.prompt_tokens == len(reference_ids)
 
 
