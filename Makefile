@@ -226,7 +226,7 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 # the held-out split, scored by style_tune/style_eval.py, then a Markdown report (tools/style_report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style report eval-demo score-replies
+.PHONY: eval-select fewclue-data eval-style judge report eval-demo score-replies
 EVAL_DEVICE ?= $(TORCH)
 # more OpenCompass arguments. --debug (the seed's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -257,6 +257,17 @@ EVAL_MAX_OUT_LEN ?= 96
 EVAL_BATCH_SIZE ?=
 EVAL_SAMPLES ?= 10
 STYLE_DIR ?= outputs/style_eval
+# The optional LLM judge (style_tune/eval/llm_judge.py, docs/evaluation-judge.md): JUDGE_API= an
+# OpenAI-compatible base URL ending in /v1 (hosted, or lmdeploy serving a bigger model), JUDGE_MODEL= the
+# judge's model name there; the key comes from OPENAI_API_KEY. Unset: eval-style runs no judge.
+JUDGE_API ?=
+JUDGE_MODEL ?=
+JUDGE_PROMPT ?= eval_configs/llm_judge_prompt.json
+# calls in flight, seconds per attempt, retries per call (429/5xx/timeouts; the openai client's backoff)
+JUDGE_CONCURRENCY ?= 4
+JUDGE_TIMEOUT ?= 60
+JUDGE_RETRIES ?= 3
+JUDGE_MAX_TOKENS ?= 256
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
@@ -284,7 +295,8 @@ eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## 
 		SELECT_MAX_OUT_LEN='$(SELECT_MAX_OUT_LEN)' SELECT_BATCH_SIZE='$(SELECT_BATCH_SIZE)' \
 		$(OPENCOMPASS) $(SELECT_CONFIG) --work-dir $(SELECT_DIR) -- $(OC_ARGS)
 
-eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), then `make report`
+eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
+	@[[ -z '$(JUDGE_API)' || -n '$(JUDGE_MODEL)' ]] || { echo "eval-style: JUDGE_API= needs JUDGE_MODEL=NAME" >&2; exit 2; }
 	@for m in '$(BASE)' '$(TUNED)'; do [[ -f $$m/config.json ]] || { \
 		echo "eval-style: no model in $$m: make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)" >&2; \
 		exit 2; }; done
@@ -295,7 +307,15 @@ eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json
 		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
 		$(if $(EVAL_BATCH_SIZE),STYLE_EVAL_BATCH_SIZE='$(EVAL_BATCH_SIZE)') \
 		$(OPENCOMPASS) eval_configs/style_eval.py --work-dir $(STYLE_DIR) -- $(OC_ARGS)
+	@$(if $(JUDGE_API),$(MAKE) judge)
 	@$(MAKE) report
+
+judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE_DIR's last eval-style run; then `make report`
+	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
+		echo "judge: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
+	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
+		--prompt '$(JUDGE_PROMPT)' --concurrency $(JUDGE_CONCURRENCY) --timeout $(JUDGE_TIMEOUT) \
+		--retries $(JUDGE_RETRIES) --max-tokens $(JUDGE_MAX_TOKENS)
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
 	$(EVAL_PY) tools/style_report.py $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
