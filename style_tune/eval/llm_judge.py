@@ -47,7 +47,7 @@ import os
 import statistics
 import sys
 import tempfile
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -248,7 +248,7 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
         pending = {pool.submit(ask, item): i for i, item in enumerate(items)}
         done_count = 0
         while pending:
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 records[pending.pop(future)] = future.result()  # a JudgeError propagates here
                 done_count += 1
@@ -272,20 +272,25 @@ def run_items(run_dir: Path) -> dict[str, list[dict]]:
         files = sorted(model_dir.glob("*.json"))
         if len(files) != 1:
             raise JudgeError(f"{model_dir}: expected one predictions file, found {len(files)}")
-        rows = json.loads(files[0].read_text(encoding="utf-8"))
-        items = []
-        for key in sorted(rows, key=int):
-            row = rows[key]
-            prompt = {part["role"]: part["prompt"] for part in row["origin_prompt"]}
-            prediction = row["prediction"][0] if isinstance(row["prediction"], list) else row["prediction"]
-            system = prompt.get("SYSTEM", "")
-            if row_mode(system) == "controllable":
-                style, reply = requested_style(system), (prediction or "").strip()
-            else:
-                style, reply = split_label(prediction or "")
-            items.append({"user": prompt["HUMAN"], "reply": reply, "style": style})
-        found[model_dir.name] = items
+        try:
+            found[model_dir.name] = [_item(row) for _, row in sorted(
+                json.loads(files[0].read_text(encoding="utf-8")).items(), key=lambda kv: int(kv[0]))]
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise JudgeError(f"{files[0]}: not OpenCompass predictions of the style config ({err!r})"
+                             ) from err
     return found
+
+
+def _item(row: dict) -> dict:
+    """One prediction row -> what the judge is asked about: user message, reply, style it should have."""
+    prompt = {part["role"]: part["prompt"] for part in row["origin_prompt"]}
+    prediction = row["prediction"][0] if isinstance(row["prediction"], list) else row["prediction"]
+    system = prompt.get("SYSTEM", "")
+    if row_mode(system) == "controllable":
+        style, reply = requested_style(system), (prediction or "").strip()
+    else:
+        style, reply = split_label(prediction or "")
+    return {"user": prompt["HUMAN"], "reply": reply, "style": style}
 
 
 def write_atomic(path: Path, text: str) -> None:

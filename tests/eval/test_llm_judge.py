@@ -145,6 +145,17 @@ def test_a_bad_prompt_file_is_named_with_what_to_fix(tmp_path: Path, content, er
     assert str(path) in str(caught.value)
 
 
+def test_a_folder_that_is_not_a_finished_run_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(JudgeError, match="no predictions"):
+        judge_run(tmp_path, api="http://127.0.0.1:9/v1", model="m", prompt=JudgePrompt.load())
+    bad = tmp_path / "predictions" / "base" / "style-seed.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(json.dumps({"0": {"prediction": "hi"}}), encoding="utf-8")  # no origin_prompt
+    with pytest.raises(JudgeError, match=re.escape(str(bad))):
+        judge_run(tmp_path, api="http://127.0.0.1:9/v1", model="m", prompt=JudgePrompt.load())
+    assert not (tmp_path / "llm_judge.json").exists()
+
+
 # ---------------------------------------------------------------------------------- against the server
 
 ITEMS = [
