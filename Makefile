@@ -260,14 +260,14 @@ STYLE_DIR ?= outputs/style_eval
 # The optional LLM judge (style_tune/eval/llm_judge.py, docs/evaluation-judge.md): JUDGE_API= an
 # OpenAI-compatible base URL ending in /v1 (hosted, or lmdeploy serving a bigger model), JUDGE_MODEL= the
 # judge's model name there; the key comes from OPENAI_API_KEY. Unset: eval-style runs no judge.
+# Optional, defaults in the step itself: JUDGE_PROMPT= (the prompt file), JUDGE_CONCURRENCY= (calls in
+# flight), JUDGE_TIMEOUT= (seconds per attempt), JUDGE_RETRIES= (per call: 429/5xx/timeouts, the openai
+# client's backoff), JUDGE_MAX_TOKENS= (a judgement's token budget).
 JUDGE_API ?=
 JUDGE_MODEL ?=
-JUDGE_PROMPT ?= eval_configs/llm_judge_prompt.json
-# calls in flight, seconds per attempt, retries per call (429/5xx/timeouts; the openai client's backoff)
-JUDGE_CONCURRENCY ?= 4
-JUDGE_TIMEOUT ?= 60
-JUDGE_RETRIES ?= 3
-JUDGE_MAX_TOKENS ?= 256
+JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') \
+	$(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)') $(if $(JUDGE_TIMEOUT),--timeout '$(JUDGE_TIMEOUT)') \
+	$(if $(JUDGE_RETRIES),--retries '$(JUDGE_RETRIES)') $(if $(JUDGE_MAX_TOKENS),--max-tokens '$(JUDGE_MAX_TOKENS)')
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
@@ -314,8 +314,7 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
 		echo "judge: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
-		--prompt '$(JUDGE_PROMPT)' --concurrency $(JUDGE_CONCURRENCY) --timeout $(JUDGE_TIMEOUT) \
-		--retries $(JUDGE_RETRIES) --max-tokens $(JUDGE_MAX_TOKENS)
+		$(JUDGE_OPTS)
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
 	$(EVAL_PY) tools/style_report.py $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \

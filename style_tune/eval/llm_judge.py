@@ -2,7 +2,7 @@
 OpenAI-compatible chat API (a hosted one, or lmdeploy serving a bigger model); eval env.
 
     python -m style_tune.eval.llm_judge RUN_DIR --api URL --model NAME [--prompt FILE]
-        [--concurrency 4] [--timeout 60] [--retries 3] [--max-tokens 256]
+        [--concurrency N] [--timeout S] [--retries N] [--max-tokens N]
 
 ``make eval-style JUDGE_API=URL JUDGE_MODEL=NAME`` runs it on the run's replies before the report
 (``make judge`` on the last run alone); the API key comes from OPENAI_API_KEY (a local server needs
@@ -60,6 +60,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROMPT = ROOT / "eval_configs" / "llm_judge_prompt.json"
 #: Where the judgements of a run go, inside the run folder.
 RESULT_NAME = "llm_judge.json"
+#: Calls in flight, seconds per call attempt, retries per call (the client's own), a judgement's tokens.
+CONCURRENCY, TIMEOUT_S, RETRIES, MAX_TOKENS = 4, 60.0, 3, 256
 #: The integer criteria of the rubric (1-5) and the boolean flag.
 SCORES = ("style", "relevance", "fluency")
 SCALE = (1, 5)
@@ -218,8 +220,9 @@ def make_client(api: str, timeout: float, retries: int):
                   max_retries=retries)
 
 
-def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt, concurrency: int = 4,
-                  max_tokens: int = 256, label: str = "judge") -> list[dict]:
+def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
+                  concurrency: int = CONCURRENCY, max_tokens: int = MAX_TOKENS,
+                  label: str = "judge") -> list[dict]:
     """One judgement record per item (``user``, ``reply``, ``style``), in order: ``answer`` (the judge's
     text or None), ``scores`` (parsed, or None), ``problem`` (why unparsable), ``error`` (a failed call).
 
@@ -304,8 +307,8 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concurrency: int = 4,
-              timeout: float = 60.0, retries: int = 3, max_tokens: int = 256) -> dict:
+def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concurrency: int = CONCURRENCY,
+              timeout: float = TIMEOUT_S, retries: int = RETRIES, max_tokens: int = MAX_TOKENS) -> dict:
     """Judge every reply of a run; write RUN_DIR/llm_judge.json; return what it holds."""
     run_dir = run_dir.resolve()
     items = run_items(run_dir)
@@ -394,16 +397,17 @@ def verdict_cell(record: dict) -> str:
 # ------------------------------------------------------------------------------------ command line
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", type=Path,
                         help="an OpenCompass run of the style config (STYLE_DIR/latest)")
     parser.add_argument("--api", required=True, help="the judge's OpenAI-compatible base URL, ending in /v1")
     parser.add_argument("--model", required=True, help="the judge model's name at that API")
     parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="the judge's prompt file")
-    parser.add_argument("--concurrency", type=int, default=4, help="calls in flight at once")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per call attempt")
-    parser.add_argument("--retries", type=int, default=3, help="retries per call (429, 5xx, timeouts)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="token budget of a judgement")
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="calls in flight at once")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per call attempt")
+    parser.add_argument("--retries", type=int, default=RETRIES, help="retries per call (429, 5xx, timeouts)")
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="token budget of a judgement")
     args = parser.parse_args(argv)
     try:
         prompt = JudgePrompt.load(args.prompt)
