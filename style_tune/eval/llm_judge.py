@@ -237,7 +237,8 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
                                                       max_tokens=max_tokens)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
             raise JudgeError(f"the judge API refused the request ({err.status_code}): {err.message}; "
-                             "check JUDGE_API, JUDGE_MODEL and OPENAI_API_KEY") from err
+                             "check JUDGE_API, JUDGE_MODEL and OPENAI_API_KEY (`make report` reports the "
+                             "run without a judge)") from err
         except openai.APIError as err:  # after the client's own retries
             return {"answer": None, "scores": None, "problem": None, "error": f"{type(err).__name__}: {err}"}
         answer = response.choices[0].message.content if response.choices else None
@@ -312,6 +313,8 @@ def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concu
     """Judge every reply of a run; write RUN_DIR/llm_judge.json; return what it holds."""
     run_dir = run_dir.resolve()
     items = run_items(run_dir)
+    # an earlier judge's verdicts go first: a judge that fails now must not leave them to be reported
+    (run_dir / RESULT_NAME).unlink(missing_ok=True)
     client = make_client(api, timeout, retries)
     result = {
         "api": api, "model": model, "prompt": str(prompt.path), "prompt_sha256": prompt.sha256,
@@ -326,7 +329,8 @@ def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concu
             {**item, **record} for item, record in zip(replies, records, strict=True)]}
     calls = [r for m in result["models"].values() for r in m["details"]]
     if calls and all(r["error"] for r in calls):
-        raise JudgeError(f"no judge call to {api} succeeded; the first error: {calls[0]['error']}")
+        raise JudgeError(f"no judge call to {api} succeeded; the first error: {calls[0]['error']} "
+                         "(`make report` reports the run without a judge)")
     write_atomic(run_dir / RESULT_NAME, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     return result
 

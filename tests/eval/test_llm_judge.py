@@ -156,6 +156,19 @@ def test_a_folder_that_is_not_a_finished_run_is_refused_by_name(tmp_path: Path) 
     assert not (tmp_path / "llm_judge.json").exists()
 
 
+def test_a_judge_nobody_answers_stops_and_leaves_no_verdicts_behind(tmp_path: Path) -> None:
+    """Every call fails (nothing listens on the port): an error, and an earlier judge's llm_judge.json
+    is gone, so the report cannot show stale verdicts as this judge's."""
+    asked = [{"role": "SYSTEM", "prompt": STYLE_SYSTEMS["温柔"]}, {"role": "HUMAN", "prompt": "你好"}]
+    (tmp_path / "predictions" / "base").mkdir(parents=True)
+    (tmp_path / "predictions" / "base" / "style-controllable.json").write_text(
+        json.dumps({"0": {"origin_prompt": asked, "prediction": "你好呀", "gold": []}}), encoding="utf-8")
+    (tmp_path / "llm_judge.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(JudgeError, match="no judge call to http://127.0.0.1:9/v1 succeeded.*APIConnection"):
+        judge_run(tmp_path, api="http://127.0.0.1:9/v1", model="m", prompt=JudgePrompt.load(), retries=0)
+    assert not (tmp_path / "llm_judge.json").exists()
+
+
 # ---------------------------------------------------------------------------------- against the server
 
 ITEMS = [
