@@ -5,11 +5,11 @@
 # The same datasets and local model folders as select_models.py (SELECT_QWEN, SELECT_INTERNLM,
 # SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE). Needs a CUDA GPU and lmdeploy installed in the eval
 # environment (README: Evaluation); there is no CPU variant. InternLM2's tokenizer is remote code
-# (auto_map): its model goes through style_tune/opencompass_turbomind.py, which lets lmdeploy's
+# (auto_map): its model goes through style_tune/eval/turbomind.py, which lets lmdeploy's
 # pipeline trust it (OpenCompass 0.5.4 does not pass trust_remote_code to lmdeploy).
 from mmengine.config import read_base
 
-from style_tune.opencompass_turbomind import TurboMindModelwithChatTemplateRemoteCode
+from style_tune.eval.turbomind import TurboMindModelwithChatTemplateRemoteCode
 
 with read_base():
     from opencompass.configs.models.hf_internlm.lmdeploy_internlm2_5_1_8b_chat import (

@@ -1,7 +1,7 @@
 """The conversations every toolchain's chat-format test renders, written out by hand (standard library only).
 
 Each case holds, as literal text, its system message, what the model learns to write in each turn
-and the whole prompt of each turn. Nothing here is computed by style_tune.prompts: the definition
+and the whole prompt of each turn. Nothing here is computed by style_tune.core.prompts: the definition
 and every toolchain are compared with these texts, so a change to any of them fails a test:
 
     tests/core/test_chat_format_reference.py   the definition (system_text, output_text, render_chatml),
@@ -10,7 +10,7 @@ and every toolchain are compared with these texts, so a change to any of them fa
     tests/deploy/test_chat_template.py         lmdeploy's rendering of style_data/chat_template*.json
     tests/eval/test_opencompass_chat_format.py OpenCompass's HuggingFacewithChatTemplate
     tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): transformers'
-                                               ServeCommand behind style_tune/cpu_server.py
+                                               ServeCommand behind style_tune/deploy/cpu_server.py
 
 Turn ``k`` (1-based) is asked with the prompt ``prompt(k)``; the model must answer ``output(k)`` and
 end it with ``<|im_end|>``.
@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Message = dict[str, str]
 
-# Hand-written: none of this is computed by style_tune.prompts, so a change to the definition (a
+# Hand-written: none of this is computed by style_tune.core.prompts, so a change to the definition (a
 # system text, the seed label line, the controllable reply, the ChatML layout) fails the tests that
 # compare the definition and every toolchain with these texts.
 SEED_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
@@ -73,7 +73,7 @@ class Case:
         return messages if with_system else messages[1:]
 
     def xtuner_row(self) -> dict[str, list[dict[str, str]]]:
-        """The XTuner training row: the system text on the first turn, as tools/split_data.py writes it."""
+        """The XTuner training row: the system text on the first turn, as style_tune.data.split writes it."""
         conversation = []
         for k, ((user, _), output) in enumerate(zip(self.turns, self.outputs, strict=True), start=1):
             turn = {"system": self.system} if k == 1 else {}
@@ -153,7 +153,7 @@ CASE_IDS = [case.id for case in CASES]
 
 def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     """A tiny stand-in model (``arch`` qwen2.5, or internlm2 for eval-select's rival), built into
-    ``tmp_dir`` by the current tools/build_tiny_model.py.
+    ``tmp_dir`` by the current style_tune/train/tiny_model.py.
 
     Built with the train environment's Python (the builder needs its packages), so the eval and
     deploy environments test what the current code builds, never a leftover in ``models/`` from an
@@ -165,7 +165,7 @@ def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     name = {"qwen2.5": "tiny-qwen2.5", "internlm2": "tiny-internlm2"}[arch]
     out = tmp_dir / name
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--arch", arch,
+        [str(python), "-m", "style_tune.train.tiny_model", str(out), "--arch", arch,
          "--size", "tiny", "--seed", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The recipe on one NVIDIA GPU, end to end and short (meant for <= 8 minutes on an H100/H200 once the
 # environments exist): every step a user runs, through the Makefile, on the real Qwen2.5-1.5B-Instruct
-# shapes with random weights (tools/build_tiny_model.py --size full; no download), then a summary.
+# shapes with random weights (style_tune/train/tiny_model.py --size full; no download), then a summary.
 #
 #   make setup TORCH=cuda            # once, where the package index is reachable
 #   tools/gpu_acceptance.sh [OUT]    # OUT defaults to outputs/gpu_acceptance; ITERS=5 iterations a run
@@ -94,12 +94,12 @@ except Exception as err:  # lmdeploy 0.18 answers other model names with 404
     print("another model name:", type(err).__name__, getattr(err, "status_code", ""))
 PY
   rc=$?
-  kill -- "-$server" 2>/dev/null  # its own process group: make, tools/chat.py, lmdeploy
+  kill -- "-$server" 2>/dev/null  # its own process group: make, style_tune/deploy/chat.py, lmdeploy
   wait "$server" 2>/dev/null
   return $rc
 }
 
-step random-model bash -c "[[ -f $model/config.json ]] || .envs/train/bin/python tools/build_tiny_model.py $model --size full"
+step random-model bash -c "[[ -f $model/config.json ]] || .envs/train/bin/python -m style_tune.train.tiny_model $model --size full"
 step split make split
 step train-default make train CONFIG=$default_cfg MODEL=$model WORK_DIR="$out/work-default" TRAIN_ARGS="$fast"
 step train-seed make train CONFIG=$seed_cfg MODEL=$model WORK_DIR="$out/work-seed" TRAIN_ARGS="$fast"

@@ -35,7 +35,7 @@ from xtuner.model import SupervisedFinetune
 from xtuner.parallel.sequence import SequenceParallelSampler
 from xtuner.utils import PROMPT_TEMPLATE
 
-from style_tune.prompts import QWEN_DEFAULT_SYSTEM
+from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -47,7 +47,7 @@ pretrained_model_name_or_path = __import__("os").environ.get(
 )
 use_varlen_attn = False
 
-# Data: XTuner conversation JSON written by `make split` (tools/split_data.py). Every row carries
+# Data: XTuner conversation JSON written by `make split` (style_tune/data/split.py). Every row carries
 # its system text, so training sees the same prompt that inference front ends build.
 data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/seed/train.json")
 prompt_template = PROMPT_TEMPLATE.qwen_chat

@@ -1,6 +1,6 @@
 """The committed benchmark results (benchmarks/*.json) and their tables (benchmarks/*.md).
 
-Each table is regenerated from its JSON with the renderer tools/bench_train.py writes it with, and
+Each table is regenerated from its JSON with the renderer benchmarks/bench_train.py writes it with, and
 each figure is checked against its definition: non-pad tokens over the measured time, pad share
 over all token positions, MFU's 4·N FLOP per non-pad token. Standard library only.
 """
@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = sorted((REPO_ROOT / "benchmarks").glob("train_bench_*.json"))
 
 
-bench = importlib.import_module("tools.bench_train")  # standard library at import time
+bench = importlib.import_module("benchmarks.bench_train")  # standard library at import time
 
 
 def definition_problems(variant: dict) -> list[str]:
@@ -59,7 +59,7 @@ def test_committed_table_is_rendered_from_its_json(path: Path) -> None:
     results = json.loads(path.read_text(encoding="utf-8"))
     table = path.with_suffix(".md")
     assert table.read_text(encoding="utf-8") == bench.render_markdown(results), (
-        f"{table.name} is not the rendering of {path.name}: regenerate it with tools/bench_train.py's "
+        f"{table.name} is not the rendering of {path.name}: regenerate it with benchmarks/bench_train.py's "
         "render_markdown, never edit it by hand"
     )
 

@@ -1,4 +1,4 @@
-"""style_tune/prompts.py's small functions, called directly, against hand-written expectations.
+"""style_tune/core/prompts.py's small functions, called directly, against hand-written expectations.
 
 The seed format is the style label alone on the first line, then the reply (output_text writes it,
 split_label reads it back). What counts as a label is deliberately strict, so a metric built on
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from chat_cases import GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     MODES,
     STYLE_SLUGS,
     STYLES,
@@ -181,7 +181,7 @@ def test_render_chatml_with_and_without_the_generation_prompt() -> None:
 @pytest.mark.parametrize(
     ("messages", "message"),
     [
-        ([], r"^a conversation must start with its system message \(see style_tune.prompts\)$"),
+        ([], r"^a conversation must start with its system message \(see style_tune.core.prompts\)$"),
         ([{"role": "user", "content": "U"}], "must start with its system message"),
         ([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}],
          r"message 1 has role 'assistant'; expected 'user'"),

@@ -21,7 +21,7 @@ import pytest
 from chat_cases import CASE_IDS, CASES, Case
 from lmdeploy.model import MODELS, ChatTemplateConfig
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     LMDEPLOY_TEMPLATE_KEYS,

@@ -1,4 +1,4 @@
-"""`make serve` without a GPU (style_tune/cpu_server.py: transformers' server behind a thin OpenAI layer),
+"""`make serve` without a GPU (style_tune.deploy.cpu_server: transformers' server behind a thin OpenAI layer),
 asked with the official `openai` client, on the tiny model built from the current code in this session.
 
 - The prompt the engine renders is the training prompt, for every shared case (tests/chat_cases.py),
@@ -25,9 +25,9 @@ import pytest
 from chat_cases import CASE_IDS, CASES, Case
 from openai import OpenAI
 
-from style_tune.cpu_server import RequestError, check_request
-from style_tune.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SYSTEMS, system_text
-from style_tune.serving import SERVED_MODEL_NAME, port_in_use, serve_model
+from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SYSTEMS, system_text
+from style_tune.deploy.cpu_server import RequestError, check_request
+from style_tune.deploy.serving import SERVED_MODEL_NAME, port_in_use, serve_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Greedy, short: replies are deterministic, and the tiny model writes random tokens up to the limit.

@@ -1,7 +1,7 @@
 """The evaluation targets end to end on the CPU, through the Makefile (offline variables, the eval env):
 
 - ``make eval-style``: OpenCompass runs the tiny base model and the demo's tuned model on held-out
-  prompts, scores them (style_tune/style_eval.py) and ``make report`` writes the report. The tuned
+  prompts, scores them (style_tune/eval/evaluator.py) and ``make report`` writes the report. The tuned
   model must beat the base on the style numbers: the demo taught it the reply format.
 - ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
   (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
@@ -24,8 +24,8 @@ from pathlib import Path
 import chat_cases
 import pytest
 
-from style_tune.prompts import render_chatml
-from style_tune.style_metrics import METRICS
+from style_tune.core.prompts import render_chatml
+from style_tune.eval.style_metrics import METRICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -210,7 +210,7 @@ def test_eval_select_without_fewclue_says_how_to_get_it(tmp_path: Path) -> None:
 def test_controllable_mode_runs(models: dict[str, Path], tmp_path: Path) -> None:
     """Controllable mode: each prompt's system text requests a style (the wiring, on a few prompts)."""
     split = tmp_path / "split"
-    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "split_data.py"),
+    subprocess.run([sys.executable, "-m", "style_tune.data.split",
                     str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(split),
                     "--mode", "controllable"], check=True, capture_output=True, timeout=120)
     out = tmp_path / "out"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from chat_cases import CASE_IDS, CASES, Case
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     opencompass_meta_template,

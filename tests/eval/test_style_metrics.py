@@ -1,18 +1,17 @@
-"""The style-evaluation metrics and OpenCompass parts on hand-made replies (style_tune/style_metrics.py,
-style_tune/style_eval.py): gold replies score top marks, swapped styles score low, empty and runaway
+"""The style-evaluation metrics and OpenCompass parts on hand-made replies (style_tune/eval/style_metrics.py,
+style_tune/eval/evaluator.py): gold replies score top marks, swapped styles score low, empty and runaway
 replies are counted, Chinese text gets real overlap scores, and the configs agree with the metric list."""
 
 from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import output_text, system_text
-from style_tune.style_metrics import (
+from style_tune.core.prompts import output_text, system_text
+from style_tune.eval.style_metrics import (
     METRIC_HELP,
     METRICS,
     StyleJudge,
@@ -27,7 +26,6 @@ from style_tune.style_metrics import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 
 GENTLE = [
@@ -54,7 +52,7 @@ PROMPTS = ["今天加班到十点，好累啊", "我又买了一堆用不上的�
 
 
 def split_rows(mode: str, pairs: list[tuple[str, str, str]]) -> list[dict]:
-    """XTuner rows (tools/split_data.py's format) from (user, style, reply)."""
+    """XTuner rows (style_tune/data/split.py's format) from (user, style, reply)."""
     return [{"conversation": [{"system": system_text(mode, style), "input": user,
                                "output": output_text(mode, style, reply)}]} for user, style, reply in pairs]
 
@@ -211,7 +209,7 @@ def test_every_metric_is_explained() -> None:
 # ------------------------------------------------------------------------------- OpenCompass parts
 
 def test_opencompass_dataset_and_evaluator(train_file: Path, tmp_path: Path) -> None:
-    from style_tune.style_eval import StyleEvaluator, StyleReplyDataset
+    from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
 
     test_file = tmp_path / "test.json"
     test_file.write_text(train_file.read_text(encoding="utf-8"), encoding="utf-8")
@@ -230,14 +228,14 @@ def test_opencompass_dataset_and_evaluator(train_file: Path, tmp_path: Path) -> 
 
 
 def test_style_config_lists_every_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    """eval_configs/style_eval.py spells the metric rows out (a lazy config cannot import them)."""
+    """eval_configs/eval_style.py spells the metric rows out (a lazy config cannot import them)."""
     from mmengine.config import Config
 
     for mode in ("seed", "controllable"):
         monkeypatch.setenv("STYLE_EVAL_MODE", mode)
         monkeypatch.setenv("STYLE_EVAL_BASE", "models/some-base")
         monkeypatch.setenv("STYLE_EVAL_DEVICE", "cpu")
-        cfg = Config.fromfile(str(REPO_ROOT / "eval_configs" / "style_eval.py"))
+        cfg = Config.fromfile(str(REPO_ROOT / "eval_configs" / "eval_style.py"))
         assert [metric for _, metric in cfg.summarizer.dataset_abbrs] == list(METRICS[mode])
         assert cfg.models[0].path == str(REPO_ROOT / "models" / "some-base")
         assert cfg.models[0].run_cfg.num_gpus == 0
@@ -259,7 +257,7 @@ def test_select_configs_read_the_local_models(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_runner_flags_missing_results(tmp_path: Path) -> None:
-    from run_opencompass import missing_cells
+    from style_tune.eval.run_opencompass import missing_cells
 
     path = tmp_path / "summary.csv"
     with path.open("w", newline="", encoding="utf-8") as f:

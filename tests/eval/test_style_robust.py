@@ -4,7 +4,7 @@ The judge is trained on the real train split and measured on data it never train
 split's references, held-out neutral answers). Crafted replies -- the label repeated, the label plus
 noise, random tokens, a neutral helpful answer, a copy of the user's message -- each score 0 for
 style in both modes, through score_replies (the OpenCompass evaluator's function) and through
-`tools/score_replies.py` (`make score-replies`).
+`style_tune/eval/score_replies.py` (`make score-replies`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import STYLES, output_text, system_text
-from style_tune.style_metrics import (
+from style_tune.core.prompts import STYLES, output_text, system_text
+from style_tune.eval.style_metrics import (
     METRICS,
     NEITHER,
     StyleJudge,
@@ -31,7 +31,7 @@ from style_tune.style_metrics import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCORE_TOOL = REPO_ROOT / "tools" / "score_replies.py"
+SCORE_TOOL = "style_tune.eval.score_replies"
 
 #: Neutral helpful answers written for this test (not in style_data/neutral_replies.txt).
 NEUTRAL = [
@@ -48,11 +48,11 @@ LABEL_NOISE = "毒舌\n毒舌\n毒舌\n tuberculosis，你，你， Board"
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tools/split_data.py on the shipped CSV, both modes."""
+    """style_tune/data/split.py on the shipped CSV, both modes."""
     out = {}
     for mode in ("seed", "controllable"):
         out[mode] = tmp_path_factory.mktemp(f"split_{mode}")
-        subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "split_data.py"),
+        subprocess.run([sys.executable, "-m", "style_tune.data.split",
                         str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(out[mode]),
                         "--mode", mode], check=True, capture_output=True, timeout=120)
     return out
@@ -190,7 +190,8 @@ def test_runaway_replies_do_not_count(judge: StyleJudge, splits: dict[str, Path]
 # ------------------------------------------------------------------------------- make score-replies
 
 def run_tool(replies: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCORE_TOOL), str(replies), "--data-dir", str(data_dir), *args],
+    return subprocess.run([sys.executable, "-m", SCORE_TOOL, str(replies), "--data-dir", str(data_dir),
+                           *args],
                           capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
 
 

@@ -1,4 +1,4 @@
-"""tools/bench_train.py on the tiny model: every variant runs through XTuner and reports its figures."""
+"""benchmarks/bench_train.py on the tiny model: every variant runs through XTuner and reports its figures."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bench():
-    return importlib.import_module("tools.bench_train")
+    return importlib.import_module("benchmarks.bench_train")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     out = tmp_path / "bench"
     cmd = [
         sys.executable,
-        "tools/bench_train.py",
+        "benchmarks/bench_train.py",
         "--model",
         str(tiny_model_dir),
         "--data",
@@ -86,7 +86,7 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
 def test_bench_rejects_unknown_variants_and_missing_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     cmd = [
         sys.executable,
-        "tools/bench_train.py",
+        "benchmarks/bench_train.py",
         "--model",
         str(tiny_model_dir),
         "--variants",

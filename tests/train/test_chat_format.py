@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from chat_cases import CASE_IDS, CASES, SEED_SYSTEM, Case
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     STOP_WORDS,

@@ -19,7 +19,7 @@ import pytest
 import torch
 from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.steps import loss_curve
+from style_tune.core.steps import loss_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
@@ -349,11 +349,11 @@ def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_chat_hook_system_texts_come_from_the_definition(
     config: str, key: str | None, attribute: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Change the definition (style_tune.prompts) and the config's chat hook follows: a literal copy
+    """Change the definition (style_tune.core.prompts) and the config's chat hook follows: a literal copy
     of today's text in the config would pass an equality test but fails this one."""
     from mmengine.config import Config
 
-    import style_tune.prompts as prompts
+    import style_tune.core.prompts as prompts
 
     marker = f"MARKER-{attribute}-{key}"
     if key is None:

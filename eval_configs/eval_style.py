@@ -1,8 +1,8 @@
 # Style evaluation (`make eval-style`): the base model and the tuned (merged) model answer every
-# held-out prompt of test.json; style_tune.style_eval scores the replies (style, content, fluency).
+# held-out prompt of test.json; style_tune.eval.evaluator scores the replies (style, content, fluency).
 # Run from the repository root (the Makefile does; it also writes the report):
 #   STYLE_EVAL_BASE=models/Qwen2.5-1.5B-Instruct STYLE_EVAL_TUNED=models/<config>-merged \
-#     .envs/eval/bin/python -m opencompass.cli.main eval_configs/style_eval.py -w outputs/style_eval
+#     .envs/eval/bin/python -m opencompass.cli.main eval_configs/eval_style.py -w outputs/style_eval
 # Settings, from the environment (paths absolute or relative to the repository root):
 #   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
 #                                       the merge of make train's default config; make passes both)
@@ -23,11 +23,11 @@ from opencompass.partitioners import NaivePartitioner
 from opencompass.runners import LocalRunner
 from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
-from style_tune.style_eval import StyleEvaluator, StyleReplyDataset
+from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
 
 # OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
-# import registers them there (the repository must be on the path: the Makefile sets PYTHONPATH).
-custom_imports = dict(imports=["style_tune.style_eval"], allow_failed_imports=False)
+# import registers them there (style_tune is installed in the eval env: tools/setup_env.sh).
+custom_imports = dict(imports=["style_tune.eval.evaluator"], allow_failed_imports=False)
 
 _os = __import__("os")
 _env = _os.environ
@@ -86,7 +86,7 @@ datasets = [
 ]
 
 # ------------------------------------------------------------------------------------ models
-# The meta template keeps the dataset's SYSTEM item a real system message (style_tune.style_eval.
+# The meta template keeps the dataset's SYSTEM item a real system message (style_tune.eval.evaluator.
 # ROW_SYSTEM_META_TEMPLATE; OpenCompass's default one would make it a user message).
 _meta_template = dict(
     round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
@@ -120,7 +120,7 @@ eval = dict(
     runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
 )
 
-# The summary table: one row per metric (style_tune.style_metrics.METRICS), base and tuned side by side.
+# The summary table: one row per metric (style_tune.eval.style_metrics.METRICS), base and tuned side by side.
 _metrics = {
     "seed": ["style_accuracy", "style_accuracy_gentle", "style_accuracy_snarky", "sane_rate", "label_rate",
              "label_agreement", "judged_gentle", "judged_snarky", "judged_neither", "judge_accuracy", "chrf",

@@ -1,21 +1,21 @@
 #!/usr/bin/env python3
 """`make chat`, `make serve`, `make chat-cpu`: the merged model, prompted as it was trained.
 
-    python3 tools/chat.py chat     MODEL [--mode seed|controllable] [--style S]
-    python3 tools/chat.py serve    MODEL [--mode ...] [--style S] [--host 0.0.0.0] [--port 23333]
-    python3 tools/chat.py chat-cpu MODEL [--mode ...] [--style S] [--max-new-tokens 512]
+    python3 -m style_tune.deploy.chat chat     MODEL [--mode seed|controllable] [--style S]
+    python3 -m style_tune.deploy.chat serve    MODEL [--mode ...] [--style S] [--host 0.0.0.0] [--port 23333]
+    python3 -m style_tune.deploy.chat chat-cpu MODEL [--mode ...] [--style S] [--max-new-tokens 512]
     ... [--check | --dry-run] [-- EXTRA ARGS for lmdeploy / xtuner chat]
 
 - chat:     ``lmdeploy chat MODEL --chat-template style_data/chat_template*.json`` (CUDA GPU only).
 - serve:    ``lmdeploy serve api_server`` with the same template: an OpenAI-compatible API; clients
             pick the style with the system message (controllable mode). Without a CUDA GPU:
-            ``python -m style_tune.cpu_server`` in the deploy env (transformers' own server behind a
+            ``python -m style_tune.deploy.cpu_server`` in the deploy env (transformers' own server behind a
             thin OpenAI-protocol layer, docs/serving.md): the same API, model name and system text.
 - chat-cpu: XTuner's own ``xtuner chat`` (transformers backend) with the training template
             (``qwen_chat``) and the same system text: slow, but it runs anywhere, the tiny demo
             model included. Input ends with an empty line; EXIT quits, RESET clears the history.
 
-The template and system text come from style_tune/prompts.py (``MODE``: the format the model was
+The template and system text come from style_tune/core/prompts.py (``MODE``: the format the model was
 trained in; ``STYLE`` in controllable mode: 温柔|毒舌 or gentle|snarky). lmdeploy has no CPU engine:
 without a CUDA GPU, chat stops at once with a one-line message pointing to chat-cpu, and serve runs
 the CPU server.
@@ -34,10 +34,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune import REPO_ROOT
+from style_tune.core.prompts import (
     MODES,
     STYLE_SLUGS,
     XTUNER_PROMPT_TEMPLATE,
@@ -46,11 +44,11 @@ from style_tune.prompts import (  # noqa: E402
     resolve_style,
     system_text,
 )
-from style_tune.serving import SERVED_MODEL_NAME  # noqa: E402  (clients send it as ``model``)
-from style_tune.steps import fail  # noqa: E402
+from style_tune.core.steps import fail
+from style_tune.deploy.serving import SERVED_MODEL_NAME  # clients send it as ``model``
 
-DEPLOY_ENV = ROOT / ".envs" / "deploy"
-TRAIN_ENV = ROOT / ".envs" / "train"
+DEPLOY_ENV = REPO_ROOT / ".envs" / "deploy"
+TRAIN_ENV = REPO_ROOT / ".envs" / "train"
 STYLE_CHOICES = " | ".join(f"{style} ({slug})" for style, slug in STYLE_SLUGS.items())
 
 
@@ -132,13 +130,14 @@ def check_deploy_torch(step: str) -> None:
 def check_template(step: str, mode: str, style: str | None) -> Path:
     """The committed lmdeploy template for mode/style, refused when missing or stale."""
     relative = chat_template_file(mode, style)
-    path = ROOT / relative
+    path = REPO_ROOT / relative
     try:
         current = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         current = None
     if current != lmdeploy_chat_template(mode, style):
-        fail(step, f"{relative} is missing or differs from style_tune/prompts.py; run `make chat-templates`")
+        fail(step, f"{relative} is missing or differs from style_tune/core/prompts.py; "
+                   "run `make chat-templates`")
     return path
 
 
@@ -156,8 +155,8 @@ def build_command(args: argparse.Namespace, style: str | None, template: Path) -
 
 
 def cpu_serve_command(args: argparse.Namespace, style: str | None) -> list[str]:
-    """`make serve` without a CUDA GPU: style_tune/cpu_server.py in the deploy env (docs/serving.md)."""
-    return [str(DEPLOY_ENV / "bin" / "python"), "-m", "style_tune.cpu_server", args.model,
+    """`make serve` without a CUDA GPU: style_tune.deploy.cpu_server in the deploy env (docs/serving.md)."""
+    return [str(DEPLOY_ENV / "bin" / "python"), "-m", "style_tune.deploy.cpu_server", args.model,
             "--mode", args.mode, *(["--style", style] if style else []),
             "--host", args.host, "--port", str(args.port), *args.extra]
 

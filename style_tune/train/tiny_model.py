@@ -1,7 +1,7 @@
 """Build a stand-in for Qwen2.5-1.5B-Instruct offline: real architecture and tokenizer, random weights.
 
-    python tools/build_tiny_model.py OUT_DIR [--size tiny|full] [--dtype D] [--seed 0] [--force]
-    python tools/build_tiny_model.py OUT_DIR --arch internlm2     # the eval-select rival's stand-in
+    python -m style_tune.train.tiny_model OUT_DIR [--size tiny|full] [--dtype D] [--seed 0] [--force]
+    python -m style_tune.train.tiny_model OUT_DIR --arch internlm2     # the eval-select rival's stand-in
 
 The output directory has the same files a modelscope download of Qwen/Qwen2.5-1.5B-Instruct has
 (config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
@@ -38,8 +38,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.steps import atomic_dir  # noqa: E402
+from style_tune.core.steps import atomic_dir
 
 SPEC_DIR = Path(__file__).resolve().parent / "qwen2_5_1_5b_instruct"
 

@@ -1,7 +1,7 @@
 """`make serve` without a CUDA GPU: transformers' own server (`transformers serve`), behind a thin
 OpenAI-protocol layer that makes it answer like lmdeploy's api_server does on a GPU.
 
-    python -m style_tune.cpu_server MODEL --mode seed|controllable [--style S] [--host H] [--port P]
+    python -m style_tune.deploy.cpu_server MODEL --mode seed|controllable [--style S] [--host H] [--port P]
                                     [--max-model-len N] [--threads N]
 
 The engine is transformers 4.57's ``transformers.commands.serving.ServeCommand``: it loads the model,
@@ -17,7 +17,7 @@ that:
 - requests are checked before the engine sees them: malformed JSON, a body that is not an object,
   an empty or ill-formed ``messages`` list, a prompt plus ``max_tokens`` over ``--max-model-len``
   tokens each get a 400 (OpenAI's error object, with a message saying what to fix);
-- a conversation without a system message gets the mode's system text (style_tune.prompts; in
+- a conversation without a system message gets the mode's system text (style_tune.core.prompts; in
   controllable mode ``--style``'s), exactly what lmdeploy's ``meta_instruction`` does on a GPU, so
   the engine renders the training prompt (tests/deploy/test_cpu_server.py);
 - ``"stream": false`` collects the engine's stream into one ``chat.completion`` with ``usage``;
@@ -36,8 +36,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from style_tune.prompts import MODES, STYLES, resolve_style, system_text
-from style_tune.serving import SERVED_MODEL_NAME
+from style_tune.core.prompts import MODES, STYLES, resolve_style, system_text
+from style_tune.deploy.serving import SERVED_MODEL_NAME
 
 ROLES = ("system", "user", "assistant")
 #: Request fields the engine cannot honour on this path (tools, stop strings, logprobs, ...): refused.
@@ -249,7 +249,7 @@ def _usage(prompt: int, completion: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m style_tune.cpu_server",
+    parser = argparse.ArgumentParser(prog="python -m style_tune.deploy.cpu_server",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the merged model directory")
     parser.add_argument("--mode", default="seed", choices=MODES)

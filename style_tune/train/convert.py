@@ -1,6 +1,6 @@
 """`make convert`: an XTuner ``iter_N.pth`` checkpoint -> a Hugging Face PEFT adapter (safetensors).
 
-    python tools/convert_adapter.py CONFIG --work-dir DIR [--iter N] [--out OUT] [--force]
+    python -m style_tune.train.convert CONFIG --work-dir DIR [--iter N] [--out OUT] [--force]
 
 Runs XTuner's own converter (`xtuner convert pth_to_hf`) on the newest checkpoint in DIR, or on
 iter_N.pth. The adapter goes to OUT (default DIR/iter_N_hf), written to a temporary directory and
@@ -15,8 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.steps import atomic_dir, fail, iter_checkpoints, run  # noqa: E402
+from style_tune.core.steps import atomic_dir, fail, iter_checkpoints, run
 
 STEP = "convert"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

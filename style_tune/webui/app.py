@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make webui`: judge the style by eye. The base and the tuned model answer side by side, streaming.
 
-    python tools/webui.py [--base-api URL] [--tuned-api URL] [--port 7860] [--verdicts FILE]
+    python -m style_tune.webui.app [--base-api URL] [--tuned-api URL] [--port 7860] [--verdicts FILE]
                           [--test data/seed/test.json] [--mode seed|controllable]
                           [--base-model DIR] [--tuned-model DIR]
 
@@ -13,8 +13,9 @@
   settings, endpoints, verdict), written with a single append so a line is never half there.
 - ``--base-api``/``--tuned-api`` (make: ``BASE_API=``, ``TUNED_API=``): any OpenAI-compatible
   ``.../v1`` endpoint (lmdeploy on a GPU, `make serve` on a CPU); each endpoint's first listed model
-  is asked. Without one, the page starts `tools/chat.py serve` for ``--base-model``/``--tuned-model``
-  (default: `make demo`'s models) on a free local port and stops it on exit.
+  is asked. Without one, the page starts `python -m style_tune.deploy.chat serve` for
+  ``--base-model``/``--tuned-model`` (default: `make demo`'s models) on a free local port and stops
+  it on exit.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from style_tune.prompts import MODES, STYLES, system_text  # noqa: E402
-from style_tune.serving import Server, free_port, list_models  # noqa: E402
-from style_tune.steps import fail  # noqa: E402
+from style_tune import REPO_ROOT
+from style_tune.core.prompts import MODES, STYLES, system_text
+from style_tune.core.steps import fail
+from style_tune.deploy.serving import Server, free_port, list_models
 
 VERDICTS = ("base better", "tie", "tuned better", "both bad")
 #: Defaults of the sliders (also what a verdict records when they were not moved).
@@ -47,20 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webui.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-api", default="", help="OpenAI-compatible URL of the base model (.../v1)")
     parser.add_argument("--tuned-api", default="", help="OpenAI-compatible URL of the tuned model (.../v1)")
-    parser.add_argument("--base-model", type=Path, default=ROOT / "models" / "tiny-qwen2.5",
+    parser.add_argument("--base-model", type=Path, default=REPO_ROOT / "models" / "tiny-qwen2.5",
                         help="served locally when --base-api is not given")
-    parser.add_argument("--tuned-model", type=Path, default=ROOT / "models" / "tiny-qwen2.5-style-merged",
+    parser.add_argument("--tuned-model", type=Path,
+                        default=REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
                         help="served locally when --tuned-api is not given")
     parser.add_argument("--mode", default="seed", choices=MODES,
                         help="the format the tuned model was trained in")
-    parser.add_argument("--test", type=Path, default=ROOT / "data" / "seed" / "test.json",
+    parser.add_argument("--test", type=Path, default=REPO_ROOT / "data" / "seed" / "test.json",
                         help="held-out prompts to pick from (a split's test.json); optional")
-    parser.add_argument("--verdicts", type=Path, default=ROOT / "outputs" / "webui" / "verdicts.jsonl")
+    parser.add_argument("--verdicts", type=Path, default=REPO_ROOT / "outputs" / "webui" / "verdicts.jsonl")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--ready-timeout", type=float, default=180.0,
                         help="seconds to wait for a local server")
-    parser.add_argument("--logs", type=Path, default=ROOT / "outputs" / "webui",
+    parser.add_argument("--logs", type=Path, default=REPO_ROOT / "outputs" / "webui",
                         help="the local servers' logs")
     return parser.parse_args(argv)
 
@@ -206,7 +206,7 @@ def build_page(base: Endpoint, tuned: Endpoint, mode: str, prompts: list[str], v
 
 
 def local_servers(stack: ExitStack, models: dict[str, Path], args: argparse.Namespace) -> dict[str, str]:
-    """Start `tools/chat.py serve` for each {name: model dir} on free ports, all at once; return URLs."""
+    """Start `python -m style_tune.deploy.chat serve` per {name: model dir} on free ports; return URLs."""
     servers = {}
     for name, model_dir in models.items():
         if not (model_dir / "config.json").is_file():
@@ -214,7 +214,7 @@ def local_servers(stack: ExitStack, models: dict[str, Path], args: argparse.Name
                           f"{name.upper()}_API=URL of a running server")
         port = free_port()
         style = ["--style", STYLES[0]] if args.mode == "controllable" else []
-        command = [sys.executable, str(ROOT / "tools" / "chat.py"), "serve", str(model_dir),
+        command = [sys.executable, "-m", "style_tune.deploy.chat", "serve", str(model_dir),
                    "--mode", args.mode, *style, "--host", "127.0.0.1", "--port", str(port)]
         print(f"webui: starting the {name} model's server: {model_dir} on port {port} ...", flush=True)
         server = Server(command, port, ready_timeout=args.ready_timeout, log=args.logs / f"{name}-server.log")

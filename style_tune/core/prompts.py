@@ -116,7 +116,7 @@ def render_chatml(messages: list[dict[str, str]], add_generation_prompt: bool = 
     (XTuner writes no system block, Qwen inserts its default one), which is why every row has one.
     """
     if not messages or messages[0].get("role") != "system":
-        raise ValueError("a conversation must start with its system message (see style_tune.prompts)")
+        raise ValueError("a conversation must start with its system message (see style_tune.core.prompts)")
     for i, message in enumerate(messages[1:]):
         expected = "user" if i % 2 == 0 else "assistant"
         if message.get("role") != expected:
@@ -128,7 +128,7 @@ def render_chatml(messages: list[dict[str, str]], add_generation_prompt: bool = 
 # ---------------------------------------------------------------------------------------------
 # Generated front-end settings: lmdeploy's chat template JSON and OpenCompass's meta template.
 
-#: The lmdeploy chat template files (tools/make_chat_templates.py writes them), relative to the
+#: The lmdeploy chat template files (style_tune/data/chat_templates.py writes them), relative to the
 #: repository root: one for seed mode, one per style for controllable mode.
 CHAT_TEMPLATE_DIR = "style_data"
 

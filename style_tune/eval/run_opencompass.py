@@ -1,6 +1,6 @@
 """Run an OpenCompass config and fail loudly when any result is missing (eval environment).
 
-    python tools/run_opencompass.py CONFIG --work-dir DIR [-- OPENCOMPASS_ARGS...]
+    python -m style_tune.eval.run_opencompass CONFIG --work-dir DIR [-- OPENCOMPASS_ARGS...]
 
 Runs ``python -m opencompass.cli.main CONFIG -w DIR ARGS`` with DIR as the working directory (so
 OpenCompass's scratch folders ``tmp/`` and ``icl_inference_output/`` land there, not in the

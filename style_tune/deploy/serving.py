@@ -1,7 +1,7 @@
 """Start, wait for and stop an OpenAI-compatible server process: one helper for `make serve`'s tests,
 the web page (`make webui`), the serving benchmark and any later test that needs a live model.
 
-    from style_tune.serving import Server, free_port
+    from style_tune.deploy.serving import Server, free_port
 
     with serve_model(MODEL, mode="controllable", style="温柔") as server:   # `make serve` on a free port
         client = OpenAI(base_url=server.base_url, api_key="none")
@@ -30,7 +30,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-ROOT = Path(__file__).resolve().parent.parent
+from style_tune import REPO_ROOT
+
 #: The model name the servers register (`make serve` on a GPU and on a CPU): clients send it as ``model``.
 SERVED_MODEL_NAME = "style-tune"
 #: How long a server may take to answer after its start; each waiting helper takes it as its default.
@@ -90,7 +91,7 @@ def _log_tail(log: Path | None, lines: int = 30) -> str:
 class Server:
     """A server command run in its own process group; a context manager that starts and stops it.
 
-    ``command``: the argv that starts it (e.g. ``python tools/chat.py serve MODEL --port N``);
+    ``command``: the argv that starts it (e.g. ``python -m style_tune.deploy.chat serve MODEL --port N``);
     ``port``: where it listens on 127.0.0.1; ``log``: where its stdout and stderr go (default: a file
     under the system temp dir, named after the port).
     """
@@ -189,7 +190,7 @@ def serve_model(model_dir: Path | str, *, mode: str = "seed", style: str | None 
     tool that needs a live model gets the real thing. Use it as a context manager.
     """
     port = port or free_port()
-    command = ["make", "-s", "-C", str(ROOT), "serve", f"MODEL={model_dir}", f"MODE={mode}",
+    command = ["make", "-s", "-C", str(REPO_ROOT), "serve", f"MODEL={model_dir}", f"MODE={mode}",
                "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}", *([f"STYLE={style}"] if style else []),
                *make_args]
     return Server(command, port, ready_timeout=ready_timeout, log=log)

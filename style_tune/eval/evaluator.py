@@ -1,16 +1,16 @@
 """The project's OpenCompass parts for the style evaluation (eval environment only).
 
-    StyleReplyDataset   test.json (tools/split_data.py's rows) -> one sample per distinct prompt:
+    StyleReplyDataset   test.json (style_tune/data/split.py's rows) -> one sample per distinct prompt:
                         system, input, requested_style, references
     StyleEvaluator      style / sanity / content / fluency scores of the generated replies
                         (style_tune/style_metrics.score_replies, the same code `make score-replies`
                         runs; its module docstring says what each number means)
     ROW_SYSTEM_META_TEMPLATE   a HuggingFacewithChatTemplate meta template that sends each sample's
-                        own system text as the system message (eval_configs/style_eval.py)
+                        own system text as the system message (eval_configs/eval_style.py)
 
 Importing this module registers the dataset with OpenCompass's LOAD_DATASET registry and the
 evaluator with ICL_EVALUATORS; configs refer to them by type, and OpenCompass's task processes import
-them again from the dumped config (``style_tune.style_eval.StyleReplyDataset``), so the repository
+them again from the dumped config (``style_tune.eval.evaluator.StyleReplyDataset``), so the repository
 must be importable there (the eval environment has it on its path: tools/setup_env.sh).
 """
 
@@ -23,10 +23,10 @@ from opencompass.datasets.base import BaseDataset
 from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import ICL_EVALUATORS, LOAD_DATASET
 
-from style_tune.style_metrics import METRICS, StyleJudge, group_prompts, load_rows, score_replies
+from style_tune.eval.style_metrics import METRICS, StyleJudge, group_prompts, load_rows, score_replies
 
 #: Prompt each sample with its own system text (a real system message, first), then its user input,
-#: exactly as the training rows are rendered (style_tune.prompts.render_chatml). The dataset's prompt
+#: exactly as the training rows are rendered (style_tune.core.prompts.render_chatml). The dataset's prompt
 #: template puts ``{system}`` in a SYSTEM item of its ``begin`` section; OpenCompass's default meta
 #: template would turn that into a user message, this one keeps it a system message.
 ROW_SYSTEM_META_TEMPLATE = dict(

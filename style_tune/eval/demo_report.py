@@ -1,6 +1,6 @@
 """The last step of `make demo`: what the tiny model learned, in numbers and in replies.
 
-    python tools/demo_report.py --base DIR --merged DIR --work-dir DIR --test test.json [--show 6]
+    python -m style_tune.eval.demo_report --base DIR --merged DIR --work-dir DIR --test test.json [--show 6]
 
 Loads the base and the merged model with transformers, prompts both with every held-out test prompt
 through the merged model's own chat template (the system text of each row, as in training), decodes
@@ -18,9 +18,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.prompts import STYLE_SYSTEMS, split_label  # noqa: E402
-from style_tune.steps import loss_curve  # noqa: E402
+from style_tune.core.prompts import STYLE_SYSTEMS, split_label
+from style_tune.core.steps import loss_curve
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Lock files for the environments, and the CI guard that checks them (`make lock`, `make check-envs`).
 
-    tools/lock_envs.py lock  [--env ENV] [--torch cpu|cuda] [--python 3.X]   (re)write requirements/lock/
-    tools/lock_envs.py check [--env ENV] [--torch cpu|cuda] [--python 3.X]   fail on a bad or stale lock
+    python -m style_tune.dev.lock_envs lock  [--env ENV] [--torch cpu|cuda] [--python 3.X]  write locks
+    python -m style_tune.dev.lock_envs check [--env ENV] [--torch cpu|cuda] [--python 3.X]  check them
 
 Every environment (ENVS below) x torch build x supported Python is resolved by uv's resolver
 (`uv pip compile`, for Linux x86_64 with glibc >= 2.28; nothing is installed) into
@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from style_tune import REPO_ROOT
+
 REQ = Path("requirements")
 LOCK_DIR = REQ / "lock"
 PYTHONS = ("3.10", "3.11", "3.12")  # xtuner 0.2.0 declares Requires-Python <3.13
@@ -84,7 +85,7 @@ def lock_path(env: str, torch: str, python: str) -> Path:
 
 
 def find_uv() -> str:
-    for uv in (os.environ.get("UV"), str(ROOT / ".envs/dev/bin/uv"), shutil.which("uv")):
+    for uv in (os.environ.get("UV"), str(REPO_ROOT / ".envs/dev/bin/uv"), shutil.which("uv")):
         if uv and Path(uv).is_file():
             return uv
     sys.exit("lock_envs: no uv: build the dev env (make env-dev) or set UV=/path/to/uv")
@@ -114,12 +115,12 @@ def uv_run(cmd: list[str], out: Path | None = None, previous: str | None = None
            ) -> subprocess.CompletedProcess:
     """uv from its cache alone first (under a second a resolve), kept only when it reproduces the
     previous lock (a partial cache can yield another valid set); otherwise again with the index."""
-    run = subprocess.run([*cmd, "--offline"], cwd=ROOT, capture_output=True, text=True)
+    run = subprocess.run([*cmd, "--offline"], cwd=REPO_ROOT, capture_output=True, text=True)
     if run.returncode == 0 and (out is None or resolved_part(previous) == out.read_text()):
         return run
     if out is not None and previous is not None:
         out.write_text(previous)
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
 
 
 def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | None) -> str:
@@ -256,7 +257,7 @@ def main() -> int:
 
     def one(job: tuple[str, str, str]) -> tuple[tuple[str, str, str], str | None, list[str]]:
         env, torch, py = job
-        path = ROOT / lock_path(env, torch, py)
+        path = REPO_ROOT / lock_path(env, torch, py)
         previous = path.read_text() if path.exists() else None
         try:
             text = compile_lock(uv, env, torch, py, previous)
@@ -275,7 +276,7 @@ def main() -> int:
                 print(f"check-envs: {name}: {p}", file=sys.stderr)
             failed += bool(problems)
             if args.action == "lock" and text is not None and not problems:
-                path = ROOT / lock_path(env, torch, py)
+                path = REPO_ROOT / lock_path(env, torch, py)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(text)

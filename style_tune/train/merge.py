@@ -1,6 +1,6 @@
 """`make merge`: base model + LoRA adapter -> one merged model directory, ready to serve.
 
-    python tools/merge_adapter.py BASE ADAPTER OUT [--device cpu|cuda|auto] [--force]
+    python -m style_tune.train.merge BASE ADAPTER OUT [--device cpu|cuda|auto] [--force]
 
 The merge XTuner's `xtuner convert merge` does (peft's `PeftModel.from_pretrained` +
 `merge_and_unload`, safetensors output, the base model's tokenizer saved beside it), with one
@@ -20,8 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.steps import atomic_dir, fail  # noqa: E402
+from style_tune.core.steps import atomic_dir, fail
 
 STEP = "merge"
 

@@ -1,6 +1,6 @@
 """Score replies from anywhere (an API, another framework) with the style evaluation's own code.
 
-    python tools/score_replies.py REPLIES.jsonl [--data-dir data] [--out scores.json]
+    python -m style_tune.eval.score_replies REPLIES.jsonl [--data-dir data] [--out scores.json]
 
 REPLIES.jsonl holds one JSON object per line:
 
@@ -9,14 +9,14 @@ REPLIES.jsonl holds one JSON object per line:
 
 - ``user``: the user's message; ``reply``: the model's reply (text, may be empty);
 - ``style`` (温柔 / 毒舌, or gentle / snarky): controllable mode, the style that was asked for; or
-  ``system``: the system text that was sent, one that style_tune.prompts writes (Qwen's default one:
+  ``system``: the system text that was sent, one that style_tune.core.prompts writes (Qwen's default one:
   seed mode, where the reply starts with its label line; a style instruction: controllable mode);
 - optional ``finish_reason``: OpenAI's field; ``"length"`` marks a reply cut off at the token budget.
 
 Every row must be of one mode. The style judge is trained on DATA_DIR/<mode>/train.json; a reply to a
 held-out prompt of DATA_DIR/<mode>/test.json is also compared with that prompt's references (chrF,
-ROUGE-L). Scoring is style_tune.style_metrics.score_replies, the same function as the OpenCompass
-evaluator of `make eval-style`; the printed table is the report's (tools/style_report.py). Bad rows are
+ROUGE-L). Scoring is style_tune.eval.style_metrics.score_replies, the same function as the OpenCompass
+evaluator of `make eval-style`; the printed table is the report's (style_tune/eval/report.py). Bad rows are
 listed as FILE:LINE: field: problem and nothing is scored.
 """
 
@@ -27,11 +27,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_report import metric_table, write_atomic  # noqa: E402
-
-from style_tune.prompts import resolve_style, system_text  # noqa: E402
-from style_tune.style_metrics import (  # noqa: E402
+from style_tune.core.prompts import resolve_style, system_text
+from style_tune.eval.report import metric_table, write_atomic
+from style_tune.eval.style_metrics import (
     StyleJudge,
     group_prompts,
     load_rows,

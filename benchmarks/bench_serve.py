@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make bench-serve`: the CPU server (`make serve`) against transformers ``generate`` in one process.
 
-    python tools/bench_serve.py --model DIR [--max-tokens 32] [--rounds 1] [--out benchmarks/serve_bench_cpu]
+    python -m benchmarks.bench_serve --model DIR [--max-tokens 32] [--rounds 1]
+        [--out benchmarks/serve_bench_cpu]
 
 Both run the same model (float32, CPU), the same 8 prompts (the first distinct user prompts of the
 shipped CSV, with the seed-mode system text), greedy decoding and the same reply length, side by side
@@ -9,7 +10,7 @@ in one run:
 
 - in process: ``model.generate`` on one prompt at a time (1 client) and on the 8 prompts as one
   left-padded batch (8 clients); time to first token = a generate of 1 new token;
-- served: `make serve` (style_tune/cpu_server.py) on a free port, the official ``openai`` client,
+- served: `make serve` (style_tune/deploy/cpu_server.py) on a free port, the official ``openai`` client,
   streaming; 1 client asks the prompts one after another, 8 clients ask them at once; time to first
   token = until the first streamed content; tokens = the server's ``usage.completion_tokens``.
 
@@ -30,18 +31,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from style_tune.prompts import system_text  # noqa: E402
-from style_tune.serving import SERVED_MODEL_NAME, serve_model  # noqa: E402
+from style_tune import REPO_ROOT
+from style_tune.core.prompts import system_text
+from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
 
 CLIENTS = (1, 8)
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
     seen: list[str] = []
-    with open(ROOT / "style_data" / "style_chat_data.csv", encoding="utf-8", newline="") as handle:
+    with open(REPO_ROOT / "style_data" / "style_chat_data.csv", encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             if row["user"] not in seen:
                 seen.append(row["user"])
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--max-tokens", type=int, default=32, help="reply length of every request")
     parser.add_argument("--rounds", type=int, default=1, help="times each client set asks the 8 prompts")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "serve_bench_cpu")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "serve_bench_cpu")
     args = parser.parse_args(argv)
     import torch
     import transformers
@@ -172,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = bench_generate(args.model, conversations, args.max_tokens, args.rounds)
     print("bench_serve: the server ...", flush=True)
     served, startup = bench_server(args.model, conversations, args.max_tokens, args.rounds,
-                                   ROOT / "outputs" / "bench_serve" / "server.log")
+                                   REPO_ROOT / "outputs" / "bench_serve" / "server.log")
     rows += served
     load_after = os.getloadavg()
     result = {

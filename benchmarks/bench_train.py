@@ -1,6 +1,6 @@
 """`make bench`: training throughput and memory of the recipe variants, measured through XTuner.
 
-    python tools/bench_train.py --model DIR [--data train.json] [--variants seed,nf4,bf16,bf16_packed]
+    python -m benchmarks.bench_train --model DIR [--data train.json] [--variants seed,nf4,bf16,bf16_packed]
         [--steps 10] [--warmup 3] [--device cuda|cpu] [--out benchmarks/train_bench_<device>]
 
 Each variant is one shipped config (xtuner_configs/), run by mmengine's Runner exactly as
@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-CONFIGS = REPO / "xtuner_configs"
+from style_tune import REPO_ROOT
+
+CONFIGS = REPO_ROOT / "xtuner_configs"
 #: name -> (shipped config, what it is, config overrides). "bf16_packed" is the former default
 #: (packing without varlen attention: conversations in a pack attend to each other), kept to compare.
 VARIANTS = {
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"bench: error: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
 
     results = dict(
-        command="python tools/bench_train.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+        command="python -m benchmarks.bench_train " + shlex.join(sys.argv[1:] if argv is None else argv),
         device=args.device,
         device_name=device_name(args.device),
         model=args.model,
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         if args.cfg_options:
             cmd += ["--cfg-options", *args.cfg_options]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
         found = [line for line in proc.stdout.splitlines() if line.startswith("BENCH_RESULT ")]
         if proc.returncode != 0 or not found:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         results["base_params"] = record["base_params"]
     if args.inference_model and args.device == "cuda":
         results["inference"] = inference_memory(args.inference_model)
-    out = args.out or REPO / "benchmarks" / f"train_bench_{args.device}"
+    out = args.out or REPO_ROOT / "benchmarks" / f"train_bench_{args.device}"
     write_report(results, out)
     print(out.with_suffix(".md").read_text(encoding="utf-8"))
     return 1 if any("error" in v for v in results["variants"]) else 0

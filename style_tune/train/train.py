@@ -1,6 +1,7 @@
 """`make train`: run an XTuner config with real exit codes and automatic resume.
 
-    python tools/train.py CONFIG --work-dir DIR [--deepspeed deepspeed_zero2] [-- extra xtuner args]
+    python -m style_tune.train.train CONFIG --work-dir DIR [--deepspeed deepspeed_zero2]
+        [-- extra xtuner args]
 
 Model and data paths come from the environment, as the configs read them (STYLE_TUNE_MODEL,
 STYLE_TUNE_DATA); they are checked before anything starts. If DIR holds a checkpoint of an
@@ -21,8 +22,7 @@ import random
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from style_tune.steps import fail, iter_checkpoints, run  # noqa: E402
+from style_tune.core.steps import fail, iter_checkpoints, run
 
 STEP = "train"
 

@@ -1,13 +1,13 @@
 """The style-evaluation report: Markdown table, training loss curve, base and tuned replies side by side.
 
-    python tools/style_report.py RUN_DIR --out outputs/style_eval/report.md [--train-work-dir DIR]
+    python -m style_tune.eval.report RUN_DIR --out outputs/style_eval/report.md [--train-work-dir DIR]
         [--samples 10] [--seed 42]
 
-RUN_DIR is one OpenCompass run of eval_configs/style_eval.py (``outputs/style_eval/latest`` after
+RUN_DIR is one OpenCompass run of eval_configs/eval_style.py (``outputs/style_eval/latest`` after
 ``make eval-style``). The report holds:
 - every metric for the base model, the tuned model and the references themselves (the held-out
   reference replies scored as if a model had written them: what a model that writes like the data
-  gets), with what each number means and its range (style_tune/style_metrics.py);
+  gets), with what each number means and its range (style_tune/eval/style_metrics.py);
 - the training loss curve, drawn from the XTuner work dir's ``*/vis_data/scalars.json`` into a PNG
   next to the report;
 - the seed article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with the base
@@ -26,12 +26,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from style_tune.prompts import split_label  # noqa: E402
-from style_tune.steps import loss_curve  # noqa: E402
-from style_tune.style_metrics import (  # noqa: E402
+from style_tune.core.prompts import split_label
+from style_tune.core.steps import loss_curve
+from style_tune.eval.style_metrics import (
     METRIC_HELP,
     METRICS,
     StyleJudge,
@@ -190,7 +187,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         f"trained on the replies of `{settings['train']}` (label words removed) and, for neither, on "
         "plain helpful answers (style_data/neutral_replies.txt), the split's user messages and shuffled "
         "replies; a reply counts for style only if it also passes the sanity gates (sane_rate; "
-        "style_tune/style_metrics.py)",
+        "style_tune/eval/style_metrics.py)",
         f"- OpenCompass run: `{run_dir}` (predictions, per-reply details in results/, logs)",
         "",
         "## Scores",
@@ -251,7 +248,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="an OpenCompass run folder of eval_configs/style_eval.py")
+    parser.add_argument("run_dir", type=Path, help="an OpenCompass run folder of eval_configs/eval_style.py")
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
     parser.add_argument("--train-work-dir", type=Path, help="the XTuner work dir of the tuned model")
     parser.add_argument("--samples", type=int, default=10, help="prompts for the side-by-side check")

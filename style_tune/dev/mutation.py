@@ -1,6 +1,6 @@
 """`make mutation`: mutation testing of the recipe's own logic with mutmut.
 
-    python tools/mutation.py [--report-only]
+    python -m style_tune.dev.mutation [--report-only]
 
 Runs ``mutmut run`` from a fresh ``mutants/`` (the modules and tests are listed in pyproject.toml's
 ``[tool.mutmut]``), then prints ``mutation: killed K of M`` (a mutant that made the tests time out
@@ -21,15 +21,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from style_tune import REPO_ROOT
+
 MUTMUT = Path(sys.executable).with_name("mutmut")
-OUT_DIR = REPO / "mutation"
+OUT_DIR = REPO_ROOT / "mutation"
 #: mutmut's statuses that mean the tests noticed the mutant.
 DETECTED = ("killed", "timeout")
 
 
 def mutmut(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([str(MUTMUT), *args], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([str(MUTMUT), *args], cwd=REPO_ROOT, capture_output=True, text=True)
     if check and proc.returncode != 0:
         sys.exit(f"mutation: error: `mutmut {' '.join(args)}` exited {proc.returncode}:\n"
                  f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
@@ -44,7 +45,7 @@ def mutant_diffs(names: list[str]) -> dict[str, str]:
     for name in names:
         module, _, mangled = name.rpartition(".")
         if module not in functions:
-            source = (REPO / "mutants" / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
+            source = (REPO_ROOT / "mutants" / (module.replace(".", "/") + ".py")).read_text(encoding="utf-8")
             lines = source.splitlines()
             functions[module] = {
                 node.name: "\n".join(lines[node.lineno - 1:node.end_lineno])
@@ -76,13 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     if not MUTMUT.exists():
         sys.exit(f"mutation: error: no {MUTMUT}; run `make env-mutation`")
     if not args.report_only:
-        shutil.rmtree(REPO / "mutants", ignore_errors=True)
+        shutil.rmtree(REPO_ROOT / "mutants", ignore_errors=True)
         print("mutation: running mutmut (progress in mutants/; about 20 min on 2 cores) ...", flush=True)
-        run = subprocess.run([str(MUTMUT), "run", "--max-children", "2"], cwd=REPO)
+        run = subprocess.run([str(MUTMUT), "run", "--max-children", "2"], cwd=REPO_ROOT)
         if run.returncode != 0:
             sys.exit(f"mutation: error: mutmut run exited {run.returncode}")
     mutmut("export-cicd-stats")
-    stats = json.loads((REPO / "mutants" / "mutmut-cicd-stats.json").read_text(encoding="utf-8"))
+    stats = json.loads((REPO_ROOT / "mutants" / "mutmut-cicd-stats.json").read_text(encoding="utf-8"))
     total = stats["total"]
     killed = sum(stats[status] for status in DETECTED)
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Surviving mutants",
         "",
-        "Written by `make mutation` (tools/mutation.py); why each is kept: [README.md](README.md).",
+        "Written by `make mutation` (style_tune/dev/mutation.py); why each is kept: [README.md](README.md).",
         "",
         f"mutation: killed {killed} of {total} ({killed / total:.1%}; {stats['timeout']} by timeout). "
         f"Not killed: {total - killed} "

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Write lmdeploy's chat template files from the one definition in style_tune/prompts.py.
+"""Write lmdeploy's chat template files from the one definition in style_tune/core/prompts.py.
 
-    python3 tools/make_chat_templates.py [--check] [--root DIR]      (make chat-templates)
+    python3 -m style_tune.data.chat_templates [--check] [--root DIR]      (make chat-templates)
 
 Files (relative to the repository root, or to --root):
     style_data/chat_template.json                       seed mode
@@ -24,10 +24,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from style_tune import REPO_ROOT
 
-from style_tune.prompts import STYLES, chat_template_file, lmdeploy_chat_template  # noqa: E402
+from style_tune.core.prompts import STYLES, chat_template_file, lmdeploy_chat_template
 
 
 def expected_files() -> dict[str, str]:
@@ -59,7 +58,7 @@ def write_atomically(path: Path, text: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
-    parser.add_argument("--root", type=Path, default=ROOT, help="where style_data/ is (default: the repo)")
+    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="where style_data/ is (default: the repo)")
     args = parser.parse_args(argv)
 
     stale = []

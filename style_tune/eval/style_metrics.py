@@ -1,4 +1,4 @@
-"""Style-evaluation metrics: plain functions, no OpenCompass (style_tune/style_eval.py wires them in).
+"""Style-evaluation metrics: plain functions, no OpenCompass (style_tune/eval/evaluator.py wires them in).
 
 Every score is a percentage (0-100) unless it is a length. A reply counts for style only if it is
 *sane* and the judge reads it as the target style (the requested one in controllable mode, the
@@ -45,12 +45,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from style_tune.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SLUGS, STYLE_SYSTEMS, STYLES, split_label
+from style_tune import REPO_ROOT
+from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SLUGS, STYLE_SYSTEMS, STYLES, split_label
 
 #: The judge's third class: text in neither style (neutral, noise, an echo of the prompt).
 NEITHER = "neither"
 #: Plain helpful answers the judge learns "neither" from (one per line, # comments).
-NEUTRAL_REPLIES = Path(__file__).resolve().parent.parent / "style_data" / "neutral_replies.txt"
+NEUTRAL_REPLIES = REPO_ROOT / "style_data" / "neutral_replies.txt"
 
 # Sanity gates, calibrated on the shipped references (every one of them passes; see the tests):
 #: fewest tokens (zh_tokens, punctuation excluded) a reply needs once label words are removed
@@ -119,12 +120,12 @@ _STYLE_BY_SYSTEM = {text: style for style, text in STYLE_SYSTEMS.items()}
 
 
 def row_mode(system: str | None) -> str:
-    """The data format a row's system text belongs to (see style_tune.prompts.system_text)."""
+    """The data format a row's system text belongs to (see style_tune.core.prompts.system_text)."""
     if system in (None, "", QWEN_DEFAULT_SYSTEM):
         return "seed"
     if system in _STYLE_BY_SYSTEM:
         return "controllable"
-    raise ValueError(f"unknown system text {system!r}: not one that style_tune.prompts writes")
+    raise ValueError(f"unknown system text {system!r}: not one that style_tune.core.prompts writes")
 
 
 def requested_style(system: str | None) -> str | None:
@@ -144,7 +145,7 @@ def row_style_reply(turn: dict) -> tuple[str, str]:
 
 
 def load_rows(path: str | Path) -> list[dict]:
-    """First turns of an XTuner conversation JSON file (tools/split_data.py's format)."""
+    """First turns of an XTuner conversation JSON file (style_tune/data/split.py's format)."""
     rows = json.loads(Path(path).read_text(encoding="utf-8"))
     return [row["conversation"][0] for row in rows]
 

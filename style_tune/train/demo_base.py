@@ -1,13 +1,14 @@
 """Build the demo's stand-in base model: a small Qwen2 that has read the training text, on a CPU.
 
-    python tools/build_demo_base.py OUT_DIR --data data/seed/train.json [--steps 500] [--seed 0] [--force]
+    python -m style_tune.train.demo_base OUT_DIR --data data/seed/train.json [--steps 500] [--seed 0]
+        [--force]
 
 `make demo` fine-tunes this model with the real XTuner config (LoRA, xtuner_configs/*_cpu.py). A
 random-weight model (`make tiny-model`) can only learn the reply *format* in a CPU budget: its
 loss sits near a uniform guess over 151,936 tokens, and most of each step goes into those logits.
 This tool spends the compute where it teaches:
 
-- Vocabulary: the real Qwen2.5 byte-level BPE (tools/build_tiny_model.py), cut down to the tokens
+- Vocabulary: the real Qwen2.5 byte-level BPE (style_tune/train/tiny_model.py), cut down to the tokens
   the data uses. Kept: the 256 byte tokens (any text still encodes), every token that the full
   tokenizer produces on the training rows (prompt, system texts, reply, label) and on the system
   texts of both modes, every token those are merged from, and Qwen2.5's 22 added tokens (same
@@ -37,10 +38,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from build_tiny_model import ADDED_TOKENS, SPEC_DIR, build_tokenizer  # noqa: E402
-
-from style_tune.prompts import (  # noqa: E402
+from style_tune.core.prompts import (
     IM_END,
     QWEN_DEFAULT_SYSTEM,
     STYLE_SYSTEMS,
@@ -48,7 +46,8 @@ from style_tune.prompts import (  # noqa: E402
     chatml_block,
     split_label,
 )
-from style_tune.steps import atomic_dir  # noqa: E402
+from style_tune.core.steps import atomic_dir
+from style_tune.train.tiny_model import ADDED_TOKENS, SPEC_DIR, build_tokenizer
 
 STEP = "build_demo_base"
 
@@ -67,12 +66,12 @@ DEMO_SHAPES = dict(
 
 
 def training_rows(path: Path) -> list[dict]:
-    """First turns of the split's conversations (tools/split_data.py's format)."""
+    """First turns of the split's conversations (style_tune/data/split.py's format)."""
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return [row["conversation"][0] for row in rows]
     except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
-        raise SystemExit(f"{STEP}: {path} is not a split file of tools/split_data.py ({err}); "
+        raise SystemExit(f"{STEP}: {path} is not a split file of style_tune/data/split.py ({err}); "
                          "run `make split`") from None
 
 

@@ -1,0 +1,1 @@
+"""Shared definitions, standard library only (any env): prompts, step helpers, atomic writes."""
