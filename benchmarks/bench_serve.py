@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from style_tune import REPO_ROOT
+from style_tune.core.io import write_atomically
 from style_tune.core.prompts import system_text
 from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
 
@@ -116,13 +117,6 @@ def bench_server(model_dir: Path, conversations: list[list[dict]], max_tokens: i
                          "requests": len(results), "tokens": tokens, "tokens_per_s": tokens / wall,
                          "ttft_s_median": statistics.median(t for t, _ in results)})
         return rows, server.startup_s
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def render(result: dict) -> str:

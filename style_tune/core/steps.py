@@ -9,12 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -48,34 +45,6 @@ def iter_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
             found.append((int(match.group(1)), path))
     return sorted(found)
 
-
-def _make_readable(root: Path) -> None:
-    """Give a finished output the usual permissions (mkdtemp and some writers use owner-only ones)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in (root, *root.rglob("*")):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-@contextmanager
-def atomic_dir(final: Path, *, force: bool = False, step: str) -> Iterator[Path]:
-    """Yield a temporary directory beside ``final``; rename it to ``final`` when the block succeeds.
-
-    An interrupted or failed step leaves no directory at ``final``; a finished one is only replaced
-    with ``force``.
-    """
-    if final.exists() and not force:
-        fail(step, f"{final} already exists; remove it or pass --force (make: FORCE=1) to replace it")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    try:
-        yield tmp
-        _make_readable(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def loss_curve(work_dir: Path) -> list[tuple[int, float]]:

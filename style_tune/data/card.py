@@ -23,6 +23,7 @@ from pathlib import Path
 
 from style_tune import REPO_ROOT
 
+from style_tune.core.io import write_atomically
 from style_tune.data import check as check_style_data
 from style_tune.data import split as split_data
 
@@ -50,20 +51,6 @@ def replace_block(card: str, block: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"the card needs a {BEGIN} line followed by a {END} line")
     return f"{card[:start]}{BEGIN}\n{block}{END}{card[end + len(END):]}"
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

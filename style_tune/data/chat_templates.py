@@ -26,6 +26,7 @@ from pathlib import Path
 
 from style_tune import REPO_ROOT
 
+from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STYLES, chat_template_file, lmdeploy_chat_template
 
 
@@ -37,22 +38,6 @@ def expected_files() -> dict[str, str]:
                                                     indent=2) + "\n"
         for mode, style in specs
     }
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,8 @@ from operator import itemgetter
 from pathlib import Path
 
 
+from style_tune.core.io import write_files_atomically
+from style_tune.core.stats import percentile
 from style_tune.core.prompts import MODES, STYLES, output_text, system_text
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user", "style", "assistant")
@@ -533,47 +535,15 @@ def to_json(rows: Iterable[Row], mode: str) -> str:
     return "".join(json_chunks(rows, mode))
 
 
-def write_atomically(contents: dict[Path, Iterable[str]]) -> None:
-    """Write each file to a temporary next to it, then rename them all; on failure leave nothing."""
-    umask = os.umask(0)
-    os.umask(umask)
-    temporaries: list[tuple[str, Path]] = []
-    try:
-        for target, chunks in contents.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            temporaries.append((temporary, target))
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600 files; give the usual permissions
-                os.fchmod(fd, 0o666 & ~umask)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                handle.writelines(chunks)
-        for temporary, target in temporaries:
-            os.replace(temporary, target)
-    except BaseException:
-        for temporary, _ in temporaries:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------
 # Statistics
 
 
 def length_summary(counts: Counter[int]) -> tuple[int, int, int, int]:
     """(min, median, p90, max) of lengths given as {length: how many}; nearest-rank percentiles."""
-    ordered = sorted(counts.items())
-    total = sum(counts.values())
-
-    def rank(percent: int) -> int:
-        wanted, seen = max(1, math.ceil(percent * total / 100)), 0
-        for length, count in ordered:
-            seen += count
-            if seen >= wanted:
-                return length
-        return ordered[-1][0]
-
-    return ordered[0][0], rank(50), rank(90), ordered[-1][0]
+    lengths = sorted(counts.elements())
+    median, p90 = (percentile(lengths, q, nearest_rank=True) for q in (50, 90))
+    return lengths[0], median, p90, lengths[-1]
 
 
 def collect_stats(splits: Sequence[Split], options: Options, input_rows: int, dropped: int) -> Stats:
@@ -702,7 +672,7 @@ def run(options: Options) -> Stats:
     }
     if options.stats_md is not None:
         contents[options.stats_md] = [render_markdown(stats)]
-    write_atomically(contents)
+    write_files_atomically(contents)
     return stats
 
 

@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from style_tune import REPO_ROOT
+from style_tune.core.cli import split_passthrough
 from style_tune.core.prompts import (
     MODES,
     STYLE_SLUGS,
@@ -66,8 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--check", action="store_true", help="validate (GPU included), run nothing")
     what.add_argument("--dry-run", action="store_true", help="print the command, check no machine")
     argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:len(argv) - len(extra) - 1] if "--" in argv else argv)
+    ours, extra = split_passthrough(argv)
+    args = parser.parse_args(ours)
     args.extra = extra  # after --: more arguments for lmdeploy / xtuner chat
     return args
 

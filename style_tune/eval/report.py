@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import random
 import sys
-import tempfile
 from pathlib import Path
 
+from style_tune.core.io import write_atomically
 from style_tune.core.prompts import split_label
 from style_tune.core.steps import loss_curve
 from style_tune.eval.style_metrics import (
@@ -40,18 +39,6 @@ from style_tune.eval.style_metrics import (
 MODELS = ("base", "tuned")
 #: Metrics that are lengths (characters), not percentages.
 LENGTHS = ("length_mean", "length_p50", "length_p90")
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_settings(run_dir: Path) -> dict:
@@ -129,7 +116,7 @@ def plot_loss(curve: list[tuple[int, float]], png: Path, title: str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    write_atomic(png, buffer.getvalue())
+    write_atomically(png, buffer.getvalue())
 
 
 def cell(text: str | None, width: int = 120) -> str:
@@ -242,7 +229,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         lines.append(f"| {n} | {cell(sample['input'])} | {requested}{cell(base)} | {cell(tuned)} | "
                      f"{cell(matching_reference(sample, tuned))} |")
     text = "\n".join(lines) + "\n"
-    write_atomic(out, text.encode("utf-8"))
+    write_atomically(out, text.encode("utf-8"))
     return text
 
 

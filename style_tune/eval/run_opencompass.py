@@ -20,18 +20,12 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from style_tune.core.cli import split_passthrough
+from style_tune.core.io import write_atomically
+
 RUN_DIR_LINE = re.compile(r"Current exp folder: (\S+)")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def link_latest(work_dir: Path, run_dir: Path) -> None:
@@ -65,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.epilog = "Arguments after -- go to OpenCompass, e.g. -- --debug."
     argv = sys.argv[1:] if argv is None else list(argv)
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    ours, extra = split_passthrough(argv)
+    args = parser.parse_args(ours)
     config, work_dir = args.config.resolve(), args.work_dir.resolve()
     if not config.is_file():
         parser.error(f"no config {config}")
@@ -100,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{run_dir / 'logs'} (or the output above, with --debug)", file=sys.stderr)
         return 1
     markdown = summaries[-1].with_suffix(".md").read_text(encoding="utf-8")
-    write_atomic(work_dir / "summary.md", markdown)
+    write_atomically(work_dir / "summary.md", markdown)
     link_latest(work_dir, run_dir)
     print(f"\n{markdown.strip()}\n")
     print(f"[eval] models: {', '.join(models)}")

@@ -27,8 +27,9 @@ import json
 import sys
 from pathlib import Path
 
+from style_tune.core.io import write_atomically
 from style_tune.core.prompts import resolve_style, system_text
-from style_tune.eval.report import metric_table, write_atomic
+from style_tune.eval.report import metric_table
 from style_tune.eval.style_metrics import (
     StyleJudge,
     group_prompts,
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
           f"references); judge: {args.data_dir / mode / 'train.json'}")
     print("\n".join(metric_table(mode, {"replies": result})))
     if args.out:
-        write_atomic(args.out, json.dumps(result, ensure_ascii=False, indent=1).encode("utf-8"))
+        write_atomically(args.out, json.dumps(result, ensure_ascii=False, indent=1).encode("utf-8"))
         print(f"[scores] {args.out}")
     return 0
 

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from style_tune import REPO_ROOT
 from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SLUGS, STYLE_SYSTEMS, STYLES, split_label
+from style_tune.core.stats import percentile
 
 #: The judge's third class: text in neither style (neutral, noise, an echo of the prompt).
 NEITHER = "neither"
@@ -254,16 +255,6 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
         total += len(grams)
         unique.update(grams)
     return 100.0 * len(unique) / total if total else 0.0
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0-100), linear interpolation; 0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 # ------------------------------------------------------------------------------- sanity gates

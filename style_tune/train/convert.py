@@ -15,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from style_tune.core.steps import atomic_dir, fail, iter_checkpoints, run
+from style_tune.core.io import atomic_dir
+from style_tune.core.steps import fail, iter_checkpoints, run
 
 STEP = "convert"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

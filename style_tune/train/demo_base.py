@@ -38,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from style_tune.core.io import atomic_dir
 from style_tune.core.prompts import (
     IM_END,
     QWEN_DEFAULT_SYSTEM,
@@ -46,7 +47,6 @@ from style_tune.core.prompts import (
     chatml_block,
     split_label,
 )
-from style_tune.core.steps import atomic_dir
 from style_tune.train.tiny_model import ADDED_TOKENS, SPEC_DIR, build_tokenizer
 
 STEP = "build_demo_base"

@@ -20,7 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from style_tune.core.steps import atomic_dir, fail
+from style_tune.core.io import atomic_dir
+from style_tune.core.steps import fail
 
 STEP = "merge"
 

@@ -38,7 +38,7 @@ import json
 import sys
 from pathlib import Path
 
-from style_tune.core.steps import atomic_dir
+from style_tune.core.io import atomic_dir
 
 SPEC_DIR = Path(__file__).resolve().parent / "qwen2_5_1_5b_instruct"
 

@@ -22,6 +22,7 @@ import random
 import sys
 from pathlib import Path
 
+from style_tune.core.cli import split_passthrough
 from style_tune.core.steps import fail, iter_checkpoints, run
 
 STEP = "train"
@@ -85,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--deepspeed", help="deepspeed_zero1|deepspeed_zero2|deepspeed_zero3 or a JSON file")
     argv = sys.argv[1:] if argv is None else argv
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    ours, extra = split_passthrough(argv)
+    args = parser.parse_args(ours)
 
     check_inputs(args.config)
     train_args = [str(args.config), "--work-dir", str(args.work_dir), *resume_args(args.work_dir)]

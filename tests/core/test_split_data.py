@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import STYLES, output_text, system_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -833,7 +834,7 @@ def test_write_atomically_writes_beside_the_target_then_renames(tmp_path: Path) 
 
     old = os.umask(0o022)
     try:
-        split_data.write_atomically({out / "train.json": chunks()})
+        write_files_atomically({out / "train.json": chunks()})
     finally:
         os.umask(old)
     (temporary,) = seen[0]  # while writing: one hidden temporary beside the target, nothing else
@@ -848,7 +849,7 @@ def test_write_atomically_leaves_nothing_when_a_file_fails(tmp_path: Path) -> No
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     with pytest.raises(FileExistsError):
-        split_data.write_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
+        write_files_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
     assert list(out.iterdir()) == []
 
 

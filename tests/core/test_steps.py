@@ -17,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-from style_tune.core import steps
+from style_tune.core import io, steps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_iter_checkpoints_numeric_order_and_only_checkpoints(tmp_path: Path) -> 
 
 def test_atomic_dir_renames_when_done(tmp_path: Path) -> None:
     final = tmp_path / "deep" / "out"
-    with steps.atomic_dir(final, step="t") as tmp:
+    with io.atomic_dir(final, step="t") as tmp:
         assert tmp.parent == final.parent and tmp.name.startswith(".out.tmp-") and not final.exists()
         (tmp / "sub").mkdir()
         (tmp / "sub" / "f.txt").write_text("done")
@@ -95,7 +95,7 @@ def test_atomic_dir_renames_when_done(tmp_path: Path) -> None:
 def test_atomic_dir_gives_usual_permissions(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        with steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+        with io.atomic_dir(tmp_path / "out", step="t") as tmp:
             (tmp / "f").write_text("x")
             (tmp / "f").chmod(0o600)
     finally:
@@ -105,7 +105,7 @@ def test_atomic_dir_gives_usual_permissions(tmp_path: Path) -> None:
 
 
 def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+    with pytest.raises(RuntimeError), io.atomic_dir(tmp_path / "out", step="t") as tmp:
         (tmp / "half").write_text("x")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
@@ -115,12 +115,12 @@ def test_atomic_dir_refuses_to_replace_without_force(tmp_path: Path, capsys) -> 
     final = tmp_path / "out"
     final.mkdir()
     (final / "old").write_text("kept")
-    line = exits(capsys, lambda: steps.atomic_dir(final, step="merge").__enter__())
+    line = exits(capsys, lambda: io.atomic_dir(final, step="merge").__enter__())
     assert line == (
         f"merge: error: {final} already exists; remove it or pass --force (make: FORCE=1) to replace it"
     )
     assert (final / "old").read_text() == "kept"
-    with steps.atomic_dir(final, force=True, step="merge") as tmp:
+    with io.atomic_dir(final, force=True, step="merge") as tmp:
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]

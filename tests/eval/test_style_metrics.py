@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from style_tune.core.prompts import output_text, system_text
+from style_tune.core.stats import percentile
 from style_tune.eval.style_metrics import (
     METRIC_HELP,
     METRICS,
@@ -19,7 +20,6 @@ from style_tune.eval.style_metrics import (
     distinct_n,
     group_prompts,
     lcs_length,
-    percentile,
     rouge_l,
     score_replies,
     zh_tokens,
