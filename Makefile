@@ -71,7 +71,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup env-train env-eval env-deploy env-dev env-webui test lint download tiny-model split data-card \
-	train convert merge demo demo-base clean-demo bench chat-templates chat serve chat-cpu
+	train convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -164,6 +164,9 @@ CHAT_MAX_NEW_TOKENS ?= 512
 CHAT_ARGS ?=
 chat serve chat-cpu: MODEL = $(MERGED)
 CHAT_OPTS = '$(MODEL)' --mode '$(MODE)' $(if $(STYLE),--style '$(STYLE)')
+
+metric-table:  ## regenerate README.md's metric table from the metric definitions (style_tune/eval/style_metrics.py)
+	$(PYTHON) -m style_tune.eval.metric_table
 
 chat-templates:  ## regenerate the lmdeploy templates style_data/chat_template*.json from style_tune/core/prompts.py
 	$(PYTHON) -m style_tune.data.chat_templates

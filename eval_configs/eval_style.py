@@ -23,7 +23,9 @@ from opencompass.partitioners import NaivePartitioner
 from opencompass.runners import LocalRunner
 from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
+from style_tune.core.prompts import OPENCOMPASS_META_TEMPLATE
 from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
+from style_tune.eval.style_metrics import METRICS
 
 # OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
 # import registers them there (style_tune is installed in the eval env: tools/setup_env.sh).
@@ -86,18 +88,14 @@ datasets = [
 ]
 
 # ------------------------------------------------------------------------------------ models
-# The meta template keeps the dataset's SYSTEM item a real system message (style_tune.eval.evaluator.
-# ROW_SYSTEM_META_TEMPLATE; OpenCompass's default one would make it a user message).
-_meta_template = dict(
-    round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
-    reserved_roles=[dict(role="SYSTEM", api_role="SYSTEM")],
-)
+# The meta template keeps the dataset's SYSTEM item a real system message (OpenCompass's default one
+# would make it a user message); an imported dict's value survives the config dump, its name does not.
 models = [
     dict(
         type=HuggingFacewithChatTemplate,
         abbr=abbr,
         path=path,
-        meta_template=_meta_template,
+        meta_template=OPENCOMPASS_META_TEMPLATE,
         model_kwargs=dict(device_map="auto", torch_dtype="torch.bfloat16") if on_gpu
         else dict(device_map="cpu", torch_dtype="torch.float32"),
         generation_kwargs=dict(do_sample=False),
@@ -120,15 +118,6 @@ eval = dict(
     runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
 )
 
-# The summary table: one row per metric (style_tune.eval.style_metrics.METRICS), base and tuned side by side.
-_metrics = {
-    "seed": ["style_accuracy", "style_accuracy_gentle", "style_accuracy_snarky", "sane_rate", "label_rate",
-             "label_agreement", "judged_gentle", "judged_snarky", "judged_neither", "judge_accuracy", "chrf",
-             "rouge_l", "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2", "empty_rate",
-             "runaway_rate"],
-    "controllable": ["style_accuracy", "style_accuracy_gentle", "style_accuracy_snarky", "sane_rate",
-                     "judged_gentle", "judged_snarky", "judged_neither", "judge_accuracy", "chrf", "rouge_l",
-                     "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2", "empty_rate",
-                     "runaway_rate"],
-}[mode]
-summarizer = dict(dataset_abbrs=[[f"style-{mode}", metric] for metric in _metrics])
+# The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), base and
+# tuned side by side.
+summarizer = dict(dataset_abbrs=[[f"style-{mode}", metric] for metric in METRICS[mode]])

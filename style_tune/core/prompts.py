@@ -171,16 +171,13 @@ def lmdeploy_chat_template(mode: str, style: str | None = None) -> dict[str, obj
     }
 
 
-def opencompass_meta_template(mode: str, style: str | None = None) -> dict[str, object]:
-    """``meta_template`` for an OpenCompass ``HuggingFacewithChatTemplate`` model config.
-
-    It puts the mode's (and style's) system text first in every prompt, as a real system message,
-    so OpenCompass asks the model exactly what it was trained on. OpenCompass's default meta
-    template does not: it sends no system message (Qwen's tokenizer template then inserts its
-    default one, right for seed mode only) and its empty SYSTEM slot in every round appends "\n"
-    to each user message. Works with dataset prompts given as ``round=[...]``.
-    """
-    return dict(
-        begin=dict(role="SYSTEM", api_role="SYSTEM", prompt=system_text(mode, style)),
-        round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
-    )
+#: ``meta_template`` of every OpenCompass ``HuggingFacewithChatTemplate`` model config that is asked a
+#: dataset prompt with a SYSTEM item first (eval_configs/eval_style.py: each row's own system text, then
+#: its user input). It keeps that item a real system message, first, so OpenCompass asks the model
+#: exactly what it was trained on (render_chatml). OpenCompass's default meta template does not: it
+#: makes the SYSTEM item a user message (Qwen's tokenizer template then inserts its default system
+#: text) and its empty SYSTEM slot in every round appends "\n" to each user message.
+OPENCOMPASS_META_TEMPLATE: dict[str, object] = dict(
+    round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
+    reserved_roles=[dict(role="SYSTEM", api_role="SYSTEM")],
+)

@@ -5,8 +5,6 @@
     StyleEvaluator      style / sanity / content / fluency scores of the generated replies
                         (style_tune/style_metrics.score_replies, the same code `make score-replies`
                         runs; its module docstring says what each number means)
-    ROW_SYSTEM_META_TEMPLATE   a HuggingFacewithChatTemplate meta template that sends each sample's
-                        own system text as the system message (eval_configs/eval_style.py)
 
 Importing this module registers the dataset with OpenCompass's LOAD_DATASET registry and the
 evaluator with ICL_EVALUATORS; configs refer to them by type, and OpenCompass's task processes import
@@ -24,15 +22,6 @@ from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import ICL_EVALUATORS, LOAD_DATASET
 
 from style_tune.eval.style_metrics import METRICS, StyleJudge, group_prompts, load_rows, score_replies
-
-#: Prompt each sample with its own system text (a real system message, first), then its user input,
-#: exactly as the training rows are rendered (style_tune.core.prompts.render_chatml). The dataset's prompt
-#: template puts ``{system}`` in a SYSTEM item of its ``begin`` section; OpenCompass's default meta
-#: template would turn that into a user message, this one keeps it a system message.
-ROW_SYSTEM_META_TEMPLATE = dict(
-    round=[dict(role="HUMAN", api_role="HUMAN"), dict(role="BOT", api_role="BOT", generate=True)],
-    reserved_roles=[dict(role="SYSTEM", api_role="SYSTEM")],
-)
 
 
 @LOAD_DATASET.register_module()

@@ -28,6 +28,7 @@ from style_tune.core.io import write_atomically
 from style_tune.core.prompts import split_label
 from style_tune.core.steps import loss_curve
 from style_tune.eval.style_metrics import (
+    LENGTH_METRICS,
     METRIC_HELP,
     METRICS,
     StyleJudge,
@@ -37,8 +38,6 @@ from style_tune.eval.style_metrics import (
 )
 
 MODELS = ("base", "tuned")
-#: Metrics that are lengths (characters), not percentages.
-LENGTHS = ("length_mean", "length_p50", "length_p90")
 
 
 def run_settings(run_dir: Path) -> dict:
@@ -130,7 +129,7 @@ def cell(text: str | None, width: int = 120) -> str:
 def number(metric: str, value) -> str:
     if value is None:
         return "–"
-    return f"{value:.1f}" if metric in LENGTHS else f"{value:.2f}"
+    return f"{value:.1f}" if metric in LENGTH_METRICS else f"{value:.2f}"
 
 
 def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str, str]] | None = None

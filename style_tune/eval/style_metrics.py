@@ -43,10 +43,18 @@ import statistics
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from style_tune import REPO_ROOT
-from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SLUGS, STYLE_SYSTEMS, STYLES, split_label
+from style_tune.core.prompts import (
+    MODES,
+    QWEN_DEFAULT_SYSTEM,
+    STYLE_SLUGS,
+    STYLE_SYSTEMS,
+    STYLES,
+    split_label,
+)
 from style_tune.core.stats import percentile
 
 #: The judge's third class: text in neither style (neutral, noise, an echo of the prompt).
@@ -73,47 +81,71 @@ NEITHER_PROBABILITY = 0.6
 #: most needs to be told apart from a style)
 NEUTRAL_WEIGHT = 3.0
 
-_PER_STYLE = tuple(f"style_accuracy_{STYLE_SLUGS[s]}" for s in STYLES)
-_JUDGED = tuple(f"judged_{STYLE_SLUGS[s]}" for s in STYLES) + ("judged_neither",)
+@dataclass(frozen=True)
+class Metric:
+    """One number :func:`score_replies` returns: its name, range and meaning."""
+
+    name: str
+    range: str
+    meaning: str
+    #: the data formats (style_tune.core.prompts.MODES) it is reported for
+    modes: tuple[str, ...] = MODES
+
+    @property
+    def help(self) -> str:
+        """The report's legend: what it means (range)."""
+        return f"{self.meaning} ({self.range})"
+
+
+#: Every metric, in report order (style_accuracy first): the one definition the report's legend, the
+#: OpenCompass summary (eval_configs/eval_style.py) and README's metric table
+#: (`python -m style_tune.eval.metric_table`) are generated from.
+METRIC_DEFINITIONS: tuple[Metric, ...] = (
+    Metric("style_accuracy", "0-100, higher is better",
+           "the headline: a sane reply AND the judge reads it as the style asked for (controllable) or "
+           "announced on its label line (seed; no label, no hit); neutral text, noise and repeated labels "
+           "score 0"),
+    *(Metric(f"style_accuracy_{STYLE_SLUGS[style]}", "0-100, higher is better",
+             f"style_accuracy over the replies meant to be {style} (asked for / announced); 0 when there "
+             f"are none") for style in STYLES),
+    Metric("sane_rate", "0-100",
+           f"replies that pass every sanity gate: not empty; not cut off at the token budget; no repeated "
+           f"label line; at least {MIN_CONTENT_TOKENS} tokens once label words are removed; "
+           f">= {MIN_DISTINCT_2:.0%} distinct token bigrams; >= {MIN_CJK_SHARE:.0%} of the letters CJK; "
+           f"not a copy of the user's message (ROUGE-L < {MAX_ECHO_ROUGE:g}); tokens in an order the "
+           f"judge's texts know (coherence >= {MIN_COHERENCE:g}: characters in random order fail)"),
+    Metric("label_rate", "0-100", "replies whose first line is a valid style label 温柔/毒舌", ("seed",)),
+    Metric("label_agreement", "0-100", "of the labelled replies, those that are style hits for their label",
+           ("seed",)),
+    *(Metric(f"judged_{STYLE_SLUGS[style]}", "0-100; references about 50",
+             f"sane replies the judge reads as {style}, share of all") for style in STYLES),
+    Metric("judged_neither", "0-100; references about 0",
+           "replies in neither style or not sane, share of all"),
+    Metric("judge_accuracy", "0-100",
+           "the judge's accuracy on the held-out reference replies, which it never trained on: how far "
+           "to trust it"),
+    Metric("chrf", "0-100, higher = closer",
+           "chrF vs the reference reply, character 1-6-grams, corpus level"),
+    Metric("rouge_l", "0-100, higher = closer",
+           "ROUGE-L F1 vs the reference reply, Chinese character tokens"),
+    Metric("length_mean", "characters", "mean reply length (compare with the references)"),
+    Metric("length_p50", "characters", "median reply length"),
+    Metric("length_p90", "characters", "90th-percentile reply length"),
+    Metric("distinct_1", "0-100, low = repetitive", "unique token unigrams / all unigrams over all replies"),
+    Metric("distinct_2", "0-100, low = repetitive", "unique token bigrams / all bigrams over all replies"),
+    Metric("empty_rate", "0-100, lower is better", "replies with no text after the label line"),
+    Metric("runaway_rate", "0-100, lower is better",
+           "replies cut off at the token budget max_out_len, never ended"),
+)
 
 #: The metrics :func:`score_replies` returns, per mode, in report order.
 METRICS: dict[str, tuple[str, ...]] = {
-    "seed": ("style_accuracy", *_PER_STYLE, "sane_rate", "label_rate", "label_agreement", *_JUDGED,
-             "judge_accuracy", "chrf", "rouge_l", "length_mean", "length_p50", "length_p90",
-             "distinct_1", "distinct_2", "empty_rate", "runaway_rate"),
-    "controllable": ("style_accuracy", *_PER_STYLE, "sane_rate", *_JUDGED, "judge_accuracy", "chrf",
-                     "rouge_l", "length_mean", "length_p50", "length_p90", "distinct_1", "distinct_2",
-                     "empty_rate", "runaway_rate"),
+    mode: tuple(m.name for m in METRIC_DEFINITIONS if mode in m.modes) for mode in MODES
 }
-
 #: One line per metric: what it measures and its range (the report's legend).
-METRIC_HELP: dict[str, str] = {
-    "style_accuracy": "sane reply AND the judge reads it as the style asked for (controllable) or announced "
-                      "on its label line (seed); neutral text, noise and repeated labels score 0 "
-                      "(0-100, higher is better)",
-    "style_accuracy_gentle": "style_accuracy over the replies meant to be 温柔 (asked for / announced; "
-                             "0 when there are none)",
-    "style_accuracy_snarky": "style_accuracy over the replies meant to be 毒舌 (asked for / announced; "
-                             "0 when there are none)",
-    "sane_rate": "replies that pass the sanity gates: not empty or cut off, no repeated label line, "
-                 "enough tokens and distinct bigrams, mostly Chinese, not a copy of the prompt (0-100)",
-    "label_rate": "replies whose first line is a valid style label 温柔/毒舌 (0-100)",
-    "label_agreement": "of the labelled replies, those that are style hits for their label (0-100)",
-    "judged_gentle": "sane replies the judge reads as 温柔, share of all (0-100; references about 50)",
-    "judged_snarky": "sane replies the judge reads as 毒舌, share of all (0-100; references about 50)",
-    "judged_neither": "replies in neither style or not sane, share of all (0-100; references about 0)",
-    "judge_accuracy": "the judge's accuracy on the held-out reference replies, which it never trained on: "
-                      "how far to trust it (0-100)",
-    "chrf": "chrF vs the reference reply, character 1-6-grams, corpus level (0-100, higher = closer)",
-    "rouge_l": "ROUGE-L F1 vs the reference reply, Chinese character tokens (0-100, higher = closer)",
-    "length_mean": "mean reply length, characters (compare with the references)",
-    "length_p50": "median reply length, characters",
-    "length_p90": "90th-percentile reply length, characters",
-    "distinct_1": "unique token unigrams / all unigrams over all replies (0-100, low = repetitive)",
-    "distinct_2": "unique token bigrams / all bigrams over all replies (0-100, low = repetitive)",
-    "empty_rate": "replies with no text after the label line (0-100, lower is better)",
-    "runaway_rate": "replies cut off at the token budget max_out_len, never ended (0-100, lower is better)",
-}
+METRIC_HELP: dict[str, str] = {m.name: m.help for m in METRIC_DEFINITIONS}
+#: Metrics that are lengths (characters), not percentages.
+LENGTH_METRICS: tuple[str, ...] = tuple(m.name for m in METRIC_DEFINITIONS if m.range == "characters")
 
 # ------------------------------------------------------------------------------------ data rows
 
@@ -489,7 +521,8 @@ def score_replies(
     empty = [length == 0 for length in lengths]
 
     result: dict = {"style_accuracy": _pct(sum(hits), n)}
-    for style, metric in zip(STYLES, _PER_STYLE, strict=True):
+    for style in STYLES:
+        metric = f"style_accuracy_{STYLE_SLUGS[style]}"
         meant = [i for i, t in enumerate(targets) if t == style]
         result[metric] = _pct(sum(hits[i] for i in meant), len(meant))
     result["sane_rate"] = _pct(sum(sane), n)
@@ -497,7 +530,8 @@ def score_replies(
         labelled = [i for i, label in enumerate(labels) if label is not None]
         result["label_rate"] = _pct(len(labelled), n)
         result["label_agreement"] = _pct(sum(hits[i] for i in labelled), len(labelled))
-    for style, metric in zip((*STYLES, NEITHER), _JUDGED, strict=True):
+    judged_names = (*(f"judged_{STYLE_SLUGS[s]}" for s in STYLES), "judged_neither")
+    for style, metric in zip((*STYLES, NEITHER), judged_names, strict=True):
         result[metric] = _pct(sum(j == style or (style == NEITHER and j is None) for j in judged), n)
     if flat_refs:
         result["judge_accuracy"] = judge.accuracy([r for _, r in flat_refs], [s for s, _ in flat_refs])

@@ -31,7 +31,6 @@ from style_tune.core.prompts import (
     STYLES,
     chat_template_file,
     lmdeploy_chat_template,
-    opencompass_meta_template,
     output_text,
     render_chatml,
     resolve_style,
@@ -150,12 +149,6 @@ def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
         "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n")
     assert (data["assistant"], data["eoa"], data["separator"]) == (
         "<|im_start|>assistant\n", "<|im_end|>", "\n")
-
-
-def test_opencompass_meta_template_sends_the_system_text() -> None:
-    meta = opencompass_meta_template("controllable", "温柔")
-    assert meta["begin"] == dict(role="SYSTEM", api_role="SYSTEM", prompt=GENTLE_SYSTEM)
-    assert [item["role"] for item in meta["round"]] == ["HUMAN", "BOT"]
 
 
 # --- make chat / serve / chat-cpu ---------------------------------------------------------------

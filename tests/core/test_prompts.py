@@ -13,12 +13,12 @@ from chat_cases import GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM
 
 from style_tune.core.prompts import (
     MODES,
+    OPENCOMPASS_META_TEMPLATE,
     STYLE_SLUGS,
     STYLES,
     chat_template_file,
     chatml_block,
     lmdeploy_chat_template,
-    opencompass_meta_template,
     output_text,
     render_chatml,
     resolve_style,
@@ -234,14 +234,11 @@ def test_lmdeploy_chat_template() -> None:
         lmdeploy_chat_template("controllable")
 
 
-def test_opencompass_meta_template() -> None:
-    assert opencompass_meta_template("controllable", "温柔") == {
-        "begin": {"role": "SYSTEM", "api_role": "SYSTEM", "prompt": GENTLE_SYSTEM},
+def test_opencompass_meta_template_keeps_the_system_item_a_system_message() -> None:
+    assert OPENCOMPASS_META_TEMPLATE == {
         "round": [
             {"role": "HUMAN", "api_role": "HUMAN"},
             {"role": "BOT", "api_role": "BOT", "generate": True},
         ],
+        "reserved_roles": [{"role": "SYSTEM", "api_role": "SYSTEM"}],
     }
-    assert opencompass_meta_template("seed")["begin"]["prompt"] == SEED_SYSTEM
-    with pytest.raises(ValueError, match="unknown mode"):
-        opencompass_meta_template("chat")

@@ -264,3 +264,19 @@ def test_the_runner_flags_missing_results(tmp_path: Path) -> None:
         csv.writer(f).writerows([["dataset", "version", "metric", "mode", "a", "b"],
                                  ["bustm-dev", "5cc669", "accuracy", "gen", "50.00", "-"]])
     assert missing_cells(path) == (["a", "b"], ["bustm-dev/accuracy/b"])
+
+
+def test_readme_metric_table_is_generated_from_the_definitions(tmp_path: Path) -> None:
+    """README.md's metric table is the rendering of METRIC_DEFINITIONS (`make metric-table`)."""
+    from style_tune.eval import metric_table
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert metric_table.with_table(readme) == readme, "README's metric table is stale: make metric-table"
+    for metric in METRICS["seed"]:
+        assert f"| `{metric}` |" in readme
+    stale = tmp_path / "README.md"
+    stale.write_text(f"x\n{metric_table.BEGIN}\n| old |\n{metric_table.END}\ny\n", encoding="utf-8")
+    assert metric_table.main(["--readme", str(stale), "--check"]) == 1
+    assert metric_table.main(["--readme", str(stale)]) == 0
+    fresh = f"x\n{metric_table.BEGIN}\n{metric_table.table()}{metric_table.END}\ny\n"
+    assert stale.read_text(encoding="utf-8") == fresh
