@@ -29,13 +29,13 @@ TINY_MODEL ?= $(MODELS)/tiny-qwen2.5
 
 # Data (style_tune/data/split.py)
 CSV ?= style_data/style_chat_data.csv
-MODE ?= seed
+MODE ?= label
 SEED ?= 42
 SPLIT_DIR ?= data/$(MODE)
 
 # Training (xtuner_configs/)
 # bf16 LoRA, length-grouped batches, one conversation per sample (benchmarks/README.md); the
-# seed-faithful 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py.
+# article-faithful 8-bit recipe is CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py.
 CONFIG ?= xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_style_e3.py
 MODEL ?= $(BASE_MODEL)
 DATA ?= $(SPLIT_DIR)/train.json
@@ -189,11 +189,11 @@ chat-cpu:  ## XTuner's chat (transformers, CPU) on MODEL, same template and syst
 		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 demo-base: env-train  ## the demo's stand-in base DEMO_BASE: tiny Qwen2, the data's vocabulary, pretrained on unlabelled train text (cached)
-	@[[ -f data/seed/train.json ]] || $(MAKE) split MODE=seed SPLIT_DIR=data/seed
-	OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) -m style_tune.train.demo_base $(DEMO_BASE) --data data/seed/train.json \
+	@[[ -f data/label/train.json ]] || $(MAKE) split MODE=label SPLIT_DIR=data/label
+	OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) -m style_tune.train.demo_base $(DEMO_BASE) --data data/label/train.json \
 		--steps $(DEMO_BASE_STEPS) $(if $(FORCE),--force)
 
-demo: env-train  ## offline CPU demo (MODE=seed|controllable): stand-in base -> split -> train -> convert -> merge -> replies
+demo: env-train  ## offline CPU demo (MODE=label|controllable): stand-in base -> split -> train -> convert -> merge -> replies
 	@$(MAKE) demo-base
 	@start=$$(date +%s); export OMP_NUM_THREADS=$(DEMO_THREADS); \
 	$(MAKE) split MODE=$(MODE) SPLIT_DIR=data/$(MODE) && \
@@ -205,7 +205,7 @@ demo: env-train  ## offline CPU demo (MODE=seed|controllable): stand-in base -> 
 		--work-dir $(DEMO_WORK_DIR) --test data/$(MODE)/test.json --started $$start
 
 clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
-	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/seed data/controllable
+	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/label data/controllable
 
 # ---------------------------------------------------------------- benchmark
 # Training throughput and memory of the recipe variants (benchmarks/bench_train.py): on a GPU the real
@@ -224,14 +224,14 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 		--steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) $(BENCH_ARGS)
 
 # ---------------------------------------------------------------- evaluation (OpenCompass, eval env)
-# eval-select: the seed's model selection, Qwen2.5-1.5B-Instruct vs internlm2_5-1_8b-chat on FewCLUE
+# eval-select: the article's model selection, Qwen2.5-1.5B-Instruct vs internlm2_5-1_8b-chat on FewCLUE
 # bustm + ocnli_fc (eval_configs/select_models*.py). eval-style: the base model vs the tuned model on
 # the held-out split, scored by style_tune/eval/evaluator.py, then a Markdown report (style_tune/eval/report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
 .PHONY: eval-select fewclue-data eval-style report eval-demo score-replies
 EVAL_DEVICE ?= $(TORCH)
-# more OpenCompass arguments. --debug (the seed's) runs its tasks inside its own process, ~10 s of
+# more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
 OC_ARGS ?= --debug
 OC_PY = $(EVAL_PY)
@@ -275,7 +275,7 @@ tiny-internlm: env-train  ## the offline stand-in for internlm2.5 (eval-select's
 
 # BACKEND=lmdeploy runs in the eval-lmdeploy env (TORCH=cuda only: requirements/eval-lmdeploy.txt).
 eval-select: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
-eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## the seed's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
+eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## the article's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
 	@for f in $(FEWCLUE_FILES); do \
 		[[ -f '$(abspath $(FEWCLUE_CACHE))'/data/FewCLUE/$$f.json || -f ~/.cache/opencompass/data/FewCLUE/$$f.json ]] || { \
 		echo "eval-select: no $(abspath $(FEWCLUE_CACHE))/data/FewCLUE/$$f.json: make fewclue-data, or see README (Evaluation)" >&2; \

@@ -5,7 +5,7 @@
         [--out benchmarks/serve_bench_cpu]
 
 Both run the same model (float32, CPU), the same 8 prompts (the first distinct user prompts of the
-shipped CSV, with the seed-mode system text), greedy decoding and the same reply length, side by side
+shipped CSV, with the label-mode system text), greedy decoding and the same reply length, side by side
 in one run:
 
 - in process: ``model.generate`` on one prompt at a time (1 client) and on the 8 prompts as one
@@ -47,7 +47,7 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
                 seen.append(row["user"])
             if len(seen) == n:
                 break
-    system = {"role": "system", "content": system_text("seed")}
+    system = {"role": "system", "content": system_text("label")}
     return [[system, {"role": "user", "content": user}] for user in seen]
 
 
@@ -91,7 +91,7 @@ def bench_server(model_dir: Path, conversations: list[list[dict]], max_tokens: i
                  log: Path) -> tuple[list[dict], float]:
     from openai import OpenAI
 
-    with serve_model(model_dir, mode="seed", log=log) as server:
+    with serve_model(model_dir, mode="label", log=log) as server:
         client = OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=600)
 
         def ask(messages: list[dict]) -> tuple[float, int]:

@@ -1,6 +1,6 @@
 """`make bench`: training throughput and memory of the recipe variants, measured through XTuner.
 
-    python -m benchmarks.bench_train --model DIR [--data train.json] [--variants seed,nf4,bf16,bf16_packed]
+    python -m benchmarks.bench_train --model DIR [--data train.json] [--variants int8,nf4,bf16,bf16_packed]
         [--steps 10] [--warmup 3] [--device cuda|cpu] [--out benchmarks/train_bench_<device>]
 
 Each variant is one shipped config (xtuner_configs/), run by mmengine's Runner exactly as
@@ -38,9 +38,9 @@ CONFIGS = REPO_ROOT / "xtuner_configs"
 #: name -> (shipped config, what it is, config overrides). "bf16_packed" is the former default
 #: (packing without varlen attention: conversations in a pack attend to each other), kept to compare.
 VARIANTS = {
-    "seed": (
-        "qwen2_5_1_5b_instruct_qlora_style_e3.py",
-        "seed settings: 8-bit base, bs 20, len 256, no packing",
+    "int8": (
+        "qwen2_5_1_5b_instruct_lora_int8_style_e3.py",
+        "the article's settings: 8-bit LLM.int8 base, bs 20, len 256, no packing",
         {},
     ),
     "nf4": ("qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py", "4-bit NF4 QLoRA, bs 20, len 256, no packing", {}),
@@ -295,7 +295,7 @@ def render_markdown(results: dict) -> str:
         lines += [
             "",
             f"Inference ({inf['dtype']}, merged-model shapes, 128 new tokens): peak "
-            f"{inf['peak_gib']:.2f} GiB against the seed's {inf['budget_gib']} GB budget.",
+            f"{inf['peak_gib']:.2f} GiB against the article's {inf['budget_gib']} GB budget.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -303,7 +303,7 @@ def render_markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="base model directory (tiny on CPU, full-size on GPU)")
-    parser.add_argument("--data", default="data/seed/train.json")
+    parser.add_argument("--data", default="data/label/train.json")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)

@@ -7,7 +7,7 @@
 #   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
 #                                       the merge of make train's default config; make passes both)
 #   STYLE_EVAL_DATA_DIR                 the split: train.json (the style judge), test.json (the prompts)
-#   STYLE_EVAL_MODE                     seed | controllable: the format the split and the model use
+#   STYLE_EVAL_MODE                     label | controllable: the format the split and the model use
 #   STYLE_EVAL_LIMIT                    evaluate this many prompts (drawn with STYLE_EVAL_SEED); 0 = all
 #   STYLE_EVAL_MAX_OUT_LEN              token budget of a reply (greedy decoding, stops at <|im_end|>)
 #   STYLE_EVAL_DEVICE                   cpu | cuda;  STYLE_EVAL_BATCH_SIZE
@@ -37,8 +37,8 @@ _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", "models/Qwen2.5-1.5B-Instruct"))
 tuned_path = _os.path.join(
     _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_style_e3-merged"))
-data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", "data/seed"))
-mode = _env.get("STYLE_EVAL_MODE", "seed")
+data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", "data/label"))
+mode = _env.get("STYLE_EVAL_MODE", "label")
 limit = int(_env.get("STYLE_EVAL_LIMIT", "0"))
 sample_seed = int(_env.get("STYLE_EVAL_SEED", "42"))
 max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", "96"))

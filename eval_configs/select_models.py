@@ -1,4 +1,4 @@
-# Model selection (`make eval-select`), the seed article's run: Qwen2.5-1.5B-Instruct against
+# Model selection (`make eval-select`), the article's run: Qwen2.5-1.5B-Instruct against
 # internlm2_5-1_8b-chat on FewCLUE bustm and ocnli_fc (generative, zero-shot), HuggingFace backend:
 #   python run.py --models hf_qwen2_5_1_5b_instruct hf_internlm2_5_1_8b_chat \
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug

@@ -1,4 +1,4 @@
-# Model selection with lmdeploy's TurboMind engine (`make eval-select BACKEND=lmdeploy`), the seed
+# Model selection with lmdeploy's TurboMind engine (`make eval-select BACKEND=lmdeploy`), the
 # article's optional accelerated run:
 #   python run.py --models lmdeploy_qwen2_5_1_5b_instruct lmdeploy_internlm2_5_1_8b_chat \
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug

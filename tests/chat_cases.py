@@ -28,9 +28,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 Message = dict[str, str]
 
 # Hand-written: none of this is computed by style_tune.core.prompts, so a change to the definition (a
-# system text, the seed label line, the controllable reply, the ChatML layout) fails the tests that
+# system text, the label line, the controllable reply, the ChatML layout) fails the tests that
 # compare the definition and every toolchain with these texts.
-SEED_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+LABEL_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 GENTLE_SYSTEM = "你是一个温柔的聊天伙伴。请用温柔的风格回复用户：语气温暖体贴，多安慰和鼓励，话题保持不变。"
 SNARKY_SYSTEM = (
     "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。"
@@ -44,7 +44,7 @@ class Case:
     style: str
     system: str  # the system text of the mode (and style)
     turns: tuple[tuple[str, str], ...]  # (user, reply as in the CSV) per turn
-    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in seed mode)
+    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in label mode)
     prompts: tuple[str, ...]  # the whole prompt that asks each turn, ending with the generation prompt
 
     def output(self, k: int) -> str:
@@ -83,17 +83,17 @@ class Case:
 
 CASES: tuple[Case, ...] = (
     Case(
-        "seed-1turn", "seed", "温柔", SEED_SYSTEM,
+        "label-1turn", "label", "温柔", LABEL_SYSTEM,
         turns=(("今天加班到十点，好累啊", "辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸"),),
         outputs=("温柔\n辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸",),
         prompts=(
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n今天加班到十点，好累啊<|im_end|>\n"
             "<|im_start|>assistant\n",
         ),
     ),
     Case(
-        "seed-2turn", "seed", "毒舌", SEED_SYSTEM,
+        "label-2turn", "label", "毒舌", LABEL_SYSTEM,
         turns=(
             ("我想减肥，但是管不住嘴", "嘴：我可没答应过你。"),
             ("那你说我该怎么办？\n在线等，挺急的", "先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏"),
@@ -103,10 +103,10 @@ CASES: tuple[Case, ...] = (
             "毒舌\n先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏",
         ),
         prompts=(
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
             "<|im_start|>assistant\n",
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
             "<|im_start|>assistant\n毒舌\n嘴：我可没答应过你。<|im_end|>\n"
             "<|im_start|>user\n那你说我该怎么办？\n在线等，挺急的<|im_end|>\n"

@@ -1,5 +1,5 @@
 # qwen2_5_tiny_lora_style_cpu.py on the controllable-mode data (`make split MODE=controllable`), as
-# qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py is the main recipe on it: the same CPU
+# qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py is the main recipe on it: the same CPU
 # overrides, and the chat hook asks its questions once per style. `make demo MODE=controllable` runs it.
 #   STYLE_TUNE_MODEL=models/demo-base-controllable STYLE_TUNE_DATA=data/controllable/train.json \
 #     xtuner train xtuner_configs/qwen2_5_tiny_lora_controllable_style_cpu.py

@@ -1,6 +1,6 @@
 # The main recipe on a CPU with the tiny stand-in model (style_tune/train/tiny_model.py): what `make demo`
 # and the tests train. Same data, template, LoRA and schedule shape as
-# qwen2_5_1_5b_instruct_qlora_style_e3.py; only what a CPU cannot do, or a tiny model needs, differs:
+# qwen2_5_1_5b_instruct_lora_int8_style_e3.py; only what a CPU cannot do, or a tiny model needs, differs:
 # - fp32 weights and no bitsandbytes quantization (its kernels are CUDA-only);
 # - OptimWrapper instead of AmpOptimWrapper (mixed precision asserts a GPU);
 # - XTuner's attention dispatch asks torch.cpu.is_bf16_supported(), which does not exist: the model
@@ -9,7 +9,7 @@
 #   asks for a CUDA device, and DDP wraps the CPU model without device_ids;
 # - a small batch, a higher learning rate and a fixed number of iterations, so the ~10 M-parameter
 #   random model visibly learns the style labels in minutes on 2 cores.
-#   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/seed/train.json \
+#   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/label/train.json \
 #     xtuner train xtuner_configs/qwen2_5_tiny_lora_style_cpu.py
 from mmengine.config import read_base
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
@@ -17,7 +17,7 @@ from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from style_tune.train.xtuner_cpu import CPURunner, CPUSupervisedFinetune
 
 with read_base():
-    from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
+    from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
 pretrained_model_name_or_path = __import__("os").environ.get("STYLE_TUNE_MODEL", "models/tiny-qwen2.5")
 tokenizer.pretrained_model_name_or_path = pretrained_model_name_or_path

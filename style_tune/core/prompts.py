@@ -10,12 +10,12 @@ from __future__ import annotations
 #: The style labels the dataset uses (column ``style`` of the CSV).
 STYLES: tuple[str, ...] = ("温柔", "毒舌")
 
-#: Data formats. ``seed``: the seed article's format, the reply starts with the style label on its
+#: Data formats. ``label``: the article's format, the reply starts with the style label on its
 #: own line. ``controllable``: the system message names the style, the reply is the text alone.
-MODES: tuple[str, ...] = ("seed", "controllable")
+MODES: tuple[str, ...] = ("label", "controllable")
 
 #: The system text that stock Qwen2.5 front ends (its tokenizer chat template, lmdeploy's built-in
-#: qwen2d5 template) insert when the user gives none. Seed-mode rows carry it explicitly, so
+#: qwen2d5 template) insert when the user gives none. Label-mode rows carry it explicitly, so
 #: training sees exactly the prompt those front ends build at inference.
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
@@ -28,7 +28,7 @@ STYLE_SYSTEMS: dict[str, str] = {
 
 def system_text(mode: str, style: str | None = None) -> str:
     """The system message for a row (training) or a conversation (inference)."""
-    if mode == "seed":
+    if mode == "label":
         return QWEN_DEFAULT_SYSTEM
     if mode == "controllable":
         if style not in STYLE_SYSTEMS:
@@ -38,7 +38,7 @@ def system_text(mode: str, style: str | None = None) -> str:
 
 
 def output_text(mode: str, style: str, reply: str) -> str:
-    """The assistant turn the model learns: ``style\\nreply`` in seed mode, the reply alone otherwise.
+    """The assistant turn the model learns: ``style\\nreply`` in label mode, the reply alone otherwise.
 
     The reply is trimmed (as the split tool trims CSV cells); an empty one, or a style that is not
     one of :data:`STYLES`, is refused: either would teach the model a turn no reader can parse.
@@ -50,11 +50,11 @@ def output_text(mode: str, style: str, reply: str) -> str:
     text = reply.strip()
     if not text:
         raise ValueError("empty reply: a training turn needs text after the style")
-    return f"{style}\n{text}" if mode == "seed" else text
+    return f"{style}\n{text}" if mode == "label" else text
 
 
 def split_label(text: str) -> tuple[str | None, str]:
-    """Split a seed-mode reply into (style label or None, reply text), both trimmed.
+    """Split a label-mode reply into (style label or None, reply text), both trimmed.
 
     The label counts only when the first non-blank line, trimmed, is exactly one of :data:`STYLES`,
     the format :func:`output_text` trains. So ``" 温柔 \\n回复"`` has the label 温柔, while a label
@@ -129,7 +129,7 @@ def render_chatml(messages: list[dict[str, str]], add_generation_prompt: bool = 
 # Generated front-end settings: lmdeploy's chat template JSON and OpenCompass's meta template.
 
 #: The lmdeploy chat template files (style_tune/data/chat_templates.py writes them), relative to the
-#: repository root: one for seed mode, one per style for controllable mode.
+#: repository root: one for label mode, one per style for controllable mode.
 CHAT_TEMPLATE_DIR = "style_data"
 
 #: Keys that every lmdeploy version's ``--chat-template`` JSON accepts.
@@ -141,7 +141,7 @@ LMDEPLOY_TEMPLATE_KEYS: tuple[str, ...] = (
 
 def chat_template_file(mode: str, style: str | None = None) -> str:
     """The lmdeploy template for a mode (and, in controllable mode, a style), relative to the repo."""
-    if mode == "seed":
+    if mode == "label":
         return f"{CHAT_TEMPLATE_DIR}/chat_template.json"
     system_text(mode, style)  # validates mode and style
     return f"{CHAT_TEMPLATE_DIR}/chat_template_{mode}_{STYLE_SLUGS[style]}.json"
@@ -157,7 +157,7 @@ def lmdeploy_chat_template(mode: str, style: str | None = None) -> dict[str, obj
     """
     system = system_text(mode, style)  # validates mode and style
     return {
-        "model_name": "style-tune-seed" if mode == "seed" else f"style-tune-{mode}-{STYLE_SLUGS[style]}",
+        "model_name": "style-tune-label" if mode == "label" else f"style-tune-{mode}-{STYLE_SLUGS[style]}",
         "system": f"{IM_START}system\n",
         "meta_instruction": system,
         "eosys": f"{IM_END}\n",

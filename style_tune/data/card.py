@@ -5,7 +5,7 @@ Usage::
 
     python3 -m style_tune.data.card [--csv CSV] [--card README.md] [--check]
 
-Runs ``style_tune/data/split.py``'s statistics (default seed, ratios and mode ``seed``) and
+Runs ``style_tune/data/split.py``'s statistics (default seed, ratios and mode ``label``) and
 ``style_tune/data/check.py``'s diversity report on the CSV, and replaces the text between the
 ``<!-- generated:begin -->`` and ``<!-- generated:end -->`` lines of the card with them.
 ``--check`` writes nothing and exits 1 if the card's block differs from what would be written.

@@ -4,7 +4,7 @@
     python3 -m style_tune.data.chat_templates [--check] [--root DIR]      (make chat-templates)
 
 Files (relative to the repository root, or to --root):
-    style_data/chat_template.json                       seed mode
+    style_data/chat_template.json                       label mode
     style_data/chat_template_controllable_gentle.json   controllable mode, style 温柔
     style_data/chat_template_controllable_snarky.json   controllable mode, style 毒舌
 
@@ -32,7 +32,7 @@ from style_tune.core.prompts import STYLES, chat_template_file, lmdeploy_chat_te
 
 def expected_files() -> dict[str, str]:
     """{path relative to the repository: file contents} for every chat template."""
-    specs: list[tuple[str, str | None]] = [("seed", None)] + [("controllable", style) for style in STYLES]
+    specs: list[tuple[str, str | None]] = [("label", None)] + [("controllable", style) for style in STYLES]
     return {
         chat_template_file(mode, style): json.dumps(lmdeploy_chat_template(mode, style), ensure_ascii=False,
                                                     indent=2) + "\n"

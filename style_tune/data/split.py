@@ -4,7 +4,7 @@
 Usage::
 
     python3 -m style_tune.data.split CSV --out-dir DIR [--seed 42] [--ratios 0.8,0.1,0.1]
-        [--mode seed|controllable] [--styles 温柔,毒舌] [--encoding utf-8]
+        [--mode label|controllable] [--styles 温柔,毒舌] [--encoding utf-8]
         [--max-chars N] [--stats-md FILE]
 
 Input
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for {train,val,test}.json")
     parser.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
     parser.add_argument("--ratios", default=DEFAULT_RATIOS, help=f"train,val,test (default {DEFAULT_RATIOS})")
-    parser.add_argument("--mode", choices=MODES, default="seed", help="data format (default seed)")
+    parser.add_argument("--mode", choices=MODES, default="label", help="data format (default label)")
     parser.add_argument("--styles", default=",".join(STYLES), help="allowed style labels, in order")
     parser.add_argument("--encoding", default="utf-8", help="CSV encoding (default utf-8; BOM allowed)")
     parser.add_argument("--max-chars", type=int, help="reject replies longer than N characters")

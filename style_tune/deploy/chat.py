@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make chat`, `make serve`, `make chat-cpu`: the merged model, prompted as it was trained.
 
-    python3 -m style_tune.deploy.chat chat     MODEL [--mode seed|controllable] [--style S]
+    python3 -m style_tune.deploy.chat chat     MODEL [--mode label|controllable] [--style S]
     python3 -m style_tune.deploy.chat serve    MODEL [--mode ...] [--style S] [--host 0.0.0.0] [--port 23333]
     python3 -m style_tune.deploy.chat chat-cpu MODEL [--mode ...] [--style S] [--max-new-tokens 512]
     ... [--check | --dry-run] [-- EXTRA ARGS for lmdeploy / xtuner chat]
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chat.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("chat", "serve", "chat-cpu"))
     parser.add_argument("model", help="the merged model directory (make merge)")
-    parser.add_argument("--mode", default="seed", help="the data format the model was trained in")
+    parser.add_argument("--mode", default="label", help="the data format the model was trained in")
     parser.add_argument("--style", default=None, help=f"controllable mode: {STYLE_CHOICES}")
     parser.add_argument("--host", default="0.0.0.0", help="serve: the address to listen on")
     parser.add_argument("--port", type=int, default=23333, help="serve: the port")
@@ -74,12 +74,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_mode_and_style(step: str, mode: str, style: str | None) -> str | None:
-    """The style label to use (None in seed mode), or a one-line error."""
+    """The style label to use (None in label mode), or a one-line error."""
     if mode not in MODES:
         fail(step, f"unknown MODE {mode!r}; use one of {', '.join(MODES)} (the format the model learned)")
-    if mode == "seed":
+    if mode == "label":
         if style:
-            fail(step, "STYLE= is for MODE=controllable; a seed-mode model picks the style itself "
+            fail(step, "STYLE= is for MODE=controllable; a label-mode model picks the style itself "
                        "(it writes the style label on the reply's first line)")
         return None
     if not style:

@@ -1,7 +1,7 @@
 """`make serve` without a CUDA GPU: transformers' own server (`transformers serve`), behind a thin
 OpenAI-protocol layer that makes it answer like lmdeploy's api_server does on a GPU.
 
-    python -m style_tune.deploy.cpu_server MODEL --mode seed|controllable [--style S] [--host H] [--port P]
+    python -m style_tune.deploy.cpu_server MODEL --mode label|controllable [--style S] [--host H] [--port P]
                                     [--max-model-len N] [--threads N]
 
 The engine is transformers 4.57's ``transformers.commands.serving.ServeCommand``: it loads the model,
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m style_tune.deploy.cpu_server",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the merged model directory")
-    parser.add_argument("--mode", default="seed", choices=MODES)
+    parser.add_argument("--mode", default="label", choices=MODES)
     parser.add_argument("--style", default=None,
                         help=f"controllable mode: the default style, one of {STYLES}")
     parser.add_argument("--host", default="127.0.0.1")

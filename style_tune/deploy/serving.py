@@ -180,7 +180,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def serve_model(model_dir: Path | str, *, mode: str = "seed", style: str | None = None,
+def serve_model(model_dir: Path | str, *, mode: str = "label", style: str | None = None,
                 port: int | None = None,
                 ready_timeout: float = READY_TIMEOUT_S, log: Path | None = None,
                 make_args: Sequence[str] = ()) -> Server:

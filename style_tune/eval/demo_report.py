@@ -25,7 +25,7 @@ from style_tune.core.steps import loss_curve
 def test_prompts(test_json: Path) -> list[dict[str, str]]:
     """One entry per distinct held-out prompt (system text + input): system, input, reference outputs.
 
-    Seed mode: one per input (both styles are its references); controllable mode: one per style asked.
+    Label mode: one per input (both styles are its references); controllable mode: one per style asked.
     """
     by_prompt: dict[tuple[str, str], dict] = {}
     for row in json.loads(test_json.read_text(encoding="utf-8")):

@@ -46,7 +46,7 @@ class StyleEvaluator(BaseEvaluator):
     a reply's tokens (runaway replies hit the budget); without them runaway_rate is left out.
     """
 
-    def __init__(self, train_path: str, mode: str = "seed", max_out_len: int | None = None,
+    def __init__(self, train_path: str, mode: str = "label", max_out_len: int | None = None,
                  tokenizer_path: str | None = None, seed: int = 0, pred_postprocessor=None) -> None:
         super().__init__(pred_postprocessor=pred_postprocessor)
         if mode not in METRICS:

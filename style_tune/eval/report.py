@@ -10,7 +10,7 @@ RUN_DIR is one OpenCompass run of eval_configs/eval_style.py (``outputs/style_ev
   gets), with what each number means and its range (style_tune/eval/style_metrics.py);
 - the training loss curve, drawn from the XTuner work dir's ``*/vis_data/scalars.json`` into a PNG
   next to the report;
-- the seed article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with the base
+- the article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with the base
   and the tuned reply side by side.
 Files are written atomically (a temporary file, then a rename).
 """
@@ -78,7 +78,7 @@ def reference_scores(settings: dict, samples: list[dict]) -> dict:
 
 
 def matching_reference(sample: dict, reply: str) -> str:
-    """The reference in the style the reply announces (seed mode), else the first one."""
+    """The reference in the style the reply announces (label mode), else the first one."""
     label = split_label(reply)[0]
     for ref in sample["references"]:
         if label is not None and split_label(ref)[0] == label:
@@ -214,7 +214,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "",
         f"## Subjective check: {len(picked)} random held-out prompts (seed {seed})",
         "",
-        "The seed article's own check: read the replies. ⏎ is a line break (in seed mode the first line "
+        "The article's own check: read the replies. ⏎ is a line break (in label mode the first line "
         "should be the style label).",
         "",
         "| # | prompt | " + ("requested | " if mode == "controllable" else "") + "base | tuned | reference |",

@@ -10,7 +10,7 @@ REPLIES.jsonl holds one JSON object per line:
 - ``user``: the user's message; ``reply``: the model's reply (text, may be empty);
 - ``style`` (温柔 / 毒舌, or gentle / snarky): controllable mode, the style that was asked for; or
   ``system``: the system text that was sent, one that style_tune.core.prompts writes (Qwen's default one:
-  seed mode, where the reply starts with its label line; a style instruction: controllable mode);
+  label mode, where the reply starts with its label line; a style instruction: controllable mode);
 - optional ``finish_reason``: OpenAI's field; ``"length"`` marks a reply cut off at the token budget.
 
 Every row must be of one mode. The style judge is trained on DATA_DIR/<mode>/train.json; a reply to a

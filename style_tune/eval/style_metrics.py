@@ -2,9 +2,9 @@
 
 Every score is a percentage (0-100) unless it is a length. A reply counts for style only if it is
 *sane* and the judge reads it as the target style (the requested one in controllable mode, the
-announced one in seed mode). What each number means:
+announced one in label mode). What each number means:
 
-sanity (per reply; :func:`sanity_problems`; text after the seed-mode label line)
+sanity (per reply; :func:`sanity_problems`; text after the label-mode label line)
     sane_rate        replies that pass every gate: not empty, not cut off at the token budget, no
                      line that is a style label (a repeated label), at least MIN_CONTENT_TOKENS
                      tokens once label words are removed, distinct token bigrams >= MIN_DISTINCT_2,
@@ -13,15 +13,15 @@ sanity (per reply; :func:`sanity_problems`; text after the seed-mode label line)
 style (a judge: TF-IDF character 1-3-grams + logistic regression over three classes, 温柔 / 毒舌 /
 neither, trained on the train split's replies, label words removed, with "neither" learnt from plain
 helpful answers (style_data/neutral_replies.txt), the split's user messages and shuffled replies)
-    style_accuracy   sane AND judged as the target style (seed mode: the reply must also start with
+    style_accuracy   sane AND judged as the target style (label mode: the reply must also start with
                      a label); random tokens, repeated labels and neutral text score 0
     style_accuracy_gentle, style_accuracy_snarky   the same over the replies meant to be 温柔 / 毒舌
-                     (requested in controllable mode, announced in seed mode); 0 when there are none
+                     (requested in controllable mode, announced in label mode); 0 when there are none
     judged_gentle, judged_snarky, judged_neither   how the judge reads the sane replies, as shares of
                      all replies (the references: about 50 / 50 / 0); insane replies count as neither
     judge_accuracy   the judge's accuracy on the held-out reference replies (it never trained on them)
-    label_rate       seed mode: replies whose first line is exactly a style label (温柔 / 毒舌)
-    label_agreement  seed mode: of the labelled replies, those that are style hits
+    label_rate       label mode: replies whose first line is exactly a style label (温柔 / 毒舌)
+    label_agreement  label mode: of the labelled replies, those that are style hits
 content (against the reference reply, label line removed; best of the prompt's references)
     chrf             sacrebleu's chrF (character 1-6-grams, beta 2), corpus level
     rouge_l          ROUGE-L F1 over Chinese-aware tokens (each CJK character or symbol one token, a
@@ -103,8 +103,8 @@ class Metric:
 METRIC_DEFINITIONS: tuple[Metric, ...] = (
     Metric("style_accuracy", "0-100, higher is better",
            "the headline: a sane reply AND the judge reads it as the style asked for (controllable) or "
-           "announced on its label line (seed; no label, no hit); neutral text, noise and repeated labels "
-           "score 0"),
+           "announced on its label line (label mode; no label, no hit); neutral text, noise and repeated "
+           "labels score 0"),
     *(Metric(f"style_accuracy_{STYLE_SLUGS[style]}", "0-100, higher is better",
              f"style_accuracy over the replies meant to be {style} (asked for / announced); 0 when there "
              f"are none") for style in STYLES),
@@ -114,9 +114,9 @@ METRIC_DEFINITIONS: tuple[Metric, ...] = (
            f">= {MIN_DISTINCT_2:.0%} distinct token bigrams; >= {MIN_CJK_SHARE:.0%} of the letters CJK; "
            f"not a copy of the user's message (ROUGE-L < {MAX_ECHO_ROUGE:g}); tokens in an order the "
            f"judge's texts know (coherence >= {MIN_COHERENCE:g}: characters in random order fail)"),
-    Metric("label_rate", "0-100", "replies whose first line is a valid style label 温柔/毒舌", ("seed",)),
+    Metric("label_rate", "0-100", "replies whose first line is a valid style label 温柔/毒舌", ("label",)),
     Metric("label_agreement", "0-100", "of the labelled replies, those that are style hits for their label",
-           ("seed",)),
+           ("label",)),
     *(Metric(f"judged_{STYLE_SLUGS[style]}", "0-100; references about 50",
              f"sane replies the judge reads as {style}, share of all") for style in STYLES),
     Metric("judged_neither", "0-100; references about 0",
@@ -155,25 +155,25 @@ _STYLE_BY_SYSTEM = {text: style for style, text in STYLE_SYSTEMS.items()}
 def row_mode(system: str | None) -> str:
     """The data format a row's system text belongs to (see style_tune.core.prompts.system_text)."""
     if system in (None, "", QWEN_DEFAULT_SYSTEM):
-        return "seed"
+        return "label"
     if system in _STYLE_BY_SYSTEM:
         return "controllable"
     raise ValueError(f"unknown system text {system!r}: not one that style_tune.core.prompts writes")
 
 
 def requested_style(system: str | None) -> str | None:
-    """The style a controllable-mode system text asks for (None in seed mode)."""
+    """The style a controllable-mode system text asks for (None in label mode)."""
     return _STYLE_BY_SYSTEM.get(system or "")
 
 
 def row_style_reply(turn: dict) -> tuple[str, str]:
-    """(style, reply text) of a data row's first turn: the label line in seed mode, the system text
+    """(style, reply text) of a data row's first turn: the label line in label mode, the system text
     in controllable mode."""
     label, reply = split_label(turn["output"])
     if row_mode(turn.get("system")) == "controllable":
         return requested_style(turn.get("system")), turn["output"].strip()
     if label is None:
-        raise ValueError(f"seed-mode row without a style label line: {turn['output'][:40]!r}")
+        raise ValueError(f"label-mode row without a style label line: {turn['output'][:40]!r}")
     return label, reply
 
 
@@ -186,7 +186,7 @@ def load_rows(path: str | Path) -> list[dict]:
 def group_prompts(turns: Iterable[dict], mode: str) -> list[dict]:
     """One sample per distinct prompt (system text + user input), with all its references.
 
-    Seed mode: a prompt's rows carry both styles (the model picks one), so both are references.
+    Label mode: a prompt's rows carry both styles (the model picks one), so both are references.
     Controllable mode: the system text names the style, so each (style, input) is its own prompt.
     Order: first occurrence in the file.
     """
@@ -316,7 +316,7 @@ def content_tokens(text: str) -> list[str]:
 
 
 def sanity_problems(reply: str, user: str = "", runaway: bool = False) -> list[str]:
-    """Why a reply (seed mode: the text after its label line) cannot count for style; [] = sane.
+    """Why a reply (label mode: the text after its label line) cannot count for style; [] = sane.
 
     ``empty``, ``runaway`` (cut off at the token budget), ``label_line`` (a line that is a style
     label: the label repeated), ``short``, ``repetitive``, ``script`` (mostly not Chinese),
@@ -472,9 +472,9 @@ def score_replies(
 ) -> dict:
     """All metrics (see the module docstring) for generated replies, with per-reply details.
 
-    ``references[i]``: the reference outputs of prompt i, as in the data (label line first in seed
+    ``references[i]``: the reference outputs of prompt i, as in the data (label line first in label
     mode; may be empty: then the content scores leave that reply out, and are omitted when no reply
-    has references); ``requested[i]``: the style prompt i asks for (controllable mode; None in seed
+    has references); ``requested[i]``: the style prompt i asks for (controllable mode; None in label
     mode); ``users[i]``: the user's message (the echo gate); ``token_counts[i]`` with ``max_out_len``,
     or ``runaway[i]`` directly: whether reply i was cut off at the token budget (without either,
     runaway_rate is omitted and that gate is off).
@@ -491,7 +491,7 @@ def score_replies(
         raise ValueError("predictions and runaway flags differ in length")
     cut_off = list(runaway) if runaway is not None else [False] * n
 
-    if mode == "seed":
+    if mode == "label":
         labels, replies = zip(*(split_label(p or "") for p in predictions), strict=True) if n else ((), ())
         targets = list(labels)
     else:
@@ -511,8 +511,8 @@ def score_replies(
     for refs, style in zip(references, requested, strict=True):
         for ref in refs:
             label, text = split_label(ref)
-            flat_refs.append((label if mode == "seed" else style, text if mode == "seed" else ref.strip()))
-    ref_replies = [[split_label(r)[1] if mode == "seed" else r.strip() for r in refs] for refs in references]
+            flat_refs.append((label if mode == "label" else style, text if mode == "label" else ref.strip()))
+    ref_replies = [[split_label(r)[1] if mode == "label" else r.strip() for r in refs] for refs in references]
     with_refs = [i for i in range(n) if ref_replies[i]]
     corpus_chrf, sentence_chrf = chrf([replies[i] for i in with_refs], [ref_replies[i] for i in with_refs])
     chrf_of = dict(zip(with_refs, sentence_chrf, strict=True))
@@ -526,7 +526,7 @@ def score_replies(
         meant = [i for i, t in enumerate(targets) if t == style]
         result[metric] = _pct(sum(hits[i] for i in meant), len(meant))
     result["sane_rate"] = _pct(sum(sane), n)
-    if mode == "seed":
+    if mode == "label":
         labelled = [i for i, label in enumerate(labels) if label is not None]
         result["label_rate"] = _pct(len(labelled), n)
         result["label_agreement"] = _pct(sum(hits[i] for i in labelled), len(labelled))

@@ -1,6 +1,6 @@
 """Build the demo's stand-in base model: a small Qwen2 that has read the training text, on a CPU.
 
-    python -m style_tune.train.demo_base OUT_DIR --data data/seed/train.json [--steps 500] [--seed 0]
+    python -m style_tune.train.demo_base OUT_DIR --data data/label/train.json [--steps 500] [--seed 0]
         [--force]
 
 `make demo` fine-tunes this model with the real XTuner config (LoRA, xtuner_configs/*_cpu.py). A

@@ -2,11 +2,11 @@
 """`make webui`: judge the style by eye. The base and the tuned model answer side by side, streaming.
 
     python -m style_tune.webui.app [--base-api URL] [--tuned-api URL] [--port 7860] [--verdicts FILE]
-                          [--test data/seed/test.json] [--mode seed|controllable]
+                          [--test data/label/test.json] [--mode label|controllable]
                           [--base-model DIR] [--tuned-model DIR]
 
 - Type a message or pick one of the held-out test prompts (``--test``: a split's test.json).
-- Both models get the same messages: the system text the tuned model was trained with (seed mode:
+- Both models get the same messages: the system text the tuned model was trained with (label mode:
   Qwen's default; controllable mode: the chosen style's, so the style picker is shown), then the
   user's message. Temperature and max tokens apply to both.
 - A verdict button appends one JSON line to ``--verdicts`` (prompt, system text, both replies,
@@ -51,9 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tuned-model", type=Path,
                         default=REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
                         help="served locally when --tuned-api is not given")
-    parser.add_argument("--mode", default="seed", choices=MODES,
+    parser.add_argument("--mode", default="label", choices=MODES,
                         help="the format the tuned model was trained in")
-    parser.add_argument("--test", type=Path, default=REPO_ROOT / "data" / "seed" / "test.json",
+    parser.add_argument("--test", type=Path, default=REPO_ROOT / "data" / "label" / "test.json",
                         help="held-out prompts to pick from (a split's test.json); optional")
     parser.add_argument("--verdicts", type=Path, default=REPO_ROOT / "outputs" / "webui" / "verdicts.jsonl")
     parser.add_argument("--host", default="127.0.0.1")

@@ -82,7 +82,7 @@ def test_the_cpu_result_keeps_its_per_step_figures() -> None:
 def test_counting_padding_breaks_the_definition() -> None:
     """The checks above catch a benchmark that counts pad positions as tokens."""
     honest = {
-        "variant": "seed", "steps": 2, "batch_size": 2, "max_length": 8, "packed": False,
+        "variant": "int8", "steps": 2, "batch_size": 2, "max_length": 8, "packed": False,
         "step_times": [0.5, 0.5], "step_tokens": [10, 12], "step_positions": [16, 16],
         "tokens_per_s": 22.0, "pad_share": 1 - 22 / 32, "base_params": 1000,
         "train_flop_per_s": 4 * 1000 * 22.0, "step_s_min": 0.5, "step_s_median": 0.5, "step_s_max": 0.5,

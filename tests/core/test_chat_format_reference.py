@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chat_cases import CASE_IDS, CASES, GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM, Case
+from chat_cases import CASE_IDS, CASES, GENTLE_SYSTEM, LABEL_SYSTEM, SNARKY_SYSTEM, Case
 
 from style_tune.core.prompts import (
     LMDEPLOY_TEMPLATE_KEYS,
@@ -75,7 +75,7 @@ def test_the_definition_writes_the_hand_written_case(case: Case) -> None:
 
 def test_the_cases_cover_both_modes_and_one_and_two_turns() -> None:
     assert {(case.mode, len(case.turns)) for case in CASES} == {
-        ("seed", 1), ("seed", 2), ("controllable", 1), ("controllable", 2)
+        ("label", 1), ("label", 2), ("controllable", 1), ("controllable", 2)
     }
     assert {case.style for case in CASES} == set(STYLES)
 
@@ -115,7 +115,7 @@ def test_committed_templates_are_generated_from_prompts() -> None:
     assert proc.returncode == 0, proc.stderr
     for relative in TEMPLATE_FILES:
         assert (REPO_ROOT / relative).is_file()
-    assert chat_template_file("seed") == TEMPLATE_FILES[0]
+    assert chat_template_file("label") == TEMPLATE_FILES[0]
     assert [chat_template_file("controllable", style) for style in STYLES] == TEMPLATE_FILES[1:]
 
 
@@ -137,7 +137,7 @@ def test_check_detects_a_stale_template_and_regeneration_fixes_it(tmp_path: Path
 
 @pytest.mark.parametrize(
     ("relative", "system"),
-    list(zip(TEMPLATE_FILES, (SEED_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
+    list(zip(TEMPLATE_FILES, (LABEL_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
 )
 def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
     data = json.loads((REPO_ROOT / relative).read_text(encoding="utf-8"))
@@ -175,7 +175,7 @@ def test_lmdeploy_targets_stop_at_once_without_a_gpu(target: str) -> None:
     [
         (["MODE=controllable"], "MODE=controllable needs STYLE="),
         (["MODE=controllable", "STYLE=polite"], "unknown style 'polite'"),
-        (["MODE=seed", "STYLE=温柔"], "STYLE= is for MODE=controllable"),
+        (["MODE=label", "STYLE=温柔"], "STYLE= is for MODE=controllable"),
         (["MODE=chat"], "unknown MODE 'chat'"),
         (["MODEL=/nonexistent/merged"], "no model at /nonexistent/merged"),
     ],
@@ -220,10 +220,10 @@ def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
 
 
 def test_make_chat_defaults_to_the_merged_model() -> None:
-    proc = run("make", "-n", "chat-cpu", "CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py")
+    proc = run("make", "-n", "chat-cpu", "CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py")
     assert proc.returncode == 0, proc.stderr
-    merged = "models/qwen2_5_1_5b_instruct_qlora_style_e3-merged"
-    assert f"-m style_tune.deploy.chat chat-cpu '{merged}' --mode 'seed'" in proc.stdout
+    merged = "models/qwen2_5_1_5b_instruct_lora_int8_style_e3-merged"
+    assert f"-m style_tune.deploy.chat chat-cpu '{merged}' --mode 'label'" in proc.stdout
 
 
 def test_readme_examples_send_the_real_system_texts() -> None:

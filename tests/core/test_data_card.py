@@ -19,7 +19,7 @@ CHECK = "style_tune.data.check"
 UPDATE = "style_tune.data.card"
 
 
-#: The seed article's evaluation prompts: they must stay out of the training data.
+#: The article's evaluation prompts: they must stay out of the training data.
 SEED_EVAL_PROMPTS = (
     "工作忙的没有私人时间，生活已经变得不会再幸福了。",
     "进医院你陪钱",
@@ -118,7 +118,7 @@ def normalise(text: str) -> str:
 def test_seed_evaluation_prompts_are_excluded(rows: list[dict[str, str]]) -> None:
     prompts = {normalise(row["user"]) for row in rows}
     leaked = [prompt for prompt in SEED_EVAL_PROMPTS if normalise(prompt) in prompts]
-    assert not leaked, f"seed evaluation prompts in the data: {leaked}"
+    assert not leaked, f"the article's evaluation prompts in the data: {leaked}"
 
 
 def test_card_is_generated_from_the_csv_given(tmp_path: Path) -> None:

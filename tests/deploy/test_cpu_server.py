@@ -2,7 +2,7 @@
 asked with the official `openai` client, on the tiny model built from the current code in this session.
 
 - The prompt the engine renders is the training prompt, for every shared case (tests/chat_cases.py),
-  seed and controllable mode, with and without a client system message: the engine's own message
+  label and controllable mode, with and without a client system message: the engine's own message
   parsing and chat-template call, after the layer's checks, give the reference text and token ids.
 - A live server (`make serve`, controllable mode, STYLE=温柔; the ``cpu_server`` fixture): plain and
   streamed completions, 8 concurrent requests, the system text choosing the style, and bad requests
@@ -186,7 +186,7 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_server_stays_up(client: O
 
 
 def test_make_serve_stops_cleanly(fresh_tiny_model_dir: Path, tmp_path: Path) -> None:
-    server = serve_model(fresh_tiny_model_dir, mode="seed", log=tmp_path / "server.log")
+    server = serve_model(fresh_tiny_model_dir, mode="label", log=tmp_path / "server.log")
     with server:
         pid, port = server.process.pid, server.port
         assert ask(OpenAI(base_url=server.base_url, api_key="none", max_retries=0), "你好", max_tokens=4)

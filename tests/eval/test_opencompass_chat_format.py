@@ -119,7 +119,7 @@ def test_the_stock_config_prompt_is_detected_as_wrong(case: Case, opencompass_mo
 def test_why_the_stock_config_is_wrong(opencompass_model) -> None:
     """OpenCompass's default meta template (round HUMAN, SYSTEM->HUMAN, BOT) adds an empty HUMAN item
     to every round, merged into the user message as a trailing "\\n"; and it sends no system message,
-    so Qwen's template inserts its default system text (right for seed mode only). Shown on prompts
+    so Qwen's template inserts its default system text (right for label mode only). Shown on prompts
     without a SYSTEM item."""
     stock = opencompass_model(stock=True)
     for case in CASES:
@@ -127,7 +127,7 @@ def test_why_the_stock_config_is_wrong(opencompass_model) -> None:
             stock.generate_from_template([dataset_prompt(case, 1, system=False)], max_out_len=1)
         user = case.turns[0][0]
         assert seen["texts"] == [render_chatml([
-            {"role": "system", "content": system_text("seed")},
+            {"role": "system", "content": system_text("label")},
             {"role": "user", "content": user + "\n"},
         ], add_generation_prompt=True)]
 

@@ -50,7 +50,7 @@ LABEL_NOISE = "毒舌\n毒舌\n毒舌\n tuberculosis，你，你， Board"
 def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """style_tune/data/split.py on the shipped CSV, both modes."""
     out = {}
-    for mode in ("seed", "controllable"):
+    for mode in ("label", "controllable"):
         out[mode] = tmp_path_factory.mktemp(f"split_{mode}")
         subprocess.run([sys.executable, "-m", "style_tune.data.split",
                         str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(out[mode]),
@@ -60,7 +60,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def judge(splits: dict[str, Path]) -> StyleJudge:
-    return StyleJudge.from_split(splits["seed"] / "train.json")
+    return StyleJudge.from_split(splits["label"] / "train.json")
 
 
 def samples(splits: dict[str, Path], mode: str) -> list[dict]:
@@ -77,8 +77,8 @@ def score(samples_: list[dict], predictions: list[str], mode: str, judge: StyleJ
 
 def test_judge_held_out_accuracy(judge: StyleJudge, splits: dict[str, Path]) -> None:
     """On the test split's references (never trained on): measured 96.7 % with the shipped data."""
-    train_replies = {row_style_reply(t)[1] for t in load_rows(splits["seed"] / "train.json")}
-    pairs = [row_style_reply(t) for t in load_rows(splits["seed"] / "test.json")]
+    train_replies = {row_style_reply(t)[1] for t in load_rows(splits["label"] / "train.json")}
+    pairs = [row_style_reply(t) for t in load_rows(splits["label"] / "test.json")]
     assert not train_replies & {reply for _, reply in pairs}  # really held out
     assert len(pairs) == 92
     assert judge.accuracy([r for _, r in pairs], [s for s, _ in pairs]) >= 95.0
@@ -88,7 +88,7 @@ def test_judge_says_neither_to_held_out_neutral_answers(splits: dict[str, Path])
     """Trained on three quarters of the neutral answers, tested on the rest (and on NEUTRAL)."""
     plain = neutral_replies()
     held_out = plain[::4]
-    judge = StyleJudge.from_split(splits["seed"] / "train.json",
+    judge = StyleJudge.from_split(splits["label"] / "train.json",
                                   neutral=[t for i, t in enumerate(plain) if i % 4])
     verdicts = judge.predict(held_out + NEUTRAL)
     assert sum(v == NEITHER for v in verdicts) / len(verdicts) >= 0.9, verdicts
@@ -96,7 +96,7 @@ def test_judge_says_neither_to_held_out_neutral_answers(splits: dict[str, Path])
 
 def test_label_words_are_no_evidence_even_if_left_in_training(splits: dict[str, Path]) -> None:
     """A judge trained on outputs with their label line left in still ignores label words."""
-    turns = load_rows(splits["seed"] / "train.json")
+    turns = load_rows(splits["label"] / "train.json")
     styles = [row_style_reply(t)[0] for t in turns]
     leaky = StyleJudge([t["output"] for t in turns], styles, NEUTRAL * 10)
     for style in STYLES:
@@ -119,7 +119,7 @@ def test_sanity_gates_name_the_problem() -> None:
 
 # ------------------------------------------------------------------------------- whole scores
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_references_score_at_least_95(judge: StyleJudge, splits: dict[str, Path], mode: str) -> None:
     samples_ = samples(splits, mode)
     flat = [(ref, s) for s in samples_ for ref in s["references"]]
@@ -139,11 +139,11 @@ def random_vocabulary_text(tokenizer, rng: random.Random, n: int = 24) -> str:
 
 
 def crafted(samples_: list[dict], mode: str, tokenizer) -> dict[str, list[str]]:
-    """Each kind of degenerate reply, one per prompt (seed mode: after a valid label line)."""
+    """Each kind of degenerate reply, one per prompt (label mode: after a valid label line)."""
     rng = random.Random(0)
 
     def labelled(i: int, text: str) -> str:
-        return output_text("seed", STYLES[i % 2], text) if mode == "seed" else text
+        return output_text("label", STYLES[i % 2], text) if mode == "label" else text
 
     label = STYLES[1]
     return {
@@ -155,7 +155,7 @@ def crafted(samples_: list[dict], mode: str, tokenizer) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_degenerate_replies_score_zero(judge: StyleJudge, splits: dict[str, Path], mode: str,
                                        tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer

@@ -44,7 +44,7 @@ def tiny_bf16_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make split` of the shipped data (seed mode) into a tmp dir."""
+    """`make split` of the shipped data (label mode) into a tmp dir."""
     out = tmp_path_factory.mktemp("split")
     proc = subprocess.run(
         ["make", "split", f"SPLIT_DIR={out}"], cwd=REPO_ROOT, capture_output=True, text=True

@@ -78,7 +78,7 @@ def make_vars(mode: str) -> tuple[str, str, str, str]:
     return config, work_dir, merged, args
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
     config, work_dir, merged, args = make_vars(mode)
     assert config == ("xtuner_configs/qwen2_5_tiny_lora_controllable_style_cpu.py" if mode == "controllable"
@@ -94,7 +94,7 @@ def test_demo_cfg_options_reach_the_config() -> None:
 
     from mmengine.config import Config
 
-    for mode in ("seed", "controllable"):
+    for mode in ("label", "controllable"):
         config, _, _, args = make_vars(mode)
         options = dict(item.split("=", 1) for item in args.split()[1:])
         values = {key: ast.literal_eval(value) for key, value in options.items()}

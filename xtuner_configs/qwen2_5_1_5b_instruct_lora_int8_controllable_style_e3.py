@@ -1,14 +1,14 @@
-# Variant of qwen2_5_1_5b_instruct_qlora_style_e3.py on the controllable-mode data
+# Variant of qwen2_5_1_5b_instruct_lora_int8_style_e3.py on the controllable-mode data
 # (`make split MODE=controllable`): the system message names the style and the reply is the text
 # alone, so at inference the user picks the style. Trades: no style announced in the reply, and the
 # model relies on the system text at inference (style_data/chat_template_controllable_*.json).
 #   make split MODE=controllable
-#   make train CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py \
+#   make train CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py \
 #     DATA=data/controllable/train.json
 from mmengine.config import read_base
 
 with read_base():
-    from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
+    from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
 data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/controllable/train.json")
 train_dataloader.dataset.dataset.data_files = dict(train=data_files)

@@ -1,13 +1,13 @@
-# style-tune main recipe: the seed's "QLoRA" fine-tune of Qwen2.5-1.5B-Instruct on the style data.
+# style-tune, the article's recipe: LoRA on an 8-bit (LLM.int8) Qwen2.5-1.5B-Instruct (it says "QLoRA").
 # Adapted from XTuner's qwen/qwen1_5/qwen1_5_1_8b_chat/qwen1_5_1_8b_chat_qlora_alpaca_e3.py.
 #
 # Run it (from the repository root, in the train env: `make setup`, then `. .envs/train/bin/activate`):
-#   make download split                         # models/Qwen2.5-1.5B-Instruct, data/seed/*.json
-#   xtuner train xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py
+#   make download split                         # models/Qwen2.5-1.5B-Instruct, data/label/*.json
+#   xtuner train xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py
 #   # or, with honest exit codes, resume and multi-GPU flags: make train
 # Paths are read from environment variables, so nothing here needs editing:
 #   STYLE_TUNE_MODEL  base model directory     (default models/Qwen2.5-1.5B-Instruct; make: MODEL=)
-#   STYLE_TUNE_DATA   training split (JSON)     (default data/seed/train.json;         make: DATA=)
+#   STYLE_TUNE_DATA   training split (JSON)     (default data/label/train.json;         make: DATA=)
 # Any other setting: --cfg-options, e.g. `--cfg-options train_dataloader.batch_size=8`.
 # Note: XTuner itself calls AutoConfig.from_pretrained(..., trust_remote_code=True) on the model path:
 # only point STYLE_TUNE_MODEL at model directories you trust.
@@ -49,23 +49,23 @@ use_varlen_attn = False
 
 # Data: XTuner conversation JSON written by `make split` (style_tune/data/split.py). Every row carries
 # its system text, so training sees the same prompt that inference front ends build.
-data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/seed/train.json")
+data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/label/train.json")
 prompt_template = PROMPT_TEMPLATE.qwen_chat
-max_length = 256  # seed: replies are short chit-chat; longer rows are truncated
-pack_to_max_length = False  # seed: one conversation per sample (see the _bf16_lora_packed variant)
+max_length = 256  # the article's: replies are short chit-chat; longer rows are truncated
+pack_to_max_length = False  # the article's: one conversation per sample (see the _bf16_lora_packed variant)
 
 # parallel
 sequence_parallel_size = 1
 
 # Scheduler & Optimizer
-batch_size = 20  # per_device (seed)
+batch_size = 20  # per_device (the article's)
 accumulative_counts = 1
 accumulative_counts *= sequence_parallel_size
 dataloader_num_workers = 0
-# The seed set max_epochs=10000 and stopped by hand at iter 24,500. The shipped data has ~740
+# The article set max_epochs=10000 and stopped by hand at iter 24,500. The shipped data has ~740
 # training rows (37 steps of 20 per epoch): 3 epochs (~110 steps, ~2,200 samples) is enough for a
-# style, which the seed's chat hook showed by mid-training, while more epochs mostly memorise the
-# ~370 training prompts (the seed's final loss of 0.07 is memorisation).
+# style, which the article's chat hook showed by mid-training, while more epochs mostly memorise the
+# ~370 training prompts (the article's final loss of 0.07 is memorisation).
 max_epochs = 3
 optim_type = AdamW
 lr = 2e-4
@@ -81,7 +81,7 @@ save_total_limit = 2  # Maximum checkpoints to keep (-1 means unlimited)
 # Evaluate the generation performance during the training
 evaluation_freq = 50
 SYSTEM = QWEN_DEFAULT_SYSTEM
-# The seed's 10 evaluation questions (drawn from its validation set; not in the shipped data).
+# The article's 10 evaluation questions (drawn from its validation set; not in the shipped data).
 evaluation_inputs = [
     "工作忙的没有私人时间，生活已经变得不会再幸福了。",
     "进医院你陪钱",
@@ -113,7 +113,7 @@ model = dict(
         pretrained_model_name_or_path=pretrained_model_name_or_path,
         trust_remote_code=False,
         torch_dtype=torch.float16,
-        # The seed's choice: 8-bit LLM.int8 base weights (it calls the recipe QLoRA; the
+        # The article's choice: 8-bit LLM.int8 base weights (it calls the recipe QLoRA; the
         # _nf4 variant is the 4-bit QLoRA of the paper).
         quantization_config=dict(
             type=BitsAndBytesConfig,
