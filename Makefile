@@ -22,15 +22,22 @@ DEPLOY_PY := $(ENVS)/deploy/bin/python
 DEV_PY := $(ENVS)/dev/bin/python
 WEBUI_PY := $(ENVS)/webui/bin/python
 
+# The defaults shared with the steps and configs (style_tune/core/defaults.py) as DEFAULT_* variables,
+# rewritten when that file changes (make remakes an included makefile first, then reads it).
+DEFAULTS_MK := $(ENVS)/defaults.mk
+$(DEFAULTS_MK): style_tune/core/defaults.py
+	@mkdir -p $(@D) && $(PYTHON) -m style_tune.core.defaults > $@.$$$$.tmp && mv $@.$$$$.tmp $@
+include $(DEFAULTS_MK)
+
 # Models
 MODELS ?= models
-BASE_MODEL ?= $(MODELS)/Qwen2.5-1.5B-Instruct
-TINY_MODEL ?= $(MODELS)/tiny-qwen2.5
+BASE_MODEL ?= $(MODELS)/$(notdir $(DEFAULT_BASE_MODEL))
+TINY_MODEL ?= $(MODELS)/$(notdir $(DEFAULT_TINY_MODEL))
 
 # Data (style_tune/data/split.py)
 CSV ?= style_data/style_chat_data.csv
-MODE ?= label
-SEED ?= 42
+MODE ?= $(DEFAULT_MODE)
+SEED ?= $(DEFAULT_SEED)
 SPLIT_DIR ?= data/$(MODE)
 
 # Training (xtuner_configs/)
@@ -128,7 +135,7 @@ lint: env-dev  ## ruff
 # ---------------------------------------------------------------- the recipe
 download: env-train  ## download the base model (and internlm2.5 for eval-select) from modelscope
 	tools/download_model.sh Qwen/Qwen2.5-1.5B-Instruct $(BASE_MODEL)
-	tools/download_model.sh Shanghai_AI_Laboratory/internlm2_5-1_8b-chat $(MODELS)/internlm2_5-1_8b-chat
+	tools/download_model.sh Shanghai_AI_Laboratory/internlm2_5-1_8b-chat $(SELECT_INTERNLM)
 
 tiny-model: env-train  ## build the offline stand-in model (real architecture and tokenizer, random weights)
 	$(TRAIN_PY) -m style_tune.train.tiny_model $(TINY_MODEL)
@@ -241,7 +248,7 @@ OPENCOMPASS = $(OC_PY) -m style_tune.eval.run_opencompass
 BACKEND ?= hf
 SELECT_CONFIG ?= eval_configs/select_models$(if $(filter lmdeploy,$(BACKEND)),_lmdeploy).py
 SELECT_QWEN ?= $(BASE_MODEL)
-SELECT_INTERNLM ?= $(MODELS)/internlm2_5-1_8b-chat
+SELECT_INTERNLM ?= $(MODELS)/$(notdir $(DEFAULT_RIVAL_MODEL))
 # override the stock configs' max_out_len (4096 / 2048) and batch size (8 / 16)
 SELECT_MAX_OUT_LEN ?=
 SELECT_BATCH_SIZE ?=
@@ -256,7 +263,7 @@ TUNED ?= $(MERGED)
 # the XTuner work dir whose loss curve goes into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
-EVAL_MAX_OUT_LEN ?= 96
+EVAL_MAX_OUT_LEN ?= $(DEFAULT_EVAL_MAX_OUT_LEN)
 EVAL_BATCH_SIZE ?=
 EVAL_SAMPLES ?= 10
 STYLE_DIR ?= outputs/style_eval

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from style_tune import REPO_ROOT
+from style_tune.core import defaults
 
 CONFIGS = REPO_ROOT / "xtuner_configs"
 #: name -> (shipped config, what it is, config overrides). "bf16_packed" is the former default
@@ -303,7 +304,7 @@ def render_markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="base model directory (tiny on CPU, full-size on GPU)")
-    parser.add_argument("--data", default="data/label/train.json")
+    parser.add_argument("--data", default=defaults.train_data())
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)

@@ -3,7 +3,8 @@
 # Run from the repository root (the Makefile does; it also writes the report):
 #   STYLE_EVAL_BASE=models/Qwen2.5-1.5B-Instruct STYLE_EVAL_TUNED=models/<config>-merged \
 #     .envs/eval/bin/python -m opencompass.cli.main eval_configs/eval_style.py -w outputs/style_eval
-# Settings, from the environment (paths absolute or relative to the repository root):
+# Settings, from the environment (paths absolute or relative to the repository root; unset: the
+# defaults in style_tune/core/defaults.py):
 #   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
 #                                       the merge of make train's default config; make passes both)
 #   STYLE_EVAL_DATA_DIR                 the split: train.json (the style judge), test.json (the prompts)
@@ -13,8 +14,9 @@
 #   STYLE_EVAL_DEVICE                   cpu | cuda;  STYLE_EVAL_BATCH_SIZE
 # Each prompt is the data row's own system text (a system message, first) and its user input,
 # rendered by the model's chat template: the prompt the model was trained on.
-# Configs are evaluated lazily (mmengine): imported names other than classes do not survive the
-# config dump OpenCompass makes, so everything below is spelled out here.
+# Configs are evaluated lazily (mmengine): an imported name other than a class is a lazy object here
+# and does not survive the config dump OpenCompass makes, so values from style_tune (defaults, meta
+# template, metric list) are read with __import__ at load time.
 from opencompass.models import HuggingFacewithChatTemplate
 from opencompass.openicl.icl_inferencer import GenInferencer
 from opencompass.openicl.icl_prompt_template import PromptTemplate
@@ -23,9 +25,7 @@ from opencompass.partitioners import NaivePartitioner
 from opencompass.runners import LocalRunner
 from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
-from style_tune.core.prompts import OPENCOMPASS_META_TEMPLATE
 from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
-from style_tune.eval.style_metrics import METRICS
 
 # OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
 # import registers them there (style_tune is installed in the eval env: tools/setup_env.sh).
@@ -33,18 +33,19 @@ custom_imports = dict(imports=["style_tune.eval.evaluator"], allow_failed_import
 
 _os = __import__("os")
 _env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
-base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", "models/Qwen2.5-1.5B-Instruct"))
+base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", _defaults.BASE_MODEL))
 tuned_path = _os.path.join(
     _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_style_e3-merged"))
-data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", "data/label"))
-mode = _env.get("STYLE_EVAL_MODE", "label")
+data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", _defaults.split_dir()))
+mode = _env.get("STYLE_EVAL_MODE", _defaults.MODE)
 limit = int(_env.get("STYLE_EVAL_LIMIT", "0"))
-sample_seed = int(_env.get("STYLE_EVAL_SEED", "42"))
-max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", "96"))
+sample_seed = int(_env.get("STYLE_EVAL_SEED", _defaults.SEED))
+max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", _defaults.EVAL_MAX_OUT_LEN))
 on_gpu = _env.get("STYLE_EVAL_DEVICE", "cuda") == "cuda"
 batch_size = int(_env.get("STYLE_EVAL_BATCH_SIZE", "16" if on_gpu else "8"))
-del _os, _env
+del _os, _env, _defaults
 
 # ------------------------------------------------------------------------------------ dataset
 style_reader_cfg = dict(input_columns=["system", "input"], output_column="references", test_split="train")
@@ -89,13 +90,14 @@ datasets = [
 
 # ------------------------------------------------------------------------------------ models
 # The meta template keeps the dataset's SYSTEM item a real system message (OpenCompass's default one
-# would make it a user message); an imported dict's value survives the config dump, its name does not.
+# would make it a user message): style_tune.core.prompts.OPENCOMPASS_META_TEMPLATE.
+_meta_template = __import__("style_tune.core.prompts", fromlist=["_"]).OPENCOMPASS_META_TEMPLATE
 models = [
     dict(
         type=HuggingFacewithChatTemplate,
         abbr=abbr,
         path=path,
-        meta_template=OPENCOMPASS_META_TEMPLATE,
+        meta_template=_meta_template,
         model_kwargs=dict(device_map="auto", torch_dtype="torch.bfloat16") if on_gpu
         else dict(device_map="cpu", torch_dtype="torch.float32"),
         generation_kwargs=dict(do_sample=False),
@@ -120,4 +122,7 @@ eval = dict(
 
 # The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), base and
 # tuned side by side.
-summarizer = dict(dataset_abbrs=[[f"style-{mode}", metric] for metric in METRICS[mode]])
+summarizer = dict(dataset_abbrs=[
+    [f"style-{mode}", metric]
+    for metric in __import__("style_tune.eval.style_metrics", fromlist=["_"]).METRICS[mode]
+])

@@ -23,13 +23,14 @@ from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
 _os = __import__("os")
 _env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
 datasets = [*bustm_datasets, *ocnli_fc_datasets]
 
 models = [*qwen_models, *internlm_models]
-for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
-                                  _env.get("SELECT_INTERNLM", "models/internlm2_5-1_8b-chat")), strict=True):
+for _model, _path in zip(models, (_env.get("SELECT_QWEN", _defaults.BASE_MODEL),
+                                  _env.get("SELECT_INTERNLM", _defaults.RIVAL_MODEL)), strict=True):
     _model["path"] = _os.path.join(_root, _path)
     if _env.get("SELECT_DEVICE", "cuda") == "cpu":
         _model["run_cfg"] = dict(num_gpus=0)
@@ -48,4 +49,4 @@ eval = dict(
     partitioner=dict(type=NaivePartitioner, n=8),
     runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
 )
-del _os, _env, _model, _path
+del _os, _env, _defaults, _model, _path

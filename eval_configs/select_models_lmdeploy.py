@@ -22,16 +22,17 @@ with read_base():
 
 _os = __import__("os")
 _env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
 internlm_models[0]["type"] = TurboMindModelwithChatTemplateRemoteCode
 models = [*qwen_models, *internlm_models]
-for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
-                                  _env.get("SELECT_INTERNLM", "models/internlm2_5-1_8b-chat")), strict=True):
+for _model, _path in zip(models, (_env.get("SELECT_QWEN", _defaults.BASE_MODEL),
+                                  _env.get("SELECT_INTERNLM", _defaults.RIVAL_MODEL)), strict=True):
     _model["path"] = _os.path.join(_root, _path)
     if _env.get("SELECT_MAX_OUT_LEN"):
         _model["max_out_len"] = int(_env["SELECT_MAX_OUT_LEN"])
         _model["gen_config"]["max_new_tokens"] = int(_env["SELECT_MAX_OUT_LEN"])
     if _env.get("SELECT_BATCH_SIZE"):
         _model["batch_size"] = int(_env["SELECT_BATCH_SIZE"])
-del _os, _env, _model, _path
+del _os, _env, _defaults, _model, _path

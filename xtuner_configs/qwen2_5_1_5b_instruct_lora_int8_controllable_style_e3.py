@@ -10,7 +10,9 @@ from mmengine.config import read_base
 with read_base():
     from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
-data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/controllable/train.json")
+data_files = __import__("os").environ.get(
+    "STYLE_TUNE_DATA", __import__("style_tune.core.defaults", fromlist=["_"]).train_data("controllable")
+)
 train_dataloader.dataset.dataset.data_files = dict(train=data_files)
 
 # Chat with the evaluation prompts in each style (__import__: see the main config's note on lazy

@@ -42,14 +42,17 @@ from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM
 #######################################################################
 # Model. (mmengine loads XTuner configs in lazy-import mode, where an `import os` would be lazy too:
 # __import__ reads the environment at load time.)
+# The defaults: style_tune/core/defaults.py.
 pretrained_model_name_or_path = __import__("os").environ.get(
-    "STYLE_TUNE_MODEL", "models/Qwen2.5-1.5B-Instruct"
+    "STYLE_TUNE_MODEL", __import__("style_tune.core.defaults", fromlist=["_"]).BASE_MODEL
 )
 use_varlen_attn = False
 
 # Data: XTuner conversation JSON written by `make split` (style_tune/data/split.py). Every row carries
 # its system text, so training sees the same prompt that inference front ends build.
-data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/label/train.json")
+data_files = __import__("os").environ.get(
+    "STYLE_TUNE_DATA", __import__("style_tune.core.defaults", fromlist=["_"]).train_data()
+)
 prompt_template = PROMPT_TEMPLATE.qwen_chat
 max_length = 256  # the article's: replies are short chit-chat; longer rows are truncated
 pack_to_max_length = False  # the article's: one conversation per sample (see the _bf16_lora_packed variant)

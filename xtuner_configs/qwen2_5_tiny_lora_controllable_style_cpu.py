@@ -8,7 +8,9 @@ from mmengine.config import read_base
 with read_base():
     from .qwen2_5_tiny_lora_style_cpu import *
 
-data_files = __import__("os").environ.get("STYLE_TUNE_DATA", "data/controllable/train.json")
+data_files = __import__("os").environ.get(
+    "STYLE_TUNE_DATA", __import__("style_tune.core.defaults", fromlist=["_"]).train_data("controllable")
+)
 train_dataloader.dataset.dataset.data_files = dict(train=data_files)
 
 # (__import__: see the main config's note on lazy imports; the style instructions come from

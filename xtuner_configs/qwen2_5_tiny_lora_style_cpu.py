@@ -19,7 +19,9 @@ from style_tune.train.xtuner_cpu import CPURunner, CPUSupervisedFinetune
 with read_base():
     from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
-pretrained_model_name_or_path = __import__("os").environ.get("STYLE_TUNE_MODEL", "models/tiny-qwen2.5")
+pretrained_model_name_or_path = __import__("os").environ.get(
+    "STYLE_TUNE_MODEL", __import__("style_tune.core.defaults", fromlist=["_"]).TINY_MODEL
+)
 tokenizer.pretrained_model_name_or_path = pretrained_model_name_or_path
 model.llm.pretrained_model_name_or_path = pretrained_model_name_or_path
 model.llm.torch_dtype = torch.float32

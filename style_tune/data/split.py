@@ -58,6 +58,7 @@ from operator import itemgetter
 from pathlib import Path
 
 
+from style_tune.core import defaults
 from style_tune.core.io import write_files_atomically
 from style_tune.core.stats import percentile
 from style_tune.core.prompts import MODES, STYLES, output_text, system_text
@@ -205,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("csv", type=Path, metavar="CSV", help="input CSV file")
     parser.add_argument("--out-dir", type=Path, required=True, help="directory for {train,val,test}.json")
-    parser.add_argument("--seed", type=int, default=42, help="split seed (default 42)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, help=f"split seed (default {defaults.SEED})")
     parser.add_argument("--ratios", default=DEFAULT_RATIOS, help=f"train,val,test (default {DEFAULT_RATIOS})")
-    parser.add_argument("--mode", choices=MODES, default="label", help="data format (default label)")
+    parser.add_argument("--mode", choices=MODES, default=defaults.MODE, help=f"data format (default {defaults.MODE})")
     parser.add_argument("--styles", default=",".join(STYLES), help="allowed style labels, in order")
     parser.add_argument("--encoding", default="utf-8", help="CSV encoding (default utf-8; BOM allowed)")
     parser.add_argument("--max-chars", type=int, help="reject replies longer than N characters")

@@ -35,6 +35,7 @@ import sys
 from pathlib import Path
 
 from style_tune import REPO_ROOT
+from style_tune.core import defaults
 from style_tune.core.cli import split_passthrough
 from style_tune.core.prompts import (
     MODES,
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="chat.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", choices=("chat", "serve", "chat-cpu"))
     parser.add_argument("model", help="the merged model directory (make merge)")
-    parser.add_argument("--mode", default="label", help="the data format the model was trained in")
+    parser.add_argument("--mode", default=defaults.MODE, help="the data format the model was trained in")
     parser.add_argument("--style", default=None, help=f"controllable mode: {STYLE_CHOICES}")
     parser.add_argument("--host", default="0.0.0.0", help="serve: the address to listen on")
     parser.add_argument("--port", type=int, default=23333, help="serve: the port")

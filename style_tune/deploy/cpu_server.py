@@ -36,6 +36,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, resolve_style, system_text
 from style_tune.deploy.serving import SERVED_MODEL_NAME
 
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m style_tune.deploy.cpu_server",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("model", type=Path, help="the merged model directory")
-    parser.add_argument("--mode", default="label", choices=MODES)
+    parser.add_argument("--mode", default=defaults.MODE, choices=MODES)
     parser.add_argument("--style", default=None,
                         help=f"controllable mode: the default style, one of {STYLES}")
     parser.add_argument("--host", default="127.0.0.1")

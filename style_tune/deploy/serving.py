@@ -31,6 +31,7 @@ from pathlib import Path
 from types import TracebackType
 
 from style_tune import REPO_ROOT
+from style_tune.core import defaults
 
 #: The model name the servers register (`make serve` on a GPU and on a CPU): clients send it as ``model``.
 SERVED_MODEL_NAME = "style-tune"
@@ -180,7 +181,7 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def serve_model(model_dir: Path | str, *, mode: str = "label", style: str | None = None,
+def serve_model(model_dir: Path | str, *, mode: str = defaults.MODE, style: str | None = None,
                 port: int | None = None,
                 ready_timeout: float = READY_TIMEOUT_S, log: Path | None = None,
                 make_args: Sequence[str] = ()) -> Server:

@@ -21,6 +21,7 @@ from opencompass.datasets.base import BaseDataset
 from opencompass.openicl.icl_evaluator import BaseEvaluator
 from opencompass.registry import ICL_EVALUATORS, LOAD_DATASET
 
+from style_tune.core import defaults
 from style_tune.eval.style_metrics import METRICS, StyleJudge, group_prompts, load_rows, score_replies
 
 
@@ -46,7 +47,7 @@ class StyleEvaluator(BaseEvaluator):
     a reply's tokens (runaway replies hit the budget); without them runaway_rate is left out.
     """
 
-    def __init__(self, train_path: str, mode: str = "label", max_out_len: int | None = None,
+    def __init__(self, train_path: str, mode: str = defaults.MODE, max_out_len: int | None = None,
                  tokenizer_path: str | None = None, seed: int = 0, pred_postprocessor=None) -> None:
         super().__init__(pred_postprocessor=pred_postprocessor)
         if mode not in METRICS:

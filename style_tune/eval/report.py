@@ -24,6 +24,7 @@ import random
 import sys
 from pathlib import Path
 
+from style_tune.core import defaults
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import split_label
 from style_tune.core.steps import loss_curve
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
     parser.add_argument("--train-work-dir", type=Path, help="the XTuner work dir of the tuned model")
     parser.add_argument("--samples", type=int, default=10, help="prompts for the side-by-side check")
-    parser.add_argument("--seed", type=int, default=42, help="seed of that draw")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, help="seed of that draw")
     args = parser.parse_args(argv)
     build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed)
     print(f"[report] {args.out}")

@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from style_tune import REPO_ROOT
+from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, system_text
 from style_tune.core.steps import fail
 from style_tune.deploy.serving import Server, free_port, list_models
@@ -46,14 +47,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="webui.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--base-api", default="", help="OpenAI-compatible URL of the base model (.../v1)")
     parser.add_argument("--tuned-api", default="", help="OpenAI-compatible URL of the tuned model (.../v1)")
-    parser.add_argument("--base-model", type=Path, default=REPO_ROOT / "models" / "tiny-qwen2.5",
+    parser.add_argument("--base-model", type=Path, default=REPO_ROOT / defaults.TINY_MODEL,
                         help="served locally when --base-api is not given")
     parser.add_argument("--tuned-model", type=Path,
                         default=REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
                         help="served locally when --tuned-api is not given")
-    parser.add_argument("--mode", default="label", choices=MODES,
+    parser.add_argument("--mode", default=defaults.MODE, choices=MODES,
                         help="the format the tuned model was trained in")
-    parser.add_argument("--test", type=Path, default=REPO_ROOT / "data" / "label" / "test.json",
+    parser.add_argument("--test", type=Path, default=REPO_ROOT / defaults.split_dir() / "test.json",
                         help="held-out prompts to pick from (a split's test.json); optional")
     parser.add_argument("--verdicts", type=Path, default=REPO_ROOT / "outputs" / "webui" / "verdicts.jsonl")
     parser.add_argument("--host", default="127.0.0.1")
