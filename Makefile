@@ -202,14 +202,8 @@ demo-base: env-train  ## the demo's stand-in base DEMO_BASE: tiny Qwen2, the dat
 
 demo: env-train  ## offline CPU demo (MODE=label|controllable): stand-in base -> split -> train -> convert -> merge -> replies
 	@$(MAKE) demo-base
-	@start=$$(date +%s); export OMP_NUM_THREADS=$(DEMO_THREADS); \
-	$(MAKE) split MODE=$(MODE) SPLIT_DIR=data/$(MODE) && \
-	$(MAKE) train CONFIG=$(DEMO_CONFIG) MODEL=$(DEMO_BASE) DATA=data/$(MODE)/train.json WORK_DIR=$(DEMO_WORK_DIR) \
-		TRAIN_ARGS="$(DEMO_TRAIN_ARGS)" && \
-	$(MAKE) convert CONFIG=$(DEMO_CONFIG) MODEL=$(DEMO_BASE) DATA=data/$(MODE)/train.json WORK_DIR=$(DEMO_WORK_DIR) FORCE=1 && \
-	$(MAKE) merge MODEL=$(DEMO_BASE) ADAPTER=$(DEMO_WORK_DIR)/adapter MERGED=$(DEMO_MERGED) FORCE=1 && \
-	$(TRAIN_PY) -m style_tune.eval.demo_report --base $(DEMO_BASE) --merged $(DEMO_MERGED) \
-		--work-dir $(DEMO_WORK_DIR) --test data/$(MODE)/test.json --started $$start
+	$(TRAIN_PY) -m style_tune.train.demo --mode $(MODE) --config $(DEMO_CONFIG) --base $(DEMO_BASE) \
+		--work-dir $(DEMO_WORK_DIR) --merged $(DEMO_MERGED) --threads $(DEMO_THREADS) -- $(DEMO_TRAIN_ARGS)
 
 clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
 	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/label data/controllable
@@ -255,7 +249,6 @@ SELECT_BATCH_SIZE ?=
 SELECT_DIR ?= outputs/eval_select
 # OpenCompass reads $(FEWCLUE_CACHE)/data/FewCLUE/{bustm,ocnli}/ (or ~/.cache/opencompass/data/FewCLUE/)
 FEWCLUE_CACHE ?= $(or $(COMPASS_DATA_CACHE),$(CURDIR))
-FEWCLUE_FILES := bustm/dev_few_all bustm/test_public ocnli/dev_few_all ocnli/test_public
 
 # eval-style: BASE and TUNED models, SPLIT_DIR/{train,test}.json in MODE's format.
 BASE ?= $(BASE_MODEL)
@@ -269,8 +262,7 @@ EVAL_SAMPLES ?= 10
 STYLE_DIR ?= outputs/style_eval
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
-	$(EVAL_PY) -c 'import sys; from opencompass.utils.datasets import download_dataset; \
-		print(download_dataset("data/FewCLUE", sys.argv[1]))' '$(abspath $(FEWCLUE_CACHE))'
+	$(EVAL_PY) -m style_tune.eval.fewclue '$(abspath $(FEWCLUE_CACHE))'
 
 # An offline stand-in for internlm2_5-1_8b-chat (InternLM2's remote modeling code copied from the
 # installed xtuner, random weights, a Qwen2.5 tokenizer): `make eval-select` on the CPU with
@@ -283,28 +275,21 @@ tiny-internlm: env-train  ## the offline stand-in for internlm2.5 (eval-select's
 # BACKEND=lmdeploy runs in the eval-lmdeploy env (TORCH=cuda only: requirements/eval-lmdeploy.txt).
 eval-select: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
 eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## the article's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
-	@for f in $(FEWCLUE_FILES); do \
-		[[ -f '$(abspath $(FEWCLUE_CACHE))'/data/FewCLUE/$$f.json || -f ~/.cache/opencompass/data/FewCLUE/$$f.json ]] || { \
-		echo "eval-select: no $(abspath $(FEWCLUE_CACHE))/data/FewCLUE/$$f.json: make fewclue-data, or see README (Evaluation)" >&2; \
-		exit 2; }; done
-	@for m in '$(SELECT_QWEN)' '$(SELECT_INTERNLM)'; do [[ -f $$m/config.json ]] || { \
-		echo "eval-select: no model in $$m: make download (or SELECT_QWEN=/SELECT_INTERNLM=)" >&2; exit 2; }; done
 	COMPASS_DATA_CACHE='$(abspath $(FEWCLUE_CACHE))' SELECT_QWEN='$(abspath $(SELECT_QWEN))' \
 		SELECT_INTERNLM='$(abspath $(SELECT_INTERNLM))' SELECT_DEVICE='$(EVAL_DEVICE)' \
 		SELECT_MAX_OUT_LEN='$(SELECT_MAX_OUT_LEN)' SELECT_BATCH_SIZE='$(SELECT_BATCH_SIZE)' \
-		$(OPENCOMPASS) $(SELECT_CONFIG) --work-dir $(SELECT_DIR) -- $(OC_ARGS)
+		$(OPENCOMPASS) $(SELECT_CONFIG) --work-dir $(SELECT_DIR) --step eval-select \
+		--fewclue-cache '$(FEWCLUE_CACHE)' --model '$(SELECT_QWEN)' --model '$(SELECT_INTERNLM)' \
+		--model-hint 'make download (or SELECT_QWEN=/SELECT_INTERNLM=)' -- $(OC_ARGS)
 
 eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), then `make report`
-	@for m in '$(BASE)' '$(TUNED)'; do [[ -f $$m/config.json ]] || { \
-		echo "eval-style: no model in $$m: make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)" >&2; \
-		exit 2; }; done
-	@[[ -f '$(SPLIT_DIR)/train.json' && -f '$(SPLIT_DIR)/test.json' ]] || { \
-		echo "eval-style: no $(SPLIT_DIR)/{train,test}.json: make split MODE=$(MODE)" >&2; exit 2; }
 	STYLE_EVAL_BASE='$(abspath $(BASE))' STYLE_EVAL_TUNED='$(abspath $(TUNED))' \
 		STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
 		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
 		$(if $(EVAL_BATCH_SIZE),STYLE_EVAL_BATCH_SIZE='$(EVAL_BATCH_SIZE)') \
-		$(OPENCOMPASS) eval_configs/eval_style.py --work-dir $(STYLE_DIR) -- $(OC_ARGS)
+		$(OPENCOMPASS) eval_configs/eval_style.py --work-dir $(STYLE_DIR) --step eval-style \
+		--model '$(BASE)' --model '$(TUNED)' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
+		--model-hint 'make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)' -- $(OC_ARGS)
 	@$(MAKE) report
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
@@ -318,8 +303,6 @@ REPLIES ?=
 DATA_ROOT ?= data
 SCORES ?=
 score-replies: env-eval  ## score REPLIES=FILE.jsonl (user, style|system, reply) as eval-style does; prints the metric table (SCORES=out.json)
-	@[[ -n '$(REPLIES)' ]] || { echo "score-replies: give REPLIES=FILE.jsonl (rows: user, style or system, reply)" >&2; \
-		exit 2; }
 	@$(EVAL_PY) -m style_tune.eval.score_replies '$(REPLIES)' --data-dir '$(DATA_ROOT)' $(if $(SCORES),--out '$(SCORES)')
 
 eval-demo:  ## eval-style + report on `make demo`'s models (same MODE), on the CPU

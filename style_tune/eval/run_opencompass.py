@@ -24,6 +24,7 @@ from pathlib import Path
 
 from style_tune.core.cli import split_passthrough
 from style_tune.core.io import write_atomically
+from style_tune.eval import fewclue
 
 RUN_DIR_LINE = re.compile(r"Current exp folder: (\S+)")
 
@@ -53,10 +54,33 @@ def missing_cells(summary_csv: Path) -> tuple[list[str], list[str]]:
     return models, missing
 
 
+def missing_input(args: argparse.Namespace) -> str | None:
+    """The first input of the run that is not there, as what to do about it; None when all are."""
+    if args.fewclue_cache is not None:
+        absent = fewclue.missing(args.fewclue_cache.resolve())
+        if absent:
+            return f"no {absent[0]}: make fewclue-data, or see README (Evaluation)"
+    for model in args.models:
+        if not (Path(model) / "config.json").is_file():
+            return f"no model in {model}: {args.model_hint}"
+    if args.split_dir is not None:
+        if not all((args.split_dir / f"{name}.json").is_file() for name in ("train", "test")):
+            return f"no {args.split_dir}/{{train,test}}.json: make split MODE={args.mode}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
     parser.add_argument("--work-dir", type=Path, required=True)
+    # What the config will read, checked first so that a missing input is one line, not a traceback:
+    parser.add_argument("--step", default="eval", help="the make target, for error messages")
+    parser.add_argument("--model", dest="models", action="append", default=[],
+                        help="a model directory the config loads (repeatable); it needs a config.json")
+    parser.add_argument("--model-hint", default="", help="what to do when one is missing")
+    parser.add_argument("--split-dir", type=Path, help="the split the config reads (train.json, test.json)")
+    parser.add_argument("--mode", help="the split's data format, for the hint")
+    parser.add_argument("--fewclue-cache", type=Path, help="the COMPASS_DATA_CACHE FewCLUE is read from")
     parser.epilog = "Arguments after -- go to OpenCompass, e.g. -- --debug."
     argv = sys.argv[1:] if argv is None else list(argv)
     ours, extra = split_passthrough(argv)
@@ -64,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     config, work_dir = args.config.resolve(), args.work_dir.resolve()
     if not config.is_file():
         parser.error(f"no config {config}")
+    problem = missing_input(args)
+    if problem:
+        print(f"{args.step}: {problem}", file=sys.stderr)
+        return 2
     work_dir.mkdir(parents=True, exist_ok=True)
 
     cmd = [sys.executable, "-m", "opencompass.cli.main", str(config), "-w", str(work_dir), *extra]

@@ -126,11 +126,15 @@ def score_file(path: Path, data_dir: Path) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("replies", type=Path, help="JSON lines: user, style or system, reply")
+    parser.add_argument("replies", help="JSON lines: user, style or system, reply")
     parser.add_argument("--data-dir", type=Path, default=Path("data"),
                         help="where `make split` wrote <mode>/{train,test}.json (default: data)")
     parser.add_argument("--out", type=Path, help="also write the scores and per-reply details (JSON)")
     args = parser.parse_args(argv)
+    if not args.replies:  # make score-replies without REPLIES=
+        print("score-replies: give REPLIES=FILE.jsonl (rows: user, style or system, reply)", file=sys.stderr)
+        return 2
+    args.replies = Path(args.replies)
     mode, result = score_file(args.replies, args.data_dir)
     details = result["details"]
     with_refs = sum(d["chrf"] is not None for d in details)
