@@ -1,1 +1,1 @@
-"""The style data: CSV -> XTuner JSON split, data checks, data card, lmdeploy chat templates; standard library only (any env)."""
+"""The style data: CSV -> XTuner JSON split, data checks and card, chat templates; standard library only."""

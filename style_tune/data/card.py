@@ -15,16 +15,15 @@ Exit status 2 on bad input (unreadable CSV, card without the two markers).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from style_tune import REPO_ROOT
-
 from style_tune.core.io import write_atomically
 from style_tune.data import check as check_style_data
+from style_tune.data import csv_input, split_stats
 from style_tune.data import split as split_data
 
 DEFAULT_CSV = REPO_ROOT / "style_data" / "style_chat_data.csv"
@@ -41,7 +40,7 @@ def generated_block(csv_path: Path) -> str:
     with tempfile.TemporaryDirectory() as out_dir:  # split_data writes the JSON splits too
         stats = split_data.run(split_data.parse_options([str(csv_path), "--out-dir", out_dir]))
     diversity = check_style_data.analyse(csv_path)
-    sections = [split_data.render_markdown(stats), check_style_data.render_markdown(diversity)]
+    sections = [split_stats.render_markdown(stats), check_style_data.render_markdown(diversity)]
     return "\n".join([NOTICE, "", *sections])
 
 
@@ -62,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         card = args.card.read_text(encoding="utf-8")
         updated = replace_block(card, generated_block(args.csv))
-    except split_data.InputError as err:
+    except csv_input.InputError as err:
         split_data.report_problems(err.problems, str(args.csv))
         return 2
     except (OSError, UnicodeDecodeError, ValueError) as err:

@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from style_tune import REPO_ROOT
-
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STYLES, chat_template_file, lmdeploy_chat_template
 
@@ -43,7 +40,8 @@ def expected_files() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale")
-    parser.add_argument("--root", type=Path, default=REPO_ROOT, help="where style_data/ is (default: the repo)")
+    parser.add_argument("--root", type=Path, default=REPO_ROOT,
+                        help="where style_data/ is (default: the repo)")
     args = parser.parse_args(argv)
 
     stale = []

@@ -100,7 +100,7 @@ def test_styles_resolve_from_labels_and_ascii_names() -> None:
 @pytest.mark.parametrize("case", [case for case in CASES if len(case.turns) == 1],
                          ids=[case.id for case in CASES if len(case.turns) == 1])
 def test_split_tool_rows_are_the_case_rows(case: Case) -> None:
-    split = importlib.import_module("style_tune.data.split")
+    split = importlib.import_module("style_tune.data.xtuner_json")
     user, reply = case.turns[0]
     row = (user, case.style, reply)
     assert split.conversation_row(row, case.mode) == case.xtuner_row()

@@ -20,6 +20,7 @@ import pytest
 
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import STYLES, output_text, system_text
+from style_tune.data import csv_input, grouping, split_stats, xtuner_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = ("-m", "style_tune.data.split")
@@ -164,11 +165,11 @@ def test_to_json_matches_json_dumps_on_awkward_text() -> None:
         ("plain", SHARP, "</script> & 'single'"),
     ]
     for mode in ("label", "controllable"):
-        objects = [split_data.conversation_row(row, mode) for row in rows]
+        objects = [xtuner_json.conversation_row(row, mode) for row in rows]
         expected = json.dumps(objects, ensure_ascii=False, indent=2)
-        assert split_data.to_json(rows, mode) == expected + "\n"
-        assert "".join(split_data.json_chunks(rows, mode, batch_size=1)) == expected + "\n"
-    assert split_data.to_json([], "label") == "[]\n"
+        assert xtuner_json.to_json(rows, mode) == expected + "\n"
+        assert "".join(xtuner_json.json_chunks(rows, mode, batch_size=1)) == expected + "\n"
+    assert xtuner_json.to_json([], "label") == "[]\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,7 +216,7 @@ def test_split_sizes_within_one_group_of_target(tmp_path: Path, n_prompts: int, 
 def test_split_sizes_function() -> None:
     for ratios in ((Fraction(8, 10), Fraction(1, 10), Fraction(1, 10)), (Fraction(1, 3),) * 3):
         for n_groups in range(0, 300):
-            sizes = split_data.split_sizes(n_groups, ratios)
+            sizes = grouping.split_sizes(n_groups, ratios)
             assert sum(sizes) == n_groups
             assert all(abs(size - n_groups * ratio) <= 1 for size, ratio in zip(sizes, ratios, strict=True))
 
@@ -246,10 +247,10 @@ def test_normalise_prompt_agrees_with_plain_nfkc() -> None:
         "，，？！：；（）～",
     ]
     expected = [reference_key(sample) for sample in samples]
-    assert [split_data.normalise_prompt(sample) for sample in samples] == expected
-    assert split_data.normalise_prompts(samples) == expected
+    assert [grouping.normalise_prompt(sample) for sample in samples] == expected
+    assert grouping.normalise_prompts(samples) == expected
     with_separator = ["a\x00（b）", "（ｃ）"]  # the bulk pass joins texts with NUL: falls back
-    assert split_data.normalise_prompts(with_separator) == [reference_key(text) for text in with_separator]
+    assert grouping.normalise_prompts(with_separator) == [reference_key(text) for text in with_separator]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 42])
@@ -293,8 +294,8 @@ def test_stats_table_and_markdown(tmp_path: Path) -> None:
 def test_length_summary_nearest_rank() -> None:
     from collections import Counter
 
-    assert split_data.length_summary(Counter(range(1, 11))) == (1, 5, 9, 10)
-    assert split_data.length_summary(Counter([7])) == (7, 7, 7, 7)
+    assert split_stats.length_summary(Counter(range(1, 11))) == (1, 5, 9, 10)
+    assert split_stats.length_summary(Counter([7])) == (7, 7, 7, 7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -613,7 +614,7 @@ def test_the_split_of_a_seed_is_pinned(tmp_path: Path) -> None:
         "val": ["问题1"],
         "test": ["问题2"],
     }
-    assert split_data.order_groups(["d", "c", "b", "a"], 42) == ["b", "a", "c", "d"]
+    assert grouping.order_groups(["d", "c", "b", "a"], 42) == ["b", "a", "c", "d"]
 
 
 def test_a_split_without_a_style_is_warned_about(tmp_path: Path) -> None:
@@ -644,8 +645,8 @@ def test_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     data = tmp_path / "data.csv"
     data.write_bytes(b"\xef\xbb\xbf" + csv_text(dataset(20)).encode("utf-8"))
     assert run_tool(data, tmp_path / "out").returncode == 0
-    assert split_data.read_text(data, "utf-8") == (csv_text(dataset(20)), False)
-    assert split_data.read_text(data, "UTF8")[0].startswith("user,")
+    assert csv_input.read_text(data, "utf-8") == (csv_text(dataset(20)), False)
+    assert csv_input.read_text(data, "UTF8")[0].startswith("user,")
 
 
 def test_undecodable_bytes_exact_messages(tmp_path: Path) -> None:
@@ -778,9 +779,9 @@ def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
 
 def test_split_sizes_round_half_up() -> None:
     tenths = (Fraction(8, 10), Fraction(1, 10), Fraction(1, 10))
-    assert split_data.split_sizes(5, tenths) == [4, 1, 0]  # 4.5 rounds up to 5
-    assert split_data.split_sizes(15, tenths) == [12, 2, 1]  # 13.5 rounds up to 14
-    assert split_data.split_sizes(3, (Fraction(1, 3),) * 3) == [1, 1, 1]
+    assert grouping.split_sizes(5, tenths) == [4, 1, 0]  # 4.5 rounds up to 5
+    assert grouping.split_sizes(15, tenths) == [12, 2, 1]  # 13.5 rounds up to 14
+    assert grouping.split_sizes(3, (Fraction(1, 3),) * 3) == [1, 1, 1]
 
 
 def test_too_few_groups_exact_message(tmp_path: Path) -> None:
@@ -795,12 +796,12 @@ def test_too_few_groups_exact_message(tmp_path: Path) -> None:
 def test_length_summary_ranks() -> None:
     from collections import Counter
 
-    assert split_data.length_summary(Counter({1: 1, 5: 1})) == (1, 1, 5, 5)
-    assert split_data.length_summary(Counter(range(1, 102))) == (1, 51, 91, 101)
+    assert split_stats.length_summary(Counter({1: 1, 5: 1})) == (1, 1, 5, 5)
+    assert split_stats.length_summary(Counter(range(1, 102))) == (1, 51, 91, 101)
 
 
 def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> None:
-    Problem = split_data.Problem
+    Problem = csv_input.Problem
     split_data.report_problems([Problem(1, "a", "first line"), Problem(None, "file", "whole file")], "f.csv")
     assert capsys.readouterr().err.splitlines() == [
         "f.csv: file: whole file",
@@ -814,13 +815,13 @@ def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> 
     assert err[200:] == [
         "... and 5 more problem(s)", "split_data.py: 205 problem(s) in f.csv; nothing written"
     ]
-    assert str(split_data.InputError(many)) == "205 problem(s)"
+    assert str(csv_input.InputError(many)) == "205 problem(s)"
 
 
 def test_display_width() -> None:
-    assert split_data.display_width("ab") == 2
-    assert split_data.display_width("温柔") == 4
-    assert split_data.display_width("ａ") == 2  # full-width
+    assert split_stats.display_width("ab") == 2
+    assert split_stats.display_width("温柔") == 4
+    assert split_stats.display_width("ａ") == 2  # full-width
 
 
 def test_write_atomically_writes_beside_the_target_then_renames(tmp_path: Path) -> None:
