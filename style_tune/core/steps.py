@@ -1,4 +1,4 @@
-"""Small helpers shared by the step wrappers in tools/ (train, convert, merge, demo).
+"""Small helpers shared by the steps (style_tune.train: train, convert, merge, demo; the reports).
 
 Standard library only. The wrappers run XTuner's own entry points as subprocesses and add what the
 `xtuner` command lacks: checked inputs, real exit codes, resume, and atomic outputs.

@@ -7,7 +7,8 @@ The output directory has the same files a modelscope download of Qwen/Qwen2.5-1.
 (config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
 vocab.json, merges.txt), so every tool of the recipe loads it by path exactly like the real model.
 
-- Model: ``Qwen2ForCausalLM`` built from the real model's config.json (tools/qwen2_5_1_5b_instruct/);
+- Model: ``Qwen2ForCausalLM`` built from the real model's config.json (qwen2_5_1_5b_instruct/, beside
+  this module);
   ``--size tiny`` shrinks only the widths and depth (the vocabulary stays full size), ``--size full``
   keeps the real shapes (for memory/compute benchmarks). Weights are seeded, so the output is
   deterministic. The weights are saved in float32 (tiny) or bfloat16 (full, the real model's dtype)

@@ -22,7 +22,7 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SPEC_DIR = REPO_ROOT / "tools" / "qwen2_5_1_5b_instruct"
+SPEC_DIR = REPO_ROOT / "style_tune" / "train" / "qwen2_5_1_5b_instruct"
 CSV_PATH = REPO_ROOT / "style_data" / "style_chat_data.csv"
 
 ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645

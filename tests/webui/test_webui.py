@@ -42,7 +42,7 @@ def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp / "webui.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "tools" / "webui.py"), "--mode", "controllable",
+            [sys.executable, "-m", "style_tune.webui.app", "--mode", "controllable",
              "--base-model", str(fresh_tiny_model_dir), "--tuned-model", str(fresh_tiny_model_dir),
              "--test", str(test_json), "--verdicts", str(verdicts), "--port", str(port),
              "--logs", str(tmp)],
