@@ -81,7 +81,7 @@ export TRANSFORMERS_OFFLINE := 1
 	train convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- environments
 # One venv per toolchain: XTuner, OpenCompass and lmdeploy pin conflicting versions. Each is installed
