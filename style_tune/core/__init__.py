@@ -1,1 +1,1 @@
-"""Shared definitions, standard library only (any env): prompts, step helpers, atomic writes."""
+"""Shared definitions, standard library only (any env): prompts, defaults, atomic io, cli, stats, steps."""

@@ -22,7 +22,7 @@ from style_tune.core import io, steps
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-# Imported by their paths in the repository (pytest puts the root on sys.path): mutation testing
+# Imported by their module names (the installed package): mutation testing
 # (`make mutation`) tells mutants apart by those module names.
 train = importlib.import_module("style_tune.train.train")
 convert = importlib.import_module("style_tune.train.convert")
