@@ -30,7 +30,7 @@ class StyleReplyDataset(BaseDataset):
     """A split file as style-evaluation samples: one per distinct (system text, user input)."""
 
     @staticmethod
-    def load(path: str, mode: str = "seed", limit: int = 0, seed: int = 0) -> Dataset:
+    def load(path: str, mode: str = defaults.MODE, limit: int = 0, seed: int = 0) -> Dataset:
         """``limit`` > 0: that many prompts, drawn with ``seed`` (kept in file order)."""
         samples = group_prompts(load_rows(path), mode)
         if 0 < limit < len(samples):
