@@ -1,8 +1,8 @@
 """README.md is a command list (LLaMA-Factory's examples/README.md manner) whose every command is tested.
 
 - README.md has at most 200 lines; the why lives in docs/.
-- Every relative link in README.md and docs/*.md names a file of the repository (and, with an
-  ``#anchor``, a heading of that file).
+- Every relative link in README.md, docs/*.md, the data card and benchmarks/README.md names a file
+  of the repository (and, with an ``#anchor``, a heading of that file).
 - Every command in README's shell blocks is exercised: COMMAND_TESTS maps each one, exactly as
   written there, to the test that runs it (or to ``make test`` itself). A README command without an
   entry fails, and so does an entry whose test function is gone or whose test file never mentions the
@@ -21,6 +21,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
 DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
+#: The pages README links for what stays beside its code: the data card and the benchmark results.
+COMPANIONS = [REPO_ROOT / "style_data" / "README.md", REPO_ROOT / "benchmarks" / "README.md"]
 MAX_LINES = 200
 #: The command is `make test` itself, or a target its recipe runs (`$(MAKE) check-envs`).
 MAKE_TEST = "make test"
@@ -207,7 +209,7 @@ def test_readme_is_short() -> None:
     assert len(lines) <= MAX_LINES, f"README.md has {len(lines)} lines; the why belongs in docs/"
 
 
-@pytest.mark.parametrize("page", [README, *DOCS], ids=lambda p: str(p.relative_to(REPO_ROOT)))
+@pytest.mark.parametrize("page", [README, *DOCS, *COMPANIONS], ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_relative_links_resolve(page: Path) -> None:
     broken = []
     for target in LINK.findall(prose(page.read_text(encoding="utf-8"))):
