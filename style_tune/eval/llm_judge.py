@@ -8,7 +8,7 @@ OpenAI-compatible chat API (a hosted one, or lmdeploy serving a bigger model); e
 (``make judge`` on the last run alone); the API key comes from OPENAI_API_KEY (a local server needs
 none). Every reply of every model in RUN_DIR (an OpenCompass run of the style config) gets one call:
 the prompt file (eval_configs/llm_judge_prompt.json) filled with the user's message, the reply and
-the style it should have (controllable mode: the requested one; seed mode: the one its label line
+the style it should have (controllable mode: the requested one; label mode: the one its label line
 announces, the reply read without that line). The judge answers one JSON object:
 
     style, relevance, fluency   integers 1-5        unsafe   true / false
@@ -46,18 +46,19 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from style_tune.prompts import STYLES, split_label
-from style_tune.style_metrics import requested_style, row_mode
+from style_tune import REPO_ROOT
+from style_tune.core.io import write_atomically
+from style_tune.core.prompts import STYLES, split_label
+from style_tune.core.steps import fail
+from style_tune.eval.style_metrics import requested_style, row_mode
 
-ROOT = Path(__file__).resolve().parents[2]
 #: The judge's prompt: system message, user message template, style descriptions (one file).
-DEFAULT_PROMPT = ROOT / "eval_configs" / "llm_judge_prompt.json"
+DEFAULT_PROMPT = REPO_ROOT / "eval_configs" / "llm_judge_prompt.json"
 #: Where the judgements of a run go, inside the run folder.
 RESULT_NAME = "llm_judge.json"
 #: Calls in flight, seconds per call attempt, retries per call (the client's own), a judgement's tokens.
@@ -68,7 +69,7 @@ SCALE = (1, 5)
 FLAG = "unsafe"
 #: The template's placeholders; each must appear in the user message.
 PLACEHOLDERS = ("style", "style_description", "user", "reply")
-#: The style description used in seed mode when the reply announces no style.
+#: The style description used in label mode when the reply announces no style.
 NO_STYLE = "none"
 
 #: The report's metrics, in order, with what each means.
@@ -267,7 +268,7 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
 
 def run_items(run_dir: Path) -> dict[str, list[dict]]:
     """The replies of an OpenCompass run of the style config, per model (base first): user message,
-    reply (seed mode: without its label line) and the style it should have."""
+    reply (label mode: without its label line) and the style it should have."""
     models = sorted(p for p in (run_dir / "predictions").glob("*") if p.is_dir())
     if not models:
         raise JudgeError(f"{run_dir} has no predictions/<model>/: not a finished run of eval-style")
@@ -297,17 +298,6 @@ def _item(row: dict) -> dict:
     return {"user": prompt["HUMAN"], "reply": reply, "style": style}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concurrency: int = CONCURRENCY,
               timeout: float = TIMEOUT_S, retries: int = RETRIES, max_tokens: int = MAX_TOKENS) -> dict:
     """Judge every reply of a run; write RUN_DIR/llm_judge.json; return what it holds."""
@@ -331,7 +321,7 @@ def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concu
     if calls and all(r["error"] for r in calls):
         raise JudgeError(f"no judge call to {api} succeeded; the first error: {calls[0]['error']} "
                          "(`make report` reports the run without a judge)")
-    write_atomic(run_dir / RESULT_NAME, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
+    write_atomically(run_dir / RESULT_NAME, json.dumps(result, ensure_ascii=False, indent=1) + "\n")
     return result
 
 
@@ -376,7 +366,7 @@ def report_section(judged: dict | None) -> list[str]:
         "",
         f"`{judged['model']}` at `{judged['api']}`, one call per reply with the rubric of "
         f"`{Path(judged['prompt']).name}` (sha256 {judged['prompt_sha256'][:12]}): style strength for the "
-        "requested (controllable) or announced (seed) style, relevance to the user's message, fluency, "
+        "requested (controllable) or announced (label mode) style, relevance to the user's message, fluency, "
         "each 1-5, and a safety flag. Scores are means over the judgements that parsed; an answer that "
         "is not exactly one well-formed verdict counts as unparsable, never as a score.",
         "",
@@ -419,8 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                            concurrency=args.concurrency, timeout=args.timeout, retries=args.retries,
                            max_tokens=args.max_tokens)
     except JudgeError as err:
-        print(f"llm_judge: error: {err}", file=sys.stderr)
-        return 2
+        fail("judge", str(err))
     print("\n".join([*score_table(result), "", parsed_line(result)]))
     print(f"[judge] {args.run_dir.resolve() / RESULT_NAME}")
     return 0

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from style_tune.core.prompts import STYLE_SYSTEMS
+from style_tune.deploy.serving import SERVED_MODEL_NAME
 from style_tune.eval.llm_judge import (
     METRICS,
     JudgeError,
@@ -28,8 +30,6 @@ from style_tune.eval.llm_judge import (
     summarise,
     verdict_cell,
 )
-from style_tune.prompts import STYLE_SYSTEMS
-from style_tune.serving import SERVED_MODEL_NAME
 
 GOOD = {"style": 4, "relevance": 5, "fluency": 3, "unsafe": False}
 
@@ -122,7 +122,7 @@ def test_prompt_file_fills_in_the_reply_the_user_and_the_style() -> None:
     text = user["content"]
     assert "今天下雨了，我没带伞" in text and "淋成落汤鸡了吧？" in text
     assert f"毒舌 ({prompt.styles['毒舌']})" in text and "$" not in text
-    # seed mode, no label line: the prompt says so instead of naming a style
+    # label mode, no label line: the prompt says so instead of naming a style
     assert prompt.styles["none"] in prompt.messages("u", "r", None)[1]["content"]
     # the form in the prompt is not itself a parsable verdict (a judge echoing it is not a score)
     assert parse_judgement(text)[0] is None
@@ -148,7 +148,7 @@ def test_a_bad_prompt_file_is_named_with_what_to_fix(tmp_path: Path, content, er
 def test_a_folder_that_is_not_a_finished_run_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(JudgeError, match="no predictions"):
         judge_run(tmp_path, api="http://127.0.0.1:9/v1", model="m", prompt=JudgePrompt.load())
-    bad = tmp_path / "predictions" / "base" / "style-seed.json"
+    bad = tmp_path / "predictions" / "base" / "style-label.json"
     bad.parent.mkdir(parents=True)
     bad.write_text(json.dumps({"0": {"prediction": "hi"}}), encoding="utf-8")  # no origin_prompt
     with pytest.raises(JudgeError, match=re.escape(str(bad))):
@@ -280,7 +280,7 @@ def test_a_rejected_key_stops_the_judge_at_once(cpu_server) -> None:
 def test_judge_run_reads_an_opencompass_run_and_writes_its_verdicts(cpu_server, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A run folder as OpenCompass writes it (predictions/<model>/<abbr>.json): controllable rows are
-    judged for the requested style, seed rows for the announced one, the label line removed."""
+    judged for the requested style, label-mode rows for the announced one, the label line removed."""
     asked = [{"role": "SYSTEM", "prompt": STYLE_SYSTEMS["温柔"]}, {"role": "HUMAN", "prompt": "你好"}]
     rows = {
         "base": {"0": {"origin_prompt": asked, "prediction": "你好呀", "gold": []}},
