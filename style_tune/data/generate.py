@@ -473,7 +473,9 @@ def _label_leak(reply: str, labels: Sequence[str]) -> str | None:
     text = unicodedata.normalize("NFKC", reply).strip()
     first = text.split("\n", 1)[0].strip()
     for label in labels:
-        opener = re.match(rf"^[\s\[【(「\"'“]*{re.escape(label)}[\s\]】)」\"'”]*([:：\-—|]|$)", first)
+        name = re.escape(label)
+        opener = (re.match(rf"^[\[【(「\"'“]\s*{name}\s*[\]】)」\"'”]", first)
+                  or re.match(rf"^{name}\s*([:：\-—|]|$)", first))
         if opener or re.search(rf"{re.escape(label)}(风格|模式|语气|版本?)", text) or first == label:
             return label
     return None
@@ -510,10 +512,12 @@ def rule_problems(answer: Answer, style: Style, labels: Sequence[str]) -> list[s
         problems.append(f"style label leaks: {leaked}")
     if rules.get("leak_min_chars"):
         normal = unicodedata.normalize("NFKC", reply)
-        for source in (style.prompt, style.system, *(a for _, a in style.examples)):
-            run = _common_run(normal, unicodedata.normalize("NFKC", source))
-            if len(run.strip()) >= rules["leak_min_chars"]:
-                problems.append(f"prompt leaks: {run.strip()!r}")
+        sources = [("prompt leaks", style.prompt), ("prompt leaks", style.system),
+                   *(("copies a few-shot example", reply) for _, reply in style.examples)]
+        for what, source in sources:
+            run = _common_run(normal, unicodedata.normalize("NFKC", source)).strip()
+            if len(run) >= rules["leak_min_chars"]:
+                problems.append(f"{what}: {run!r}")
                 break
     if rules.get("min_cjk_share") is not None:
         share = cjk_share(reply)
