@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from style_tune.data import generate
 from style_tune.data.generate import Answer, Journal, clean_prompts, plan_requests, read_prompts, validate
 from style_tune.prompts import STYLE_SLUGS, STYLE_SYSTEMS, STYLES
 
-DATA = Path(__file__).resolve().parents[2] / "style_data" / "style_chat_data.csv"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "style_data" / "style_chat_data.csv"
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +179,23 @@ def test_the_journal_drops_a_line_cut_short_and_is_locked(tmp_path: Path) -> Non
     again = Journal(path)
     assert set(again.open()) == {"a", "b", "c"} and not again.dropped_partial
     again.close()
+
+
+def test_make_gen_data_passes_its_variables_to_the_step() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    command = ["make", "-s", "-n", "gen-data", "PROMPTS=p.jsonl", "OUT=x/out.csv", "API_BASE=http://h:1/v1",
+               "GEN_MODEL=qwen", "STYLES=gentle", "SAMPLES=3", "CONCURRENCY=5", "PROMPT_COLUMN=text",
+               "GEN_ARGS=--timeout 9"]
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    lines = proc.stdout.replace("\\\n", " ").splitlines()
+    line = next(line for line in lines if "style_tune.data.generate" in line)
+    assert line.split(".envs/eval/bin/python -m style_tune.data.generate ", 1)[1].split() == [
+        "'p.jsonl'", "--out", "'x/out.csv'", "--api-base", "'http://h:1/v1'", "--model", "'qwen'", "--styles",
+        "'gentle'", "--samples", "'3'", "--concurrency", "'5'", "--column", "'text'", "--seed", "'42'",
+        "--timeout", "9"]
+    proc = subprocess.run(["make", "-s", "gen-data"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "gen-data: give PROMPTS=FILE" in proc.stderr
 
 
 def test_the_output_path_must_be_a_csv(tmp_path: Path) -> None:
