@@ -359,7 +359,7 @@ mutation: env-mutation  ## mutation testing of the prompt definition, split and 
 # docs/gen-data.md). PROMPTS: one prompt a line, or .csv/.jsonl with column PROMPT_COLUMN. OUT: user,style,
 # assistant (for `make split CSV=$(OUT)`), rejected rows with their reason beside it (.rejected.csv), the
 # journal a rerun resumes from (.journal.jsonl). Styles, prompts and rules: style_data/styles.json.
-.PHONY: gen-data
+.PHONY: gen-data bench-gen-data
 PROMPTS ?=
 OUT ?= data/generated.csv
 API_BASE ?= http://127.0.0.1:$(SERVER_PORT)/v1
@@ -378,3 +378,9 @@ gen-data: env-eval  ## PROMPTS=FILE -> OUT (user,style,assistant) + rejected row
 	@$(EVAL_PY) -m style_tune.data.generate '$(PROMPTS)' --out '$(OUT)' --api-base '$(API_BASE)' \
 		$(if $(GEN_MODEL),--model '$(GEN_MODEL)') $(if $(STYLES),--styles '$(STYLES)') --samples '$(SAMPLES)' \
 		--concurrency '$(CONCURRENCY)' --column '$(PROMPT_COLUMN)' --seed '$(SEED)' $(GEN_ARGS)
+
+# make bench-gen-data: rows/s of gen-data's client at CONCURRENCY=1 and 8 against `make serve`'s CPU server on
+# the tiny model (built if missing) -> benchmarks/gen_data_bench_cpu.{json,md}
+bench-gen-data: env-eval env-deploy  ## gen-data rows/s at CONCURRENCY=1 and 8 against the CPU server (tiny model)
+	@[ -d $(TINY_MODEL) ] || $(MAKE) tiny-model
+	$(EVAL_PY) -m benchmarks.bench_gen_data --model $(TINY_MODEL)
