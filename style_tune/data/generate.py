@@ -695,7 +695,11 @@ async def run(args: argparse.Namespace, styles: StyleSet, labels: Sequence[str],
     out, rejected_path = args.out, side_path(args.out, ".rejected.csv")
     journal = Journal(side_path(args.out, ".journal.jsonl"))
     client = make_client(args.api_base, args.timeout, args.max_retries)
-    model = await pick_model(client, args.model)
+    try:
+        model = await pick_model(client, args.model)
+    except FatalAPIError:
+        await client.close()
+        raise
     requests = plan_requests(prompts.kept, styles, labels, args.samples, model, args.seed)
     answers = journal.open()
     try:
@@ -705,6 +709,10 @@ async def run(args: argparse.Namespace, styles: StyleSet, labels: Sequence[str],
                   f"and {journal.unreadable} unreadable line(s); those requests are asked again",
                   file=sys.stderr)
         pending = [r for r in requests if r.key not in answers]
+        others = len(answers) - (len(requests) - len(pending))
+        if others:
+            print(f"{STEP}: {journal.path}: {others} answer(s) to other requests (other prompts, styles or "
+                  "settings) are kept there and not used", file=sys.stderr)
         print(f"{STEP}: {len(requests)} requests to {client.base_url} (model {model}, styles "
               f"{','.join(labels)}, {args.samples} sample(s)); {len(requests) - len(pending)} answered in "
               f"{journal.path}, asking {len(pending)}", file=sys.stderr, flush=True)
@@ -800,6 +808,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FatalAPIError as err:
         print(f"{STEP}: error: {err}", file=sys.stderr)
         return EXIT_API
+    except KeyboardInterrupt:  # outside the asking (which stops by itself): nothing to lose
+        print(f"\n{STEP}: stopped; every answer so far is in the journal: run the same command again",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
