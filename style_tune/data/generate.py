@@ -31,7 +31,8 @@ after the retries; the next run asks them again). Validation (:func:`validate`):
 replies, refusals and assistant boilerplate, the style label or the prompt leaking into the reply,
 mostly-CJK text, the evaluation's sanity gates, the style's forbidden phrases and markers, the
 evaluation's style judge (a reply it reads as another style is rejected with its probability), and
-near-duplicates of an earlier accepted reply (cosine of character-bigram counts).
+near-duplicates of an earlier accepted reply of the same style (the data check's measure: character-
+bigram Jaccard above 0.5).
 
 Exit status: 0 when the run ends (failed rows included: they are counted and asked again next time);
 2 on bad input or usage (one line per problem: FILE:LINE: column: what is wrong); 1 when the API
@@ -63,8 +64,9 @@ from typing import Any
 
 from style_tune.core.styles import Style, StylesError, StyleSet, load_styles
 
-# The split tool's normalisation and the project's atomic writer (style_tune.data.split and
-# style_tune.core.io after issue 11's move).
+# The data check's near-duplicate measure, the split tool's normalisation and the project's atomic
+# writer (style_tune.data.check, style_tune.data.grouping and style_tune.core.io after issue 11's move).
+from tools.check_style_data import bigrams
 from tools.split_data import normalise_prompt, write_atomically
 
 STEP = "gen-data"
@@ -575,27 +577,27 @@ def judge_verdicts(judge, texts: Sequence[str]) -> list[tuple[str | None, float]
 def near_duplicates(texts: Sequence[str], candidates: Sequence[int], threshold: float,
                     chunk: int = 256) -> dict[int, tuple[int, float]]:
     """For each candidate (in order) that is a near-duplicate of an earlier *kept* candidate: (that
-    one, cosine). Cosine of character-bigram count vectors (NFKC, no whitespace or punctuation),
-    L2-normalised, so length does not inflate it."""
+    one, similarity). The data check's measure (style data's near-duplicate gate): the Jaccard index
+    of the character-bigram sets, a pair above ``threshold``; computed as sparse products."""
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.preprocessing import normalize
 
     if len(candidates) < 2:
         return {}
-    squashed = [_squash(texts[i]) or texts[i] for i in candidates]
-    vectors = normalize(CountVectorizer(analyzer="char", ngram_range=(1, 2), lowercase=False)
-                        .fit_transform(squashed).astype(np.float32))
+    sets = CountVectorizer(analyzer=bigrams, binary=True).fit_transform([texts[i] for i in candidates])
+    sizes = np.asarray(sets.sum(axis=1)).ravel().astype(np.float64)
     kept = np.zeros(len(candidates), dtype=bool)
     found: dict[int, tuple[int, float]] = {}
     for start in range(0, len(candidates), chunk):
-        block = (vectors[start: start + chunk] @ vectors.T).toarray()
-        for offset, row in enumerate(block):
+        shared = (sets[start: start + chunk] @ sets.T).toarray().astype(np.float64)
+        for offset, row in enumerate(shared):
             i = start + offset
-            earlier = np.flatnonzero(kept[:i] & (row[:i] >= threshold))
+            union = sizes[i] + sizes[:i] - row[:i]
+            jaccard = np.divide(row[:i], union, out=np.zeros(i), where=union > 0)
+            earlier = np.flatnonzero(kept[:i] & (jaccard > threshold))
             if earlier.size:
-                j = int(earlier[np.argmax(row[earlier])])
-                found[candidates[i]] = (candidates[j], float(row[j]))
+                j = int(earlier[np.argmax(jaccard[earlier])])
+                found[candidates[i]] = (candidates[j], float(jaccard[j]))
             else:
                 kept[i] = True
     return found
@@ -625,13 +627,13 @@ def validate(answers: Sequence[Answer], styles: StyleSet, get_judge: Callable[[]
             elif styles[style].rules["judge"] == "strict" and verdict != style:
                 shown = "nothing it knows" if verdict is None else f"neither style (p={p:.2f})"
                 reasons[i].append(f"judge: {shown}")
-    by_threshold: dict[float, list[int]] = {}
-    for i, a in enumerate(answers):
-        threshold = styles[a.style].rules.get("near_duplicate")
-        if not reasons[i] and threshold is not None:
-            by_threshold.setdefault(float(threshold), []).append(i)
-    for threshold, candidates in by_threshold.items():
-        for i, (j, similarity) in near_duplicates([a.reply for a in answers], candidates, threshold).items():
+    for label in labels:  # like the data check: replies of the same style are compared
+        threshold = styles[label].rules.get("near_duplicate")
+        candidates = [i for i, a in enumerate(answers) if a.style == label and not reasons[i]]
+        if threshold is None:
+            continue
+        for i, (j, similarity) in near_duplicates([a.reply.strip() for a in answers], candidates,
+                                                  threshold).items():
             reasons[i].append(f"near-duplicate: {similarity:.2f} similar to the {answers[j].style} reply to "
                               f"{answers[j].user[:30]!r}")
     return reasons

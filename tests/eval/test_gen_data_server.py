@@ -42,7 +42,7 @@ def lenient_styles(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data["defaults"]["generation"] = {"temperature": 0, "max_tokens": 8}
     data["defaults"]["validation"].update(min_chars=1, max_chars=None, min_cjk_share=None,
                                           reject_cut_off=False, sanity=False, leak_min_chars=None,
-                                          judge="off", near_duplicate=0.9)
+                                          judge="off", near_duplicate=0.5)
     path = tmp_path_factory.mktemp("styles") / "lenient.json"
     path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
     return path
