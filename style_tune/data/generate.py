@@ -390,7 +390,8 @@ def _failure(err: Exception, timeout: float, max_retries: int) -> str:
         return f"connection failed ({type(err.__cause__ or err).__name__}), {attempts}"
     if isinstance(err, openai.APIStatusError):
         message = " ".join(str(getattr(err, "message", err)).split())[:160]
-        return f"HTTP {err.status_code}: {message}"
+        retried = err.status_code in (408, 409, 429) or err.status_code >= 500  # what the client retries
+        return f"HTTP {err.status_code}: {message}" + (f", {attempts}" if retried else "")
     return f"bad answer: {err}"
 
 
