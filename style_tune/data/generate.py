@@ -580,11 +580,11 @@ def near_duplicates(texts: Sequence[str], candidates: Sequence[int], threshold: 
     """For each candidate (in order) that is a near-duplicate of an earlier *kept* candidate: (that
     one, similarity). The data check's measure (style data's near-duplicate gate): the Jaccard index
     of the character-bigram sets, a pair above ``threshold``; computed as sparse products."""
+    if len(candidates) < 2:
+        return {}
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
 
-    if len(candidates) < 2:
-        return {}
     sets = CountVectorizer(analyzer=bigrams, binary=True).fit_transform([texts[i] for i in candidates])
     sizes = np.asarray(sets.sum(axis=1)).ravel().astype(np.float64)
     kept = np.zeros(len(candidates), dtype=bool)
