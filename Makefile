@@ -373,8 +373,6 @@ PROMPT_COLUMN ?= user
 # more arguments, e.g. GEN_ARGS="--timeout 60 --max-retries 8 --judge-data my.csv"
 GEN_ARGS ?=
 gen-data: env-eval  ## PROMPTS=FILE -> OUT (user,style,assistant) + rejected rows, through API_BASE (GEN_MODEL=, STYLES=, SAMPLES=, CONCURRENCY=)
-	@[[ -n '$(PROMPTS)' ]] || { echo "gen-data: give PROMPTS=FILE (one prompt a line, or .csv/.jsonl with column PROMPT_COLUMN=)" >&2; \
-		exit 2; }
 	@$(EVAL_PY) -m style_tune.data.generate '$(PROMPTS)' --out '$(OUT)' --api-base '$(API_BASE)' \
 		$(if $(GEN_MODEL),--model '$(GEN_MODEL)') $(if $(STYLES),--styles '$(STYLES)') --samples '$(SAMPLES)' \
 		--concurrency '$(CONCURRENCY)' --column '$(PROMPT_COLUMN)' --seed '$(SEED)' $(GEN_ARGS)

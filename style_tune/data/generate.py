@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m style_tune.data.generate ({STEP})",
                                      description="Style replies for your prompts through an "
                                      "OpenAI-compatible API: resumable, validated (docs/gen-data.md).")
-    parser.add_argument("prompts", type=Path, metavar="PROMPTS", help="one prompt a line, or .csv / .jsonl")
+    parser.add_argument("prompts", metavar="PROMPTS", help="one prompt a line, or .csv / .jsonl")
     parser.add_argument("--out", type=Path, required=True, help="the output CSV (user,style,assistant)")
     parser.add_argument("--api-base", default=DEFAULT_API_BASE, help=f"default {DEFAULT_API_BASE}")
     parser.add_argument("--model", default="", help="model name (default: the one the server lists)")
@@ -684,6 +684,10 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.prompts:  # make gen-data without PROMPTS=
+        parser.exit(EXIT_BAD_INPUT, f"{STEP}: give PROMPTS=FILE (one prompt a line, or .csv/.jsonl "
+                                    "with the prompt in column PROMPT_COLUMN=)\n")
+    args.prompts = Path(args.prompts)
     for name in ("samples", "concurrency"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")

@@ -193,9 +193,14 @@ def test_make_gen_data_passes_its_variables_to_the_step() -> None:
         "'p.jsonl'", "--out", "'x/out.csv'", "--api-base", "'http://h:1/v1'", "--model", "'qwen'", "--styles",
         "'gentle'", "--samples", "'3'", "--concurrency", "'5'", "--column", "'text'", "--seed", "'42'",
         "--timeout", "9"]
-    proc = subprocess.run(["make", "-s", "gen-data"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
-    assert proc.returncode != 0 and "gen-data: give PROMPTS=FILE" in proc.stderr
+
+
+def test_no_prompts_file_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as stop:  # what `make gen-data` without PROMPTS= runs
+        generate.main(["", "--out", "data/generated.csv"])
+    assert stop.value.code == generate.EXIT_BAD_INPUT
+    assert capsys.readouterr().err == ("gen-data: give PROMPTS=FILE (one prompt a line, or .csv/.jsonl "
+                                       "with the prompt in column PROMPT_COLUMN=)\n")
 
 
 def test_the_output_path_must_be_a_csv(tmp_path: Path) -> None:
