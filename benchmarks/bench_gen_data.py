@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from style_tune.core.io import write_files_atomically
 from style_tune.core.styles import load_styles
 from style_tune.data import generate
-from style_tune.serving import SERVED_MODEL_NAME, serve_model
-from tools.split_data import write_atomically
+from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCIES = (1, 8)
@@ -152,7 +152,7 @@ def main() -> None:
               f"Validating the last round's {len(items)} answers ({accepted} accepted: the tiny model's "
               f"replies are random tokens; {judge_note}): {validate_s:.1f} s, once per run.", ""]
     report_json = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
-    write_atomically({args.out.with_suffix(".json"): [report_json],
+    write_files_atomically({args.out.with_suffix(".json"): [report_json],
                       args.out.with_suffix(".md"): ["\n".join(lines)]})
     print("\n".join(lines))
 

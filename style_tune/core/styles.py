@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from style_tune import REPO_ROOT
+
 #: The shipped styles; ``STYLE_TUNE_STYLES=FILE`` points every step at another file.
-STYLES_FILE = ROOT / "style_data" / "styles.json"
+STYLES_FILE = REPO_ROOT / "style_data" / "styles.json"
 STYLES_ENV = "STYLE_TUNE_STYLES"
 
 #: Judge modes: reject a reply the judge reads as another style ("other"), also one it reads as

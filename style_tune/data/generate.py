@@ -62,17 +62,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from style_tune import REPO_ROOT
+from style_tune.core.io import write_files_atomically
 from style_tune.core.styles import Style, StylesError, StyleSet, load_styles
-
-# The data check's near-duplicate measure, the split tool's normalisation and the project's atomic
-# writer (style_tune.data.check, style_tune.data.grouping and style_tune.core.io after issue 11's move).
-from tools.check_style_data import bigrams
-from tools.split_data import normalise_prompt, write_atomically
+from style_tune.data.check import bigrams  # the data check's near-duplicate measure
+from style_tune.data.grouping import normalise_prompt  # the split tool's grouping key
 
 STEP = "gen-data"
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_API_BASE = "http://127.0.0.1:23333/v1"
-DEFAULT_JUDGE_DATA = ROOT / "style_data" / "style_chat_data.csv"
+DEFAULT_JUDGE_DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
 OUTPUT_COLUMNS = ("user", "style", "assistant")
 REJECTED_COLUMNS = (*OUTPUT_COLUMNS, "reason")
 #: Statuses that no retry can fix and that every other request would meet too: stop the run.
@@ -491,7 +489,7 @@ def _common_run(a: str, b: str) -> str:
 
 def rule_problems(answer: Answer, style: Style, labels: Sequence[str]) -> list[str]:
     """Why one reply breaks its style's rules (every rule but the judge and near-duplicates)."""
-    from style_tune.style_metrics import char_length, cjk_share, sanity_problems
+    from style_tune.eval.style_metrics import char_length, cjk_share, sanity_problems
 
     rules = style.rules
     reply = answer.reply.strip()
@@ -545,8 +543,8 @@ def load_judge(path: Path, seed: int):
     StyleJudge.from_split reads the split tool's JSON; the CSV's rows are given to it in that
     format (controllable mode, so the replies are the cells as they are).
     """
-    from style_tune.prompts import STYLES, system_text
-    from style_tune.style_metrics import StyleJudge
+    from style_tune.core.prompts import STYLES, system_text
+    from style_tune.eval.style_metrics import StyleJudge
 
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -610,9 +608,9 @@ def validate(answers: Sequence[Answer], styles: StyleSet, get_judge: Callable[[]
 
     Per-reply rules first; the judge (``get_judge()``, called only when some reply needs it) reads the
     replies that pass them; a reply that passes everything is then compared with the earlier accepted
-    ones (near-duplicates keep the first). The judge knows the styles of style_tune.prompts; replies of
+    ones (near-duplicates keep the first). The judge knows the styles of style_tune.core.prompts; replies of
     any other style are not judged."""
-    from style_tune.prompts import STYLES as JUDGED_STYLES
+    from style_tune.core.prompts import STYLES as JUDGED_STYLES
 
     labels = styles.labels
     reasons = [rule_problems(a, styles[a.style], labels) for a in answers]
@@ -771,8 +769,8 @@ def finish(requests: Sequence[Request], answers: dict[str, dict], tally: Tally, 
     accepted = [(a.user, a.style, a.reply.strip()) for a, why in zip(items, reasons, strict=True) if not why]
     rejected = [(a.user, a.style, a.reply.strip(), "; ".join(why))
                 for a, why in zip(items, reasons, strict=True) if why]
-    write_atomically({out: [csv_text(OUTPUT_COLUMNS, accepted)],
-                      rejected_path: [csv_text(REJECTED_COLUMNS, rejected)]})
+    write_files_atomically({out: csv_text(OUTPUT_COLUMNS, accepted),
+                            rejected_path: csv_text(REJECTED_COLUMNS, rejected)})
     failed = len(requests) - len(answered)
     first_reasons = Counter(why[0].split(":")[0] for why in reasons if why)
     if first_reasons:

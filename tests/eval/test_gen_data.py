@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from style_tune.core.prompts import STYLE_SLUGS, STYLE_SYSTEMS, STYLES
 from style_tune.core.styles import STYLES_FILE, StylesError, load_styles
 from style_tune.data import generate
 from style_tune.data.generate import Answer, Journal, clean_prompts, plan_requests, read_prompts, validate
-from style_tune.prompts import STYLE_SLUGS, STYLE_SYSTEMS, STYLES
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "style_data" / "style_chat_data.csv"
