@@ -537,25 +537,35 @@ def rule_problems(answer: Answer, style: Style, labels: Sequence[str]) -> list[s
     return problems
 
 
-def load_judge(path: Path, seed: int):
-    """The evaluation's style judge, trained on a ``user,style,assistant`` CSV (the shipped data).
-
-    StyleJudge.from_split reads the split tool's JSON; the CSV's rows are given to it in that
-    format (controllable mode, so the replies are the cells as they are).
-    """
-    from style_tune.core.prompts import STYLES, system_text
-    from style_tune.eval.style_metrics import StyleJudge
+def judge_rows(path: Path) -> list[dict[str, str]]:
+    """The judge's training rows (``user,style,assistant``, styles of style_tune.core.prompts); every
+    style needs replies. :class:`InputError` otherwise (checked before anything is asked)."""
+    from style_tune.core.prompts import STYLES
 
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             rows = [row for row in csv.DictReader(handle) if row.get("style") in STYLES]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise InputError([f"{path}: cannot read the judge's data (--judge-data): {err}"]) from None
-    if not all(row.get("user") and row.get("assistant") for row in rows) or not rows:
-        raise InputError([f"{path}: the judge's data needs columns user, style, assistant with rows of "
-                          f"every style {', '.join(STYLES)}"])
+    missing = sorted(set(STYLES) - {row["style"] for row in rows})
+    if missing or not all(row.get("user") and row.get("assistant") for row in rows):
+        raise InputError([f"{path}: the style judge needs a user,style,assistant CSV with replies of "
+                          f"every style ({', '.join(STYLES)}; none of {', '.join(missing) or '-'}): give "
+                          "one with GEN_ARGS=\"--judge-data FILE\", or \"judge\": null in the styles file"])
+    return rows
+
+
+def load_judge(path: Path, seed: int):
+    """The evaluation's style judge, trained on a ``user,style,assistant`` CSV (the shipped data).
+
+    StyleJudge.from_split reads the split tool's JSON; the CSV's rows are given to it in that
+    format (controllable mode, so the replies are the cells as they are).
+    """
+    from style_tune.core.prompts import system_text
+    from style_tune.eval.style_metrics import StyleJudge
+
     turns = [{"conversation": [{"system": system_text("controllable", row["style"]), "input": row["user"],
-                                "output": row["assistant"]}]} for row in rows]
+                                "output": row["assistant"]}]} for row in judge_rows(path)]
     with tempfile.TemporaryDirectory() as tmp:
         split = Path(tmp) / "train.json"
         split.write_text(json.dumps(turns, ensure_ascii=False), encoding="utf-8")
@@ -795,9 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         styles = load_styles(args.styles_file)
         labels = [styles.resolve(name) for name in args.styles.replace("，", ",").split(",") if name.strip()]
         labels = list(dict.fromkeys(labels)) or list(styles.labels)
-        if not args.judge_data.is_file():
-            raise InputError([f"{args.judge_data}: no such file (--judge-data: the CSV the style judge "
-                              "learns from)"])
+        if any((styles[label].rules.get("judge") or "off") != "off" for label in labels):
+            if not args.judge_data.is_file():
+                raise InputError([f"{args.judge_data}: no such file (--judge-data: the CSV the style judge "
+                                  "learns from)"])
+            judge_rows(args.judge_data)
         prompts = clean_prompts(read_prompts(args.prompts, args.column), styles.prompt_bounds)
         print(prompts.summary(args.prompts), file=sys.stderr)
         if not prompts.kept:
