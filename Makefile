@@ -364,3 +364,33 @@ env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
 
 mutation: env-mutation  ## mutation testing of the prompt definition, split and step wrappers -> mutation/
 	$(ENVS)/mutation/bin/python -m style_tune.dev.mutation
+
+# ---------------------------------------------------------------- data generation (eval env)
+# make gen-data: style replies for your own prompts from any OpenAI-compatible API (`make serve` / lmdeploy
+# on a GPU, or a hosted API; key from OPENAI_API_KEY), validated, resumable (style_tune/data/generate.py,
+# docs/gen-data.md). PROMPTS: one prompt a line, or .csv/.jsonl with column PROMPT_COLUMN. OUT: user,style,
+# assistant (for `make split CSV=$(OUT)`), rejected rows with their reason beside it (.rejected.csv), the
+# journal a rerun resumes from (.journal.jsonl). Styles, prompts and rules: style_data/styles.json.
+.PHONY: gen-data bench-gen-data
+PROMPTS ?=
+OUT ?= data/generated.csv
+API_BASE ?= http://127.0.0.1:$(SERVER_PORT)/v1
+# the served model's name (default: the only one GET /v1/models lists)
+GEN_MODEL ?=
+# styles to ask, comma-separated labels or slugs (default: all in the styles file)
+STYLES ?=
+SAMPLES ?= 1
+CONCURRENCY ?= 8
+PROMPT_COLUMN ?= user
+# more arguments, e.g. GEN_ARGS="--timeout 60 --max-retries 8 --judge-data my.csv"
+GEN_ARGS ?=
+gen-data: env-eval  ## PROMPTS=FILE -> OUT (user,style,assistant) + rejected rows, through API_BASE (GEN_MODEL=, STYLES=, SAMPLES=, CONCURRENCY=)
+	@$(EVAL_PY) -m style_tune.data.generate '$(PROMPTS)' --out '$(OUT)' --api-base '$(API_BASE)' \
+		$(if $(GEN_MODEL),--model '$(GEN_MODEL)') $(if $(STYLES),--styles '$(STYLES)') --samples '$(SAMPLES)' \
+		--concurrency '$(CONCURRENCY)' --column '$(PROMPT_COLUMN)' --seed '$(SEED)' $(GEN_ARGS)
+
+# make bench-gen-data: rows/s of gen-data's client at CONCURRENCY=1 and 8 against `make serve`'s CPU server on
+# the tiny model (built if missing) -> benchmarks/gen_data_bench_cpu.{json,md}
+bench-gen-data: env-eval env-deploy  ## gen-data rows/s at CONCURRENCY=1 and 8 against the CPU server (tiny model)
+	@[ -d $(TINY_MODEL) ] || $(MAKE) tiny-model
+	$(EVAL_PY) -m benchmarks.bench_gen_data --model $(TINY_MODEL)

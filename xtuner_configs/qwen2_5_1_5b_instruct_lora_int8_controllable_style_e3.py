@@ -17,7 +17,6 @@ train_dataloader.dataset.dataset.data_files = dict(train=data_files)
 
 # Chat with the evaluation prompts in each style (__import__: see the main config's note on lazy
 # imports; the style instructions come from style_tune.core.prompts, as the split tool's do).
-SYSTEM_GENTLE = __import__("style_tune.core.prompts", fromlist=["STYLE_SYSTEMS"]).STYLE_SYSTEMS["温柔"]
-SYSTEM_SNARKY = __import__("style_tune.core.prompts", fromlist=["STYLE_SYSTEMS"]).STYLE_SYSTEMS["毒舌"]
-custom_hooks[1].system = SYSTEM_GENTLE
-custom_hooks.insert(2, dict(custom_hooks[1], system=SYSTEM_SNARKY))
+# one chat hook per style of style_data/styles.json, in its order
+STYLE_SYSTEMS = __import__("style_tune.core.prompts", fromlist=["STYLE_SYSTEMS"]).STYLE_SYSTEMS
+custom_hooks[1:2] = [dict(custom_hooks[1], system=system) for system in STYLE_SYSTEMS.values()]

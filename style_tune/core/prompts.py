@@ -2,13 +2,19 @@
 
 The split tool writes these texts into every training row, the XTuner configs use them for the
 chat hook's ``SYSTEM``, and the chat templates / evaluation configs are generated from them, so
-the prompt a model is trained on is the prompt it is served with.
+the prompt a model is trained on is the prompt it is served with. The styles themselves (labels,
+ASCII names, system texts) come from the styles file, style_data/styles.json
+(:mod:`style_tune.core.styles`; ``STYLE_TUNE_STYLES=FILE`` points every step at another one).
 """
 
 from __future__ import annotations
 
-#: The style labels the dataset uses (column ``style`` of the CSV).
-STYLES: tuple[str, ...] = ("温柔", "毒舌")
+from style_tune.core.styles import load_styles
+
+_STYLE_SET = load_styles()
+
+#: The style labels the dataset uses (column ``style`` of the CSV), in the styles file's order.
+STYLES: tuple[str, ...] = _STYLE_SET.labels
 
 #: Data formats. ``label``: the article's format, the reply starts with the style label on its
 #: own line. ``controllable``: the system message names the style, the reply is the text alone.
@@ -20,10 +26,7 @@ MODES: tuple[str, ...] = ("label", "controllable")
 QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 #: Controllable mode: one instruction per style; the user picks the style with the system message.
-STYLE_SYSTEMS: dict[str, str] = {
-    "温柔": "你是一个温柔的聊天伙伴。请用温柔的风格回复用户：语气温暖体贴，多安慰和鼓励，话题保持不变。",
-    "毒舌": "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。",
-}
+STYLE_SYSTEMS: dict[str, str] = {style.label: style.system for style in _STYLE_SET}
 
 
 def system_text(mode: str, style: str | None = None) -> str:
@@ -84,7 +87,7 @@ XTUNER_PROMPT_TEMPLATE = "qwen_chat"
 STOP_WORDS: tuple[str, ...] = (IM_END, ENDOFTEXT)
 
 #: ASCII names of the styles, for file names and command lines (STYLE=gentle works like STYLE=温柔).
-STYLE_SLUGS: dict[str, str] = {"温柔": "gentle", "毒舌": "snarky"}
+STYLE_SLUGS: dict[str, str] = {style.label: style.slug for style in _STYLE_SET}
 
 
 def resolve_style(name: str) -> str:

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from style_tune.core.prompts import STYLE_SYSTEMS, split_label
+from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, split_label
 from style_tune.core.steps import loss_curve
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     controllable = any(item["system"] in STYLE_SYSTEMS.values() for item in prompts)
     if not controllable:
         (share_base, _), (share_tuned, labels) = label_share(base), label_share(tuned)
-        print(f"replies that begin with a style label (温柔/毒舌), {len(prompts)} held-out prompts: "
+        print(f"replies that begin with a style label ({'/'.join(STYLES)}), {len(prompts)} held-out prompts: "
               f"base {share_base:.0%} -> tuned {share_tuned:.0%} ({dict(labels)})")
     else:
         print(f"{len(prompts)} held-out prompts, each asked once per style (controllable mode)")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically
-from style_tune.core.prompts import split_label
+from style_tune.core.prompts import STYLES, split_label
 from style_tune.core.steps import loss_curve
 from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
@@ -172,7 +172,8 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         f"- generation: OpenCompass `HuggingFacewithChatTemplate`, greedy, at most {settings['max_out_len']} "
         "tokens, stops at `<|im_end|>`; each prompt is the data row's system text and user input, "
         "rendered by the model's chat template (the prompt it was trained on)",
-        "- style judge: TF-IDF character 1-3-grams + logistic regression over 温柔 / 毒舌 / neither, "
+        "- style judge: TF-IDF character 1-3-grams + logistic regression over "
+        f"{' / '.join(STYLES)} / neither, "
         f"trained on the replies of `{settings['train']}` (label words removed) and, for neither, on "
         "plain helpful answers (style_data/neutral_replies.txt), the split's user messages and shuffled "
         "replies; a reply counts for style only if it also passes the sanity gates (sane_rate; "

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from style_tune.core.io import write_atomically
-from style_tune.core.prompts import resolve_style, system_text
+from style_tune.core.prompts import STYLE_SLUGS, STYLES, resolve_style, system_text
 from style_tune.eval.report import metric_table
 from style_tune.eval.style_metrics import (
     StyleJudge,
@@ -68,7 +68,8 @@ def read_rows(path: Path) -> list[dict]:
         if not bad and not row["user"].strip():
             bad.append(f"{where}: user: empty")
         if ("style" in row) == ("system" in row):
-            bad.append(f"{where}: style / system: give exactly one of them (style: 温柔|毒舌|gentle|snarky; "
+            names = "|".join((*STYLES, *STYLE_SLUGS.values()))
+            bad.append(f"{where}: style / system: give exactly one of them (style: {names}; "
                        "system: the system text that was sent)")
         elif "style" in row:
             try:

@@ -114,10 +114,11 @@ METRIC_DEFINITIONS: tuple[Metric, ...] = (
            f">= {MIN_DISTINCT_2:.0%} distinct token bigrams; >= {MIN_CJK_SHARE:.0%} of the letters CJK; "
            f"not a copy of the user's message (ROUGE-L < {MAX_ECHO_ROUGE:g}); tokens in an order the "
            f"judge's texts know (coherence >= {MIN_COHERENCE:g}: characters in random order fail)"),
-    Metric("label_rate", "0-100", "replies whose first line is a valid style label 温柔/毒舌", ("label",)),
+    Metric("label_rate", "0-100", f"replies whose first line is a valid style label {'/'.join(STYLES)}",
+           ("label",)),
     Metric("label_agreement", "0-100", "of the labelled replies, those that are style hits for their label",
            ("label",)),
-    *(Metric(f"judged_{STYLE_SLUGS[style]}", "0-100; references about 50",
+    *(Metric(f"judged_{STYLE_SLUGS[style]}", f"0-100; references about {100 // len(STYLES)}",
              f"sane replies the judge reads as {style}, share of all") for style in STYLES),
     Metric("judged_neither", "0-100; references about 0",
            "replies in neither style or not sane, share of all"),
