@@ -79,6 +79,11 @@ COMMAND_TESTS = {
         "tests/eval/test_eval_make_targets.py::test_judge_adds_its_section_and_columns_to_the_report",
     "make score-replies REPLIES=replies.jsonl":
         "tests/eval/test_style_robust.py::test_score_replies_tool_uses_the_evaluator_scores",
+    # data generation (against the real CPU server, behind a fault-injecting proxy)
+    "make gen-data PROMPTS=my_prompts.txt OUT=data/generated.csv API_BASE=http://127.0.0.1:23333/v1 "
+    "GEN_MODEL=qwen2.5-7b": "tests/eval/test_gen_data_server.py::test_faults_are_retried_and_counts_add_up",
+    "make split CSV=data/generated.csv MODE=controllable":
+        "tests/eval/test_third_style.py::test_a_third_style_goes_through_every_step_without_code_change",
     # benchmark (the script make bench runs, on the tiny model)
     "make bench": "tests/train/test_bench.py::test_bench_reports_every_variant",
     # tests
