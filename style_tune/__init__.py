@@ -5,7 +5,8 @@ project is an editable install in each, without dependencies). Each step runs as
 ``python -m style_tune.<part>.<step>``:
 
 - ``core``: the prompt definitions and the styles file's reader, step helpers, atomic writes,
-  argument and statistics helpers: standard library only, imported by every other part (any env, or plain python3).
+  argument and statistics helpers: standard library only, imported by every other part (any env,
+  or plain python3).
 - ``data``: CSV -> XTuner JSON split, data checks, the data card, lmdeploy chat templates
   (standard library only); ``data.generate`` (``make gen-data``) needs the eval env.
 - ``train``: XTuner training, ``.pth`` -> HF adapter conversion, merge, the tiny stand-in models
