@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Benchmark tools/split_data.py on a generated 1,000,000-row CSV.
+"""Benchmark style_tune/data/split.py on a generated 1,000,000-row CSV.
 
 Usage::
 
-    python3 benchmarks/bench_split.py [--prompts 500000] [--seed 0] [--keep]
+    python3 -m benchmarks.bench_split [--prompts 500000] [--seed 0] [--keep]
 
 Generates a deterministic CSV of ``--prompts`` distinct prompts x 2 styles (温柔, 毒舌) in a
 temporary directory, runs the split tool on it as a subprocess (the way it is used), and prints
@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SPLIT_TOOL = REPO_ROOT / "tools" / "split_data.py"
+SPLIT_TOOL = ("-m", "style_tune.data.split")
 
 SUBJECTS = ["今天", "最近", "这周", "昨天晚上", "刚才", "周末", "上班的时候", "考试前", "搬家以后", "下雨天"]
 EVENTS = [
@@ -67,7 +66,7 @@ def main() -> int:
     try:
         csv_path = workdir / "data.csv"
         rows = write_csv(csv_path, args.prompts, args.seed)
-        command = [sys.executable, str(SPLIT_TOOL), str(csv_path), "--out-dir", str(workdir / "out")]
+        command = [sys.executable, *SPLIT_TOOL, str(csv_path), "--out-dir", str(workdir / "out")]
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True)
         wall = time.perf_counter() - start

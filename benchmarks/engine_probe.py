@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The protocol probe and throughput run behind docs/serving.md's engine table, for any server.
 
-    python benchmarks/engine_probe.py http://127.0.0.1:PORT/v1 [--model style-tune] [--throughput]
+    python -m benchmarks.engine_probe http://127.0.0.1:PORT/v1 [--model style-tune] [--throughput]
 
 Asks with the official `openai` client: list models, a plain and a streamed completion, 8
 concurrent requests, an unknown model name, an empty ``messages`` list, an 80,000-character input,

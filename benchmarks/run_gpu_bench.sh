@@ -10,9 +10,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 cp -r .whl/bitsandbytes .whl/bitsandbytes-0.49.0.dist-info /tmp/site/
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 nvidia-smi -L
-python3 tools/split_data.py style_data/style_chat_data.csv --out-dir data/seed
+python3 -m style_tune.data.split style_data/style_chat_data.csv --out-dir data/label
 # Qwen2.5-1.5B-Instruct's real shapes and tokenizer, random bf16 weights: compute and memory of the real model.
-python3 tools/build_tiny_model.py models/qwen2.5-1.5b-random --size full
-python3 tools/bench_train.py --model models/qwen2.5-1.5b-random --data data/seed/train.json \
+python3 -m style_tune.train.tiny_model models/qwen2.5-1.5b-random --size full
+python3 -m benchmarks.bench_train --model models/qwen2.5-1.5b-random --data data/label/train.json \
   --steps "${BENCH_STEPS:-10}" --warmup 3 --device cuda --inference-model models/qwen2.5-1.5b-random \
   --out "$out/train_bench_cuda" || echo "bench: some variant failed (see the table)"

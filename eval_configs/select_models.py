@@ -1,4 +1,4 @@
-# Model selection (`make eval-select`), the seed article's run: Qwen2.5-1.5B-Instruct against
+# Model selection (`make eval-select`), the article's run: Qwen2.5-1.5B-Instruct against
 # internlm2_5-1_8b-chat on FewCLUE bustm and ocnli_fc (generative, zero-shot), HuggingFace backend:
 #   python run.py --models hf_qwen2_5_1_5b_instruct hf_internlm2_5_1_8b_chat \
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug
@@ -23,13 +23,14 @@ from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
 _os = __import__("os")
 _env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
 datasets = [*bustm_datasets, *ocnli_fc_datasets]
 
 models = [*qwen_models, *internlm_models]
-for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
-                                  _env.get("SELECT_INTERNLM", "models/internlm2_5-1_8b-chat")), strict=True):
+for _model, _path in zip(models, (_env.get("SELECT_QWEN", _defaults.BASE_MODEL),
+                                  _env.get("SELECT_INTERNLM", _defaults.RIVAL_MODEL)), strict=True):
     _model["path"] = _os.path.join(_root, _path)
     if _env.get("SELECT_DEVICE", "cuda") == "cpu":
         _model["run_cfg"] = dict(num_gpus=0)
@@ -48,4 +49,4 @@ eval = dict(
     partitioner=dict(type=NaivePartitioner, n=8),
     runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
 )
-del _os, _env, _model, _path
+del _os, _env, _defaults, _model, _path

@@ -1,15 +1,15 @@
-# Model selection with lmdeploy's TurboMind engine (`make eval-select BACKEND=lmdeploy`), the seed
+# Model selection with lmdeploy's TurboMind engine (`make eval-select BACKEND=lmdeploy`), the
 # article's optional accelerated run:
 #   python run.py --models lmdeploy_qwen2_5_1_5b_instruct lmdeploy_internlm2_5_1_8b_chat \
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug
 # The same datasets and local model folders as select_models.py (SELECT_QWEN, SELECT_INTERNLM,
 # SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE). Needs a CUDA GPU and lmdeploy installed in the eval
 # environment (README: Evaluation); there is no CPU variant. InternLM2's tokenizer is remote code
-# (auto_map): its model goes through style_tune/opencompass_turbomind.py, which lets lmdeploy's
+# (auto_map): its model goes through style_tune/eval/turbomind.py, which lets lmdeploy's
 # pipeline trust it (OpenCompass 0.5.4 does not pass trust_remote_code to lmdeploy).
 from mmengine.config import read_base
 
-from style_tune.opencompass_turbomind import TurboMindModelwithChatTemplateRemoteCode
+from style_tune.eval.turbomind import TurboMindModelwithChatTemplateRemoteCode
 
 with read_base():
     from opencompass.configs.models.hf_internlm.lmdeploy_internlm2_5_1_8b_chat import (
@@ -22,16 +22,17 @@ with read_base():
 
 _os = __import__("os")
 _env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 
 internlm_models[0]["type"] = TurboMindModelwithChatTemplateRemoteCode
 models = [*qwen_models, *internlm_models]
-for _model, _path in zip(models, (_env.get("SELECT_QWEN", "models/Qwen2.5-1.5B-Instruct"),
-                                  _env.get("SELECT_INTERNLM", "models/internlm2_5-1_8b-chat")), strict=True):
+for _model, _path in zip(models, (_env.get("SELECT_QWEN", _defaults.BASE_MODEL),
+                                  _env.get("SELECT_INTERNLM", _defaults.RIVAL_MODEL)), strict=True):
     _model["path"] = _os.path.join(_root, _path)
     if _env.get("SELECT_MAX_OUT_LEN"):
         _model["max_out_len"] = int(_env["SELECT_MAX_OUT_LEN"])
         _model["gen_config"]["max_new_tokens"] = int(_env["SELECT_MAX_OUT_LEN"])
     if _env.get("SELECT_BATCH_SIZE"):
         _model["batch_size"] = int(_env["SELECT_BATCH_SIZE"])
-del _os, _env, _model, _path
+del _os, _env, _defaults, _model, _path

@@ -1,7 +1,7 @@
 """The conversations every toolchain's chat-format test renders, written out by hand (standard library only).
 
 Each case holds, as literal text, its system message, what the model learns to write in each turn
-and the whole prompt of each turn. Nothing here is computed by style_tune.prompts: the definition
+and the whole prompt of each turn. Nothing here is computed by style_tune.core.prompts: the definition
 and every toolchain are compared with these texts, so a change to any of them fails a test:
 
     tests/core/test_chat_format_reference.py   the definition (system_text, output_text, render_chatml),
@@ -10,7 +10,7 @@ and every toolchain are compared with these texts, so a change to any of them fa
     tests/deploy/test_chat_template.py         lmdeploy's rendering of style_data/chat_template*.json
     tests/eval/test_opencompass_chat_format.py OpenCompass's HuggingFacewithChatTemplate
     tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): transformers'
-                                               ServeCommand behind style_tune/cpu_server.py
+                                               ServeCommand behind style_tune/deploy/cpu_server.py
 
 Turn ``k`` (1-based) is asked with the prompt ``prompt(k)``; the model must answer ``output(k)`` and
 end it with ``<|im_end|>``.
@@ -27,10 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 Message = dict[str, str]
 
-# Hand-written: none of this is computed by style_tune.prompts, so a change to the definition (a
-# system text, the seed label line, the controllable reply, the ChatML layout) fails the tests that
+# Hand-written: none of this is computed by style_tune.core.prompts, so a change to the definition (a
+# system text, the label line, the controllable reply, the ChatML layout) fails the tests that
 # compare the definition and every toolchain with these texts.
-SEED_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+LABEL_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 GENTLE_SYSTEM = "你是一个温柔的聊天伙伴。请用温柔的风格回复用户：语气温暖体贴，多安慰和鼓励，话题保持不变。"
 SNARKY_SYSTEM = (
     "你是一个毒舌的聊天伙伴。请用毒舌的风格回复用户：机智调侃、幽默吐槽，不人身攻击，话题保持不变。"
@@ -44,7 +44,7 @@ class Case:
     style: str
     system: str  # the system text of the mode (and style)
     turns: tuple[tuple[str, str], ...]  # (user, reply as in the CSV) per turn
-    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in seed mode)
+    outputs: tuple[str, ...]  # what the model learns to write per turn (the label line in label mode)
     prompts: tuple[str, ...]  # the whole prompt that asks each turn, ending with the generation prompt
 
     def output(self, k: int) -> str:
@@ -73,7 +73,7 @@ class Case:
         return messages if with_system else messages[1:]
 
     def xtuner_row(self) -> dict[str, list[dict[str, str]]]:
-        """The XTuner training row: the system text on the first turn, as tools/split_data.py writes it."""
+        """The XTuner training row: the system text on the first turn, as style_tune.data.split writes it."""
         conversation = []
         for k, ((user, _), output) in enumerate(zip(self.turns, self.outputs, strict=True), start=1):
             turn = {"system": self.system} if k == 1 else {}
@@ -83,17 +83,17 @@ class Case:
 
 CASES: tuple[Case, ...] = (
     Case(
-        "seed-1turn", "seed", "温柔", SEED_SYSTEM,
+        "label-1turn", "label", "温柔", LABEL_SYSTEM,
         turns=(("今天加班到十点，好累啊", "辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸"),),
         outputs=("温柔\n辛苦啦！先好好吃顿热乎的饭，早点休息，明天会更好的🌸",),
         prompts=(
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n今天加班到十点，好累啊<|im_end|>\n"
             "<|im_start|>assistant\n",
         ),
     ),
     Case(
-        "seed-2turn", "seed", "毒舌", SEED_SYSTEM,
+        "label-2turn", "label", "毒舌", LABEL_SYSTEM,
         turns=(
             ("我想减肥，但是管不住嘴", "嘴：我可没答应过你。"),
             ("那你说我该怎么办？\n在线等，挺急的", "先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏"),
@@ -103,10 +103,10 @@ CASES: tuple[Case, ...] = (
             "毒舌\n先把外卖 App 卸了，再把零食柜上把锁，钥匙交给你妈 😏",
         ),
         prompts=(
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
             "<|im_start|>assistant\n",
-            f"<|im_start|>system\n{SEED_SYSTEM}<|im_end|>\n"
+            f"<|im_start|>system\n{LABEL_SYSTEM}<|im_end|>\n"
             "<|im_start|>user\n我想减肥，但是管不住嘴<|im_end|>\n"
             "<|im_start|>assistant\n毒舌\n嘴：我可没答应过你。<|im_end|>\n"
             "<|im_start|>user\n那你说我该怎么办？\n在线等，挺急的<|im_end|>\n"
@@ -153,7 +153,7 @@ CASE_IDS = [case.id for case in CASES]
 
 def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     """A tiny stand-in model (``arch`` qwen2.5, or internlm2 for eval-select's rival), built into
-    ``tmp_dir`` by the current tools/build_tiny_model.py.
+    ``tmp_dir`` by the current style_tune/train/tiny_model.py.
 
     Built with the train environment's Python (the builder needs its packages), so the eval and
     deploy environments test what the current code builds, never a leftover in ``models/`` from an
@@ -165,7 +165,7 @@ def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     name = {"qwen2.5": "tiny-qwen2.5", "internlm2": "tiny-internlm2"}[arch]
     out = tmp_dir / name
     proc = subprocess.run(
-        [str(python), str(REPO_ROOT / "tools" / "build_tiny_model.py"), str(out), "--arch", arch,
+        [str(python), "-m", "style_tune.train.tiny_model", str(out), "--arch", arch,
          "--size", "tiny", "--seed", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )

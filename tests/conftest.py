@@ -1,6 +1,6 @@
 """Shared fixtures: the tiny stand-in model, whose real Qwen2.5 tokenizer the chat-format tests use.
 
-The eval and deploy envs cannot build it (tools/build_tiny_model.py needs the train toolchain): this
+The eval and deploy envs cannot build it (style_tune/train/tiny_model.py needs the train toolchain): this
 fixture builds it once per session, from the current code, with the train env's Python (never the
 leftover models/tiny-qwen2.5 of an earlier `make tiny-model`). tests/train/conftest.py overrides it
 with a build in its own interpreter.
@@ -33,8 +33,8 @@ def fresh_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cpu_server(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """`make serve` on the fresh tiny model (controllable mode, default style 温柔) on a free port:
     a live OpenAI-compatible server (``.base_url``, model ``style-tune``) for the whole session,
-    stopped (process group, port freed) at its end. See style_tune.serving.serve_model."""
-    from style_tune.serving import ServerError, serve_model
+    stopped (process group, port freed) at its end. See style_tune.deploy.serving.serve_model."""
+    from style_tune.deploy.serving import ServerError, serve_model
 
     server = serve_model(fresh_tiny_model_dir, mode="controllable", style="温柔",
                          log=tmp_path_factory.mktemp("cpu_server") / "server.log")

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The recipe on one NVIDIA GPU, end to end and short (meant for <= 8 minutes on an H100/H200 once the
 # environments exist): every step a user runs, through the Makefile, on the real Qwen2.5-1.5B-Instruct
-# shapes with random weights (tools/build_tiny_model.py --size full; no download), then a summary.
+# shapes with random weights (style_tune/train/tiny_model.py --size full; no download), then a summary.
 #
 #   make setup TORCH=cuda            # once, where the package index is reachable
 #   tools/gpu_acceptance.sh [OUT]    # OUT defaults to outputs/gpu_acceptance; ITERS=5 iterations a run
 #
-# Steps: train the default config and the seed config a few iterations; train the default config with
+# Steps: train the default config and the article's 8-bit config a few iterations; train the default config with
 # DEEPSPEED=deepspeed_zero2; convert + merge the default run; one scripted `make chat` turn; `make serve`
 # answering one request from the official openai client; `make eval-style` on 5 prompts. Each step's
 # output goes to OUT/<step>.log; OUT/summary.md gets one row per step (exit code, seconds) and the
@@ -26,7 +26,7 @@ out=$(cd "$out" && pwd)
 summary=$out/summary.md
 model=models/qwen2.5-1.5b-random
 default_cfg=xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_packed_style_e3.py
-seed_cfg=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py
+int8_cfg=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py
 merged=$out/merged
 # A few iterations of an epoch-based config; the sample-generation hook generates only a few tokens.
 fast="--cfg-options train_cfg.max_epochs=None train_cfg.max_iters=$iters default_hooks.checkpoint.interval=$iters \
@@ -68,11 +68,11 @@ step() {  # step NAME COMMAND...: run it, log it, add its row
 }
 
 chat_turn() {  # one scripted turn of `make chat`: a question, an empty line to send it, then exit
-  printf '你好，今天过得怎么样？\n\nexit\n\n' | timeout 300 make chat MODEL="$merged" MODE=seed
+  printf '你好，今天过得怎么样？\n\nexit\n\n' | timeout 300 make chat MODEL="$merged" MODE=label
 }
 
 serve_request() {  # `make serve` in the background; one chat completion from the openai client
-  setsid make serve MODEL="$merged" MODE=seed SERVER_PORT="$port" >"$out/serve-server.log" 2>&1 &
+  setsid make serve MODEL="$merged" MODE=label SERVER_PORT="$port" >"$out/serve-server.log" 2>&1 &
   local server=$! rc
   .envs/deploy/bin/python - "$port" <<'PY'
 import sys, time
@@ -94,27 +94,27 @@ except Exception as err:  # lmdeploy 0.18 answers other model names with 404
     print("another model name:", type(err).__name__, getattr(err, "status_code", ""))
 PY
   rc=$?
-  kill -- "-$server" 2>/dev/null  # its own process group: make, tools/chat.py, lmdeploy
+  kill -- "-$server" 2>/dev/null  # its own process group: make, style_tune/deploy/chat.py, lmdeploy
   wait "$server" 2>/dev/null
   return $rc
 }
 
-step random-model bash -c "[[ -f $model/config.json ]] || .envs/train/bin/python tools/build_tiny_model.py $model --size full"
+step random-model bash -c "[[ -f $model/config.json ]] || .envs/train/bin/python -m style_tune.train.tiny_model $model --size full"
 step split make split
 step train-default make train CONFIG=$default_cfg MODEL=$model WORK_DIR="$out/work-default" TRAIN_ARGS="$fast"
-step train-seed make train CONFIG=$seed_cfg MODEL=$model WORK_DIR="$out/work-seed" TRAIN_ARGS="$fast"
+step train-int8 make train CONFIG=$int8_cfg MODEL=$model WORK_DIR="$out/work-int8" TRAIN_ARGS="$fast"
 step train-deepspeed make train CONFIG=$default_cfg MODEL=$model WORK_DIR="$out/work-deepspeed" \
   DEEPSPEED=deepspeed_zero2 TRAIN_ARGS="$fast"
 step convert make convert CONFIG=$default_cfg MODEL=$model WORK_DIR="$out/work-default" ADAPTER="$out/adapter" FORCE=1 &&
   step merge make merge MODEL=$model ADAPTER="$out/adapter" MERGED="$merged" FORCE=1 &&
   { step chat chat_turn; step serve serve_request; }
-step eval-style make eval-style BASE=$model TUNED="$merged" MODE=seed EVAL_LIMIT=5 EVAL_DEVICE=cuda \
+step eval-style make eval-style BASE=$model TUNED="$merged" MODE=label EVAL_LIMIT=5 EVAL_DEVICE=cuda \
   STYLE_DIR="$out/style_eval" TRAIN_WORK_DIR="$out/work-default"
 
 {
   echo
   echo "Losses (XTuner's logs): default $(grep -ho 'loss: [0-9.]*' "$out"/train-default.log | tr '\n' ' ')"
-  echo "seed $(grep -ho 'loss: [0-9.]*' "$out"/train-seed.log | tr '\n' ' ')"
+  echo "int8 $(grep -ho 'loss: [0-9.]*' "$out"/train-int8.log | tr '\n' ' ')"
   echo
   echo "Steps failed: $failed"
 } >>"$summary"

@@ -3,7 +3,7 @@
 #   tools/setup_env.sh ENV TORCH     e.g. tools/setup_env.sh train cpu     (PYTHON=python3.12 to choose)
 # It installs requirements/lock/py3.X/ENV-TORCH.txt, every package at its locked version with
 # --no-deps: the set `make check-envs` resolved and checked in CI. The locks come from the pin files
-# (requirements/ENV.txt, requirements/torch/ENV-TORCH.txt, ...; the list is tools/lock_envs.py's
+# (requirements/ENV.txt, requirements/torch/ENV-TORCH.txt, ...; the list is style_tune/dev/lock_envs.py's
 # ENVS): after editing one, `make lock`. The dev env is installed with pip and brings uv, which
 # installs the others (from its cache, hard-linked: seconds for a rebuilt env).
 # The env is ready only when its stamp .envs/ENV/.installed-TORCH exists: an interrupted build leaves
@@ -30,7 +30,7 @@ torch=$2
 env_dir=$root/.envs/$env_name
 lock=$root/requirements/lock/py$version/$env_name-$torch.txt
 if [[ ! -f $lock ]]; then
-  echo "setup: error: no ${lock#"$root"/}: the $env_name env has no TORCH=$torch build (tools/lock_envs.py's ENVS; eval-lmdeploy needs a CUDA GPU)" >&2
+  echo "setup: error: no ${lock#"$root"/}: the $env_name env has no TORCH=$torch build (style_tune/dev/lock_envs.py's ENVS; eval-lmdeploy needs a CUDA GPU)" >&2
   exit 2
 fi
 uv=$root/.envs/dev/bin/uv
@@ -56,11 +56,13 @@ else
   done
   "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps "${links[@]}" -r "$lock"
 fi
-# The project's own package (style_tune: the shared prompt definitions), importable from the env.
-"$env_dir/bin/python" - "$root" <<'PY'
-import sys, sysconfig, pathlib
-site = pathlib.Path(sysconfig.get_paths()["purelib"])
-(site / "style_tune_repo.pth").write_text(sys.argv[1] + "\n")
-PY
+# The project itself (style_tune and its subpackages), the ecosystem's way: an editable install of
+# pyproject.toml without dependencies (the env's packages are the lock's).
+if [[ $env_name == dev ]]; then
+  "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$root" \
+    2> >(grep -v "^WARNING: Location 'file:" >&2)
+else
+  "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps "${links[@]}" -e "$root"
+fi
 touch "$env_dir/.installed-$torch"
 echo "[setup] .envs/$env_name ready in $(( $(date +%s) - start )) s ($(du -sh "$env_dir" | cut -f1))"

@@ -1,4 +1,4 @@
-# Variant of qwen2_5_1_5b_instruct_qlora_style_e3.py and the default of `make train`: plain bf16 LoRA
+# Variant of qwen2_5_1_5b_instruct_lora_int8_style_e3.py and the default of `make train`: plain bf16 LoRA
 # for cards with >= 24 GB and bf16 (Ampere or newer), batches drawn by length. Trades: the bf16 base
 # weights in memory (XTuner's LoRA path holds the frozen ones in fp32) for no quantisation overhead.
 #   xtuner train xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_style_e3.py
@@ -6,12 +6,12 @@
 # (use_varlen_attn needs it) lets packed conversations attend to each other, with position ids
 # running across the pack, and cuts conversations at pack boundaries; the padding it saved is won
 # back here by XTuner's LengthGroupedSampler, which batches conversations of similar length
-# (benchmarks/README.md: pad share and tokens/s beside the seed settings).
+# (benchmarks/README.md: pad share and tokens/s beside the article's settings).
 from mmengine.config import read_base
 from xtuner.dataset.samplers import LengthGroupedSampler
 
 with read_base():
-    from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
+    from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
 model.llm.torch_dtype = torch.bfloat16
 model.llm.pop("quantization_config")

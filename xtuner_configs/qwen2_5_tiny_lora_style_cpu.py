@@ -1,25 +1,27 @@
-# The main recipe on a CPU with the tiny stand-in model (tools/build_tiny_model.py): what `make demo`
+# The main recipe on a CPU with the tiny stand-in model (style_tune/train/tiny_model.py): what `make demo`
 # and the tests train. Same data, template, LoRA and schedule shape as
-# qwen2_5_1_5b_instruct_qlora_style_e3.py; only what a CPU cannot do, or a tiny model needs, differs:
+# qwen2_5_1_5b_instruct_lora_int8_style_e3.py; only what a CPU cannot do, or a tiny model needs, differs:
 # - fp32 weights and no bitsandbytes quantization (its kernels are CUDA-only);
 # - OptimWrapper instead of AmpOptimWrapper (mixed precision asserts a GPU);
 # - XTuner's attention dispatch asks torch.cpu.is_bf16_supported(), which does not exist: the model
-#   type is style_tune.xtuner_cpu.CPUSupervisedFinetune, which keeps the config's SDPA attention;
-# - torchrun (`make train NPROC_PER_NODE=2`): style_tune.xtuner_cpu.CPURunner starts gloo where mmengine
+#   type is style_tune.train.xtuner_cpu.CPUSupervisedFinetune, which keeps the config's SDPA attention;
+# - torchrun (`make train NPROC_PER_NODE=2`): style_tune.train.xtuner_cpu.CPURunner starts gloo where mmengine
 #   asks for a CUDA device, and DDP wraps the CPU model without device_ids;
 # - a small batch, a higher learning rate and a fixed number of iterations, so the ~10 M-parameter
 #   random model visibly learns the style labels in minutes on 2 cores.
-#   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/seed/train.json \
+#   STYLE_TUNE_MODEL=models/tiny-qwen2.5 STYLE_TUNE_DATA=data/label/train.json \
 #     xtuner train xtuner_configs/qwen2_5_tiny_lora_style_cpu.py
 from mmengine.config import read_base
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 
-from style_tune.xtuner_cpu import CPURunner, CPUSupervisedFinetune
+from style_tune.train.xtuner_cpu import CPURunner, CPUSupervisedFinetune
 
 with read_base():
-    from .qwen2_5_1_5b_instruct_qlora_style_e3 import *
+    from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
-pretrained_model_name_or_path = __import__("os").environ.get("STYLE_TUNE_MODEL", "models/tiny-qwen2.5")
+pretrained_model_name_or_path = __import__("os").environ.get(
+    "STYLE_TUNE_MODEL", __import__("style_tune.core.defaults", fromlist=["_"]).TINY_MODEL
+)
 tokenizer.pretrained_model_name_or_path = pretrained_model_name_or_path
 model.llm.pretrained_model_name_or_path = pretrained_model_name_or_path
 model.llm.torch_dtype = torch.float32

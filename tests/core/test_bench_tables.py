@@ -1,6 +1,6 @@
 """The committed benchmark results (benchmarks/*.json) and their tables (benchmarks/*.md).
 
-Each table is regenerated from its JSON with the renderer tools/bench_train.py writes it with, and
+Each table is regenerated from its JSON with the renderer benchmarks/bench_train.py writes it with, and
 each figure is checked against its definition: non-pad tokens over the measured time, pad share
 over all token positions, MFU's 4·N FLOP per non-pad token. Standard library only.
 """
@@ -17,7 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = sorted((REPO_ROOT / "benchmarks").glob("train_bench_*.json"))
 
 
-bench = importlib.import_module("tools.bench_train")  # standard library at import time
+bench = importlib.import_module("benchmarks.bench_train")  # standard library at import time
 
 
 def definition_problems(variant: dict) -> list[str]:
@@ -59,7 +59,7 @@ def test_committed_table_is_rendered_from_its_json(path: Path) -> None:
     results = json.loads(path.read_text(encoding="utf-8"))
     table = path.with_suffix(".md")
     assert table.read_text(encoding="utf-8") == bench.render_markdown(results), (
-        f"{table.name} is not the rendering of {path.name}: regenerate it with tools/bench_train.py's "
+        f"{table.name} is not the rendering of {path.name}: regenerate it with benchmarks/bench_train.py's "
         "render_markdown, never edit it by hand"
     )
 
@@ -82,7 +82,7 @@ def test_the_cpu_result_keeps_its_per_step_figures() -> None:
 def test_counting_padding_breaks_the_definition() -> None:
     """The checks above catch a benchmark that counts pad positions as tokens."""
     honest = {
-        "variant": "seed", "steps": 2, "batch_size": 2, "max_length": 8, "packed": False,
+        "variant": "int8", "steps": 2, "batch_size": 2, "max_length": 8, "packed": False,
         "step_times": [0.5, 0.5], "step_tokens": [10, 12], "step_positions": [16, 16],
         "tokens_per_s": 22.0, "pad_share": 1 - 22 / 32, "base_params": 1000,
         "train_flop_per_s": 4 * 1000 * 22.0, "step_s_min": 0.5, "step_s_median": 0.5, "step_s_max": 0.5,

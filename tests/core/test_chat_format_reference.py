@@ -1,4 +1,4 @@
-"""The conversation format's one definition (style_tune/prompts.py), standard library only.
+"""The conversation format's one definition (style_tune/core/prompts.py), standard library only.
 
 - the reference renderer writes ChatML exactly (a hand-written expected text);
 - the split tool's training rows are the shared test cases' rows (tests/chat_cases.py), so what the
@@ -20,19 +20,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from chat_cases import CASE_IDS, CASES, GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM, Case
+from chat_cases import CASE_IDS, CASES, GENTLE_SYSTEM, LABEL_SYSTEM, SNARKY_SYSTEM, Case
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     LMDEPLOY_TEMPLATE_KEYS,
     QWEN_DEFAULT_SYSTEM,
     STYLE_SYSTEMS,
     STYLES,
     chat_template_file,
     lmdeploy_chat_template,
-    opencompass_meta_template,
     output_text,
     render_chatml,
     resolve_style,
@@ -43,22 +41,13 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 
-GENERATOR = REPO_ROOT / "tools" / "make_chat_templates.py"
-LAUNCHER = REPO_ROOT / "tools" / "chat.py"
+GENERATOR = ("-m", "style_tune.data.chat_templates")
+LAUNCHER = ("-m", "style_tune.deploy.chat")
 TEMPLATE_FILES = [
     "style_data/chat_template.json",
     "style_data/chat_template_controllable_gentle.json",
     "style_data/chat_template_controllable_snarky.json",
 ]
-
-
-def load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(*cmd: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -67,7 +56,7 @@ def run(*cmd: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[st
 
 
 def has_gpu() -> bool:
-    return load(LAUNCHER, "chat_launcher").gpu_problem() is None
+    return importlib.import_module("style_tune.deploy.chat").gpu_problem() is None
 
 
 # --- the reference renderer ---------------------------------------------------------------------
@@ -86,7 +75,7 @@ def test_the_definition_writes_the_hand_written_case(case: Case) -> None:
 
 def test_the_cases_cover_both_modes_and_one_and_two_turns() -> None:
     assert {(case.mode, len(case.turns)) for case in CASES} == {
-        ("seed", 1), ("seed", 2), ("controllable", 1), ("controllable", 2)
+        ("label", 1), ("label", 2), ("controllable", 1), ("controllable", 2)
     }
     assert {case.style for case in CASES} == set(STYLES)
 
@@ -111,7 +100,7 @@ def test_styles_resolve_from_labels_and_ascii_names() -> None:
 @pytest.mark.parametrize("case", [case for case in CASES if len(case.turns) == 1],
                          ids=[case.id for case in CASES if len(case.turns) == 1])
 def test_split_tool_rows_are_the_case_rows(case: Case) -> None:
-    split = load(REPO_ROOT / "tools" / "split_data.py", "split_data_for_chat_format")
+    split = importlib.import_module("style_tune.data.xtuner_json")
     user, reply = case.turns[0]
     row = (user, case.style, reply)
     assert split.conversation_row(row, case.mode) == case.xtuner_row()
@@ -122,33 +111,33 @@ def test_split_tool_rows_are_the_case_rows(case: Case) -> None:
 
 
 def test_committed_templates_are_generated_from_prompts() -> None:
-    proc = run(sys.executable, GENERATOR, "--check")
+    proc = run(sys.executable, *GENERATOR, "--check")
     assert proc.returncode == 0, proc.stderr
     for relative in TEMPLATE_FILES:
         assert (REPO_ROOT / relative).is_file()
-    assert chat_template_file("seed") == TEMPLATE_FILES[0]
+    assert chat_template_file("label") == TEMPLATE_FILES[0]
     assert [chat_template_file("controllable", style) for style in STYLES] == TEMPLATE_FILES[1:]
 
 
 def test_check_detects_a_stale_template_and_regeneration_fixes_it(tmp_path: Path) -> None:
-    assert run(sys.executable, GENERATOR, "--check", "--root", tmp_path).returncode == 1  # missing
-    assert run(sys.executable, GENERATOR, "--root", tmp_path).returncode == 0
-    assert run(sys.executable, GENERATOR, "--check", "--root", tmp_path).returncode == 0
+    assert run(sys.executable, *GENERATOR, "--check", "--root", tmp_path).returncode == 1  # missing
+    assert run(sys.executable, *GENERATOR, "--root", tmp_path).returncode == 0
+    assert run(sys.executable, *GENERATOR, "--check", "--root", tmp_path).returncode == 0
     stale = tmp_path / TEMPLATE_FILES[2]
     data = json.loads(stale.read_text(encoding="utf-8"))
     data["meta_instruction"] = "你是一个助手。"
     stale.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    proc = run(sys.executable, GENERATOR, "--check", "--root", tmp_path)
+    proc = run(sys.executable, *GENERATOR, "--check", "--root", tmp_path)
     assert proc.returncode == 1 and TEMPLATE_FILES[2] in proc.stderr and "make chat-templates" in proc.stderr
     assert json.loads(stale.read_text(encoding="utf-8"))["meta_instruction"] == "你是一个助手。"  # untouched
-    assert run(sys.executable, GENERATOR, "--root", tmp_path).returncode == 0
+    assert run(sys.executable, *GENERATOR, "--root", tmp_path).returncode == 0
     assert json.loads(stale.read_text(encoding="utf-8")) == lmdeploy_chat_template("controllable", "毒舌")
     assert not list(stale.parent.glob(".*.tmp"))
 
 
 @pytest.mark.parametrize(
     ("relative", "system"),
-    list(zip(TEMPLATE_FILES, (SEED_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
+    list(zip(TEMPLATE_FILES, (LABEL_SYSTEM, GENTLE_SYSTEM, SNARKY_SYSTEM), strict=True)),
 )
 def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
     data = json.loads((REPO_ROOT / relative).read_text(encoding="utf-8"))
@@ -160,12 +149,6 @@ def test_templates_use_only_portable_keys(relative: str, system: str) -> None:
         "<|im_start|>system\n", "<|im_end|>\n", "<|im_start|>user\n", "<|im_end|>\n")
     assert (data["assistant"], data["eoa"], data["separator"]) == (
         "<|im_start|>assistant\n", "<|im_end|>", "\n")
-
-
-def test_opencompass_meta_template_sends_the_system_text() -> None:
-    meta = opencompass_meta_template("controllable", "温柔")
-    assert meta["begin"] == dict(role="SYSTEM", api_role="SYSTEM", prompt=GENTLE_SYSTEM)
-    assert [item["role"] for item in meta["round"]] == ["HUMAN", "BOT"]
 
 
 # --- make chat / serve / chat-cpu ---------------------------------------------------------------
@@ -192,7 +175,7 @@ def test_lmdeploy_targets_stop_at_once_without_a_gpu(target: str) -> None:
     [
         (["MODE=controllable"], "MODE=controllable needs STYLE="),
         (["MODE=controllable", "STYLE=polite"], "unknown style 'polite'"),
-        (["MODE=seed", "STYLE=温柔"], "STYLE= is for MODE=controllable"),
+        (["MODE=label", "STYLE=温柔"], "STYLE= is for MODE=controllable"),
         (["MODE=chat"], "unknown MODE 'chat'"),
         (["MODEL=/nonexistent/merged"], "no model at /nonexistent/merged"),
     ],
@@ -211,17 +194,17 @@ def test_make_serve_without_a_gpu_checks_its_model_then_serves_on_the_cpu() -> N
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("serve: error:")]
     assert len(errors) == 1 and "no model at /nonexistent/merged" in errors[0], proc.stderr
-    cpu = run(sys.executable, LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged",
+    cpu = run(sys.executable, *LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged",
               "--mode", "controllable", "--style", "gentle", "--port", "8000")
     assert cpu.returncode == 0, cpu.stderr
     assert cpu.stdout.strip().endswith(
-        "-m style_tune.cpu_server models/merged --mode controllable --style '温柔' "
+        "-m style_tune.deploy.cpu_server models/merged --mode controllable --style '温柔' "
         "--host 0.0.0.0 --port 8000")
 
 
 def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
     def dry(*args: str) -> str:
-        proc = run(sys.executable, LAUNCHER, "--dry-run", *args)
+        proc = run(sys.executable, *LAUNCHER, "--dry-run", *args)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout.strip()
 
@@ -237,10 +220,10 @@ def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:
 
 
 def test_make_chat_defaults_to_the_merged_model() -> None:
-    proc = run("make", "-n", "chat-cpu", "CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py")
+    proc = run("make", "-n", "chat-cpu", "CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py")
     assert proc.returncode == 0, proc.stderr
-    merged = "models/qwen2_5_1_5b_instruct_qlora_style_e3-merged"
-    assert f"tools/chat.py chat-cpu '{merged}' --mode 'seed'" in proc.stdout
+    merged = "models/qwen2_5_1_5b_instruct_lora_int8_style_e3-merged"
+    assert f"-m style_tune.deploy.chat chat-cpu '{merged}' --mode 'label'" in proc.stdout
 
 
 def test_readme_examples_send_the_real_system_texts() -> None:

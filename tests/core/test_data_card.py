@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import STYLES
+from style_tune.core.prompts import STYLES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
-CHECK = REPO_ROOT / "tools" / "check_style_data.py"
-UPDATE = REPO_ROOT / "tools" / "update_data_card.py"
+CHECK = "style_tune.data.check"
+UPDATE = "style_tune.data.card"
 
 
-#: The seed article's evaluation prompts: they must stay out of the training data.
+#: The article's evaluation prompts: they must stay out of the training data.
 SEED_EVAL_PROMPTS = (
     "工作忙的没有私人时间，生活已经变得不会再幸福了。",
     "进医院你陪钱",
@@ -36,7 +36,7 @@ SEED_EVAL_PROMPTS = (
 
 def run_tool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
 
 
@@ -111,14 +111,14 @@ def test_reply_lengths(rows: list[dict[str, str]]) -> None:
 
 
 def normalise(text: str) -> str:
-    """As tools/split_data.py groups prompts: NFKC, whitespace runs collapsed."""
+    """As style_tune/data/split.py groups prompts: NFKC, whitespace runs collapsed."""
     return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def test_seed_evaluation_prompts_are_excluded(rows: list[dict[str, str]]) -> None:
     prompts = {normalise(row["user"]) for row in rows}
     leaked = [prompt for prompt in SEED_EVAL_PROMPTS if normalise(prompt) in prompts]
-    assert not leaked, f"seed evaluation prompts in the data: {leaked}"
+    assert not leaked, f"the article's evaluation prompts in the data: {leaked}"
 
 
 def test_card_is_generated_from_the_csv_given(tmp_path: Path) -> None:

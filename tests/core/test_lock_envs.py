@@ -1,4 +1,4 @@
-"""tools/lock_envs.py's CUDA coherence check on lock files (no resolver, no network).
+"""style_tune/dev/lock_envs.py's CUDA coherence check on lock files (no resolver, no network).
 
 The resolver side (every env resolves, locks are fresh) is `make check-envs`, which `make test` runs.
 """
@@ -6,17 +6,13 @@ The resolver side (every env resolves, locks are fresh) is `make check-envs`, wh
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "locks"
-spec = importlib.util.spec_from_file_location("lock_envs", REPO_ROOT / "tools" / "lock_envs.py")
-lock_envs = importlib.util.module_from_spec(spec)
-sys.modules["lock_envs"] = lock_envs
-spec.loader.exec_module(lock_envs)
+lock_envs = importlib.import_module("style_tune.dev.lock_envs")
 
 
 def lock(*entries: tuple[str, str | tuple[str, ...]]) -> str:

@@ -1,6 +1,6 @@
-"""style_tune/prompts.py's small functions, called directly, against hand-written expectations.
+"""style_tune/core/prompts.py's small functions, called directly, against hand-written expectations.
 
-The seed format is the style label alone on the first line, then the reply (output_text writes it,
+The label format is the style label alone on the first line, then the reply (output_text writes it,
 split_label reads it back). What counts as a label is deliberately strict, so a metric built on
 split_label cannot reward format drift: a label with more text on its line, or with a colon, is no
 label; spaces around it and blank lines before it are allowed.
@@ -9,16 +9,16 @@ label; spaces around it and blank lines before it are allowed.
 from __future__ import annotations
 
 import pytest
-from chat_cases import GENTLE_SYSTEM, SEED_SYSTEM, SNARKY_SYSTEM
+from chat_cases import GENTLE_SYSTEM, LABEL_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     MODES,
+    OPENCOMPASS_META_TEMPLATE,
     STYLE_SLUGS,
     STYLES,
     chat_template_file,
     chatml_block,
     lmdeploy_chat_template,
-    opencompass_meta_template,
     output_text,
     render_chatml,
     resolve_style,
@@ -29,7 +29,7 @@ from style_tune.prompts import (
 
 def test_the_names() -> None:
     assert STYLES == ("温柔", "毒舌")
-    assert MODES == ("seed", "controllable")
+    assert MODES == ("label", "controllable")
     assert STYLE_SLUGS == {"温柔": "gentle", "毒舌": "snarky"}
 
 
@@ -76,7 +76,7 @@ def test_split_label(text: str, expected: tuple[str | None, str]) -> None:
 @pytest.mark.parametrize("style", STYLES)
 def test_split_label_reads_back_what_output_text_writes(style: str) -> None:
     for reply in ("辛苦啦", "  两边有空格  ", "第一行\n第二行", "温柔 开头也是回复"):
-        assert split_label(output_text("seed", style, reply)) == (style, reply.strip())
+        assert split_label(output_text("label", style, reply)) == (style, reply.strip())
 
 
 # --- output_text --------------------------------------------------------------------------------
@@ -85,10 +85,10 @@ def test_split_label_reads_back_what_output_text_writes(style: str) -> None:
 @pytest.mark.parametrize(
     ("mode", "style", "reply", "expected"),
     [
-        ("seed", "温柔", "辛苦啦", "温柔\n辛苦啦"),
-        ("seed", "毒舌", "嘴：我可没答应过你。", "毒舌\n嘴：我可没答应过你。"),
-        ("seed", "温柔", "  辛苦啦 \n", "温柔\n辛苦啦"),
-        ("seed", "毒舌", "第一行\n第二行", "毒舌\n第一行\n第二行"),
+        ("label", "温柔", "辛苦啦", "温柔\n辛苦啦"),
+        ("label", "毒舌", "嘴：我可没答应过你。", "毒舌\n嘴：我可没答应过你。"),
+        ("label", "温柔", "  辛苦啦 \n", "温柔\n辛苦啦"),
+        ("label", "毒舌", "第一行\n第二行", "毒舌\n第一行\n第二行"),
         ("controllable", "温柔", "辛苦啦", "辛苦啦"),
         ("controllable", "毒舌", " 嘴：我可没答应过你。\n", "嘴：我可没答应过你。"),
         ("controllable", "毒舌", "第一行\n第二行", "第一行\n第二行"),
@@ -113,7 +113,7 @@ def test_output_text_refuses_an_unknown_style(mode: str, style: str) -> None:
 
 
 def test_output_text_refuses_an_unknown_mode() -> None:
-    with pytest.raises(ValueError, match=r"unknown mode 'chat'; use one of seed, controllable"):
+    with pytest.raises(ValueError, match=r"unknown mode 'chat'; use one of label, controllable"):
         output_text("chat", "温柔", "辛苦啦")
 
 
@@ -121,8 +121,8 @@ def test_output_text_refuses_an_unknown_mode() -> None:
 
 
 def test_system_text() -> None:
-    assert system_text("seed") == SEED_SYSTEM
-    assert system_text("seed", "毒舌") == SEED_SYSTEM  # seed mode: one system text for every style
+    assert system_text("label") == LABEL_SYSTEM
+    assert system_text("label", "毒舌") == LABEL_SYSTEM  # label mode: one system text for every style
     assert system_text("controllable", "温柔") == GENTLE_SYSTEM
     assert system_text("controllable", "毒舌") == SNARKY_SYSTEM
 
@@ -134,7 +134,7 @@ def test_system_text_controllable_needs_a_known_style(style: str | None) -> None
 
 
 def test_system_text_refuses_an_unknown_mode() -> None:
-    with pytest.raises(ValueError, match=r"unknown mode 'chat'; use one of seed, controllable"):
+    with pytest.raises(ValueError, match=r"unknown mode 'chat'; use one of label, controllable"):
         system_text("chat", "温柔")
 
 
@@ -181,7 +181,7 @@ def test_render_chatml_with_and_without_the_generation_prompt() -> None:
 @pytest.mark.parametrize(
     ("messages", "message"),
     [
-        ([], r"^a conversation must start with its system message \(see style_tune.prompts\)$"),
+        ([], r"^a conversation must start with its system message \(see style_tune.core.prompts\)$"),
         ([{"role": "user", "content": "U"}], "must start with its system message"),
         ([{"role": "system", "content": "S"}, {"role": "assistant", "content": "A"}],
          r"message 1 has role 'assistant'; expected 'user'"),
@@ -202,8 +202,8 @@ def test_render_chatml_refuses_bad_conversations(messages: list[dict[str, str]],
 
 
 def test_chat_template_files() -> None:
-    assert chat_template_file("seed") == "style_data/chat_template.json"
-    assert chat_template_file("seed", "温柔") == "style_data/chat_template.json"
+    assert chat_template_file("label") == "style_data/chat_template.json"
+    assert chat_template_file("label", "温柔") == "style_data/chat_template.json"
     assert chat_template_file("controllable", "温柔") == "style_data/chat_template_controllable_gentle.json"
     assert chat_template_file("controllable", "毒舌") == "style_data/chat_template_controllable_snarky.json"
     with pytest.raises(ValueError, match="controllable mode needs a style"):
@@ -224,8 +224,8 @@ def test_lmdeploy_chat_template() -> None:
         "capability": "chat",
         "stop_words": ["<|im_end|>", "<|endoftext|>"],
     }
-    assert lmdeploy_chat_template("seed") == {
-        "model_name": "style-tune-seed", "meta_instruction": SEED_SYSTEM, **chatml
+    assert lmdeploy_chat_template("label") == {
+        "model_name": "style-tune-label", "meta_instruction": LABEL_SYSTEM, **chatml
     }
     assert lmdeploy_chat_template("controllable", "毒舌") == {
         "model_name": "style-tune-controllable-snarky", "meta_instruction": SNARKY_SYSTEM, **chatml
@@ -234,14 +234,11 @@ def test_lmdeploy_chat_template() -> None:
         lmdeploy_chat_template("controllable")
 
 
-def test_opencompass_meta_template() -> None:
-    assert opencompass_meta_template("controllable", "温柔") == {
-        "begin": {"role": "SYSTEM", "api_role": "SYSTEM", "prompt": GENTLE_SYSTEM},
+def test_opencompass_meta_template_keeps_the_system_item_a_system_message() -> None:
+    assert OPENCOMPASS_META_TEMPLATE == {
         "round": [
             {"role": "HUMAN", "api_role": "HUMAN"},
             {"role": "BOT", "api_role": "BOT", "generate": True},
         ],
+        "reserved_roles": [{"role": "SYSTEM", "api_role": "SYSTEM"}],
     }
-    assert opencompass_meta_template("seed")["begin"]["prompt"] == SEED_SYSTEM
-    with pytest.raises(ValueError, match="unknown mode"):
-        opencompass_meta_template("chat")

@@ -1,4 +1,4 @@
-"""Tests for tools/split_data.py: CSV -> XTuner conversation JSON, split by prompt group."""
+"""Tests for style_tune/data/split.py: CSV -> XTuner conversation JSON, split by prompt group."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import STYLES, output_text, system_text
+from style_tune.core.io import write_files_atomically
+from style_tune.core.prompts import STYLES, output_text, system_text
+from style_tune.data import csv_input, grouping, split_stats, xtuner_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOL = REPO_ROOT / "tools" / "split_data.py"
+TOOL = ("-m", "style_tune.data.split")
 
 
 SPLITS = ("train", "val", "test")
@@ -29,9 +31,9 @@ HEADER = ("user", "style", "assistant")
 GENTLE, SHARP = STYLES
 
 
-# Imported by its path in the repository (pytest puts the root on sys.path): mutation testing
+# Imported by its module name: mutation testing
 # (`make mutation`) tells mutants apart by that module name.
-split_data = importlib.import_module("tools.split_data")
+split_data = importlib.import_module("style_tune.data.split")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,7 +87,7 @@ def run_tool(csv_path: Path, out_dir: Path, *args: str) -> subprocess.CompletedP
 def run_cli(csv_path: Path, out_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
     return subprocess.run(
-        [sys.executable, str(TOOL), str(csv_path), "--out-dir", str(out_dir), *args],
+        [sys.executable, *TOOL, str(csv_path), "--out-dir", str(out_dir), *args],
         capture_output=True, text=True, encoding="utf-8", env=env, cwd=cwd,
     )
 
@@ -131,7 +133,7 @@ def assert_nothing_written(out_dir: Path) -> None:
 # Row format
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_row_format(tmp_path: Path, mode: str) -> None:
     rows = dataset(30)
     out = tmp_path / "out"
@@ -162,12 +164,12 @@ def test_to_json_matches_json_dumps_on_awkward_text() -> None:
         ('引号 " 和反斜杠 \\ 和制表\t', GENTLE, "换行\n回车\r控制\x01 emoji 😀 分隔\u2028符"),
         ("plain", SHARP, "</script> & 'single'"),
     ]
-    for mode in ("seed", "controllable"):
-        objects = [split_data.conversation_row(row, mode) for row in rows]
+    for mode in ("label", "controllable"):
+        objects = [xtuner_json.conversation_row(row, mode) for row in rows]
         expected = json.dumps(objects, ensure_ascii=False, indent=2)
-        assert split_data.to_json(rows, mode) == expected + "\n"
-        assert "".join(split_data.json_chunks(rows, mode, batch_size=1)) == expected + "\n"
-    assert split_data.to_json([], "seed") == "[]\n"
+        assert xtuner_json.to_json(rows, mode) == expected + "\n"
+        assert "".join(xtuner_json.json_chunks(rows, mode, batch_size=1)) == expected + "\n"
+    assert xtuner_json.to_json([], "label") == "[]\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def test_split_sizes_within_one_group_of_target(tmp_path: Path, n_prompts: int, 
 def test_split_sizes_function() -> None:
     for ratios in ((Fraction(8, 10), Fraction(1, 10), Fraction(1, 10)), (Fraction(1, 3),) * 3):
         for n_groups in range(0, 300):
-            sizes = split_data.split_sizes(n_groups, ratios)
+            sizes = grouping.split_sizes(n_groups, ratios)
             assert sum(sizes) == n_groups
             assert all(abs(size - n_groups * ratio) <= 1 for size, ratio in zip(sizes, ratios, strict=True))
 
@@ -245,10 +247,10 @@ def test_normalise_prompt_agrees_with_plain_nfkc() -> None:
         "，，？！：；（）～",
     ]
     expected = [reference_key(sample) for sample in samples]
-    assert [split_data.normalise_prompt(sample) for sample in samples] == expected
-    assert split_data.normalise_prompts(samples) == expected
+    assert [grouping.normalise_prompt(sample) for sample in samples] == expected
+    assert grouping.normalise_prompts(samples) == expected
     with_separator = ["a\x00（b）", "（ｃ）"]  # the bulk pass joins texts with NUL: falls back
-    assert split_data.normalise_prompts(with_separator) == [reference_key(text) for text in with_separator]
+    assert grouping.normalise_prompts(with_separator) == [reference_key(text) for text in with_separator]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 42])
@@ -292,8 +294,8 @@ def test_stats_table_and_markdown(tmp_path: Path) -> None:
 def test_length_summary_nearest_rank() -> None:
     from collections import Counter
 
-    assert split_data.length_summary(Counter(range(1, 11))) == (1, 5, 9, 10)
-    assert split_data.length_summary(Counter([7])) == (7, 7, 7, 7)
+    assert split_stats.length_summary(Counter(range(1, 11))) == (1, 5, 9, 10)
+    assert split_stats.length_summary(Counter([7])) == (7, 7, 7, 7)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def test_quoted_commas_quotes_and_newlines(tmp_path: Path) -> None:
     run_ok(write_csv(tmp_path / "data.csv", rows), out)
     turns = [turn(row) for split in read_all(out).values() for row in split]
     match = [t for t in turns if t["input"] == rows[0][0]]
-    assert len(match) == 1 and match[0]["output"] == output_text("seed", GENTLE, rows[0][2])
+    assert len(match) == 1 and match[0]["output"] == output_text("label", GENTLE, rows[0][2])
 
 
 def test_crlf(tmp_path: Path) -> None:
@@ -333,7 +335,7 @@ def test_crlf(tmp_path: Path) -> None:
     run_ok(write_csv(tmp_path / "data.csv", rows, newline="\r\n"), out)
     turns = [turn(row) for split in read_all(out).values() for row in split]
     assert all("\r" not in t["input"] + t["output"] for t in turns)
-    assert output_text("seed", rows[0][1], "第一行\n第二行") in [t["output"] for t in turns]
+    assert output_text("label", rows[0][1], "第一行\n第二行") in [t["output"] for t in turns]
 
 
 def test_extra_columns_and_header_spaces(tmp_path: Path) -> None:
@@ -519,7 +521,7 @@ def test_cells_longer_than_the_csv_module_default_limit(tmp_path: Path) -> None:
     out = tmp_path / "out"
     run_ok(write_csv(tmp_path / "data.csv", rows), out)
     outputs = [turn(row)["output"] for split in read_all(out).values() for row in split]
-    assert output_text("seed", rows[0][1], "长" * 200_000) in outputs
+    assert output_text("label", rows[0][1], "长" * 200_000) in outputs
     result = run_tool(tmp_path / "data.csv", tmp_path / "out2", "--max-chars", "1000")
     assert result.returncode == 2 and "data.csv:2: assistant: reply is 200000 characters" in result.stderr
 
@@ -555,7 +557,7 @@ def small_dataset() -> list[tuple[str, str, str]]:
 
 
 SMALL_TEXT = """\
-data.csv: seed 42, ratios 0.8,0.1,0.1, mode seed
+data.csv: seed 42, ratios 0.8,0.1,0.1, mode label
 split  rows  distinct prompts  温柔  毒舌
 train    16                 8     8     8
 val       2                 1     1     1
@@ -569,8 +571,8 @@ prompt length (characters): min 3, median 3, p90 3, max 3
 SMALL_MARKDOWN = """\
 ## Data splits
 
-Generated by `tools/split_data.py` from `data.csv` with seed 42, ratios 0.8,0.1,0.1 \
-(train,val,test, counted in distinct prompts) and mode `seed`. Rows are grouped by normalised \
+Generated by `style_tune/data/split.py` from `data.csv` with seed 42, ratios 0.8,0.1,0.1 \
+(train,val,test, counted in distinct prompts) and mode `label`. Rows are grouped by normalised \
 prompt; no prompt is in two splits.
 
 | split | rows | distinct prompts | 温柔 | 毒舌 |
@@ -612,7 +614,7 @@ def test_the_split_of_a_seed_is_pinned(tmp_path: Path) -> None:
         "val": ["问题1"],
         "test": ["问题2"],
     }
-    assert split_data.order_groups(["d", "c", "b", "a"], 42) == ["b", "a", "c", "d"]
+    assert grouping.order_groups(["d", "c", "b", "a"], 42) == ["b", "a", "c", "d"]
 
 
 def test_a_split_without_a_style_is_warned_about(tmp_path: Path) -> None:
@@ -643,8 +645,8 @@ def test_bom_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     data = tmp_path / "data.csv"
     data.write_bytes(b"\xef\xbb\xbf" + csv_text(dataset(20)).encode("utf-8"))
     assert run_tool(data, tmp_path / "out").returncode == 0
-    assert split_data.read_text(data, "utf-8") == (csv_text(dataset(20)), False)
-    assert split_data.read_text(data, "UTF8")[0].startswith("user,")
+    assert csv_input.read_text(data, "utf-8") == (csv_text(dataset(20)), False)
+    assert csv_input.read_text(data, "UTF8")[0].startswith("user,")
 
 
 def test_undecodable_bytes_exact_messages(tmp_path: Path) -> None:
@@ -738,7 +740,7 @@ def test_max_chars_bounds(tmp_path: Path) -> None:
          "--ratios: the val ratio must be positive (every split needs data), got '1,0,0'"),
         (["--styles", " , "], "--styles: no style labels given"),
         (["--styles", "温柔,温和,冷"],
-         "--styles: unknown style(s) 温和, 冷; style_tune.prompts knows 温柔, 毒舌"),
+         "--styles: unknown style(s) 温和, 冷; style_tune.core.prompts knows 温柔, 毒舌"),
         (["--styles", "温柔，温柔"], "--styles: a style is listed twice in '温柔，温柔'"),
         (["--max-chars", "0"], "--max-chars must be a positive integer, got 0"),
         (["--encoding", "no-such-codec"], "--encoding: unknown encoding 'no-such-codec'"),
@@ -777,9 +779,9 @@ def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
 
 def test_split_sizes_round_half_up() -> None:
     tenths = (Fraction(8, 10), Fraction(1, 10), Fraction(1, 10))
-    assert split_data.split_sizes(5, tenths) == [4, 1, 0]  # 4.5 rounds up to 5
-    assert split_data.split_sizes(15, tenths) == [12, 2, 1]  # 13.5 rounds up to 14
-    assert split_data.split_sizes(3, (Fraction(1, 3),) * 3) == [1, 1, 1]
+    assert grouping.split_sizes(5, tenths) == [4, 1, 0]  # 4.5 rounds up to 5
+    assert grouping.split_sizes(15, tenths) == [12, 2, 1]  # 13.5 rounds up to 14
+    assert grouping.split_sizes(3, (Fraction(1, 3),) * 3) == [1, 1, 1]
 
 
 def test_too_few_groups_exact_message(tmp_path: Path) -> None:
@@ -794,12 +796,12 @@ def test_too_few_groups_exact_message(tmp_path: Path) -> None:
 def test_length_summary_ranks() -> None:
     from collections import Counter
 
-    assert split_data.length_summary(Counter({1: 1, 5: 1})) == (1, 1, 5, 5)
-    assert split_data.length_summary(Counter(range(1, 102))) == (1, 51, 91, 101)
+    assert split_stats.length_summary(Counter({1: 1, 5: 1})) == (1, 1, 5, 5)
+    assert split_stats.length_summary(Counter(range(1, 102))) == (1, 51, 91, 101)
 
 
 def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> None:
-    Problem = split_data.Problem
+    Problem = csv_input.Problem
     split_data.report_problems([Problem(1, "a", "first line"), Problem(None, "file", "whole file")], "f.csv")
     assert capsys.readouterr().err.splitlines() == [
         "f.csv: file: whole file",
@@ -813,13 +815,13 @@ def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> 
     assert err[200:] == [
         "... and 5 more problem(s)", "split_data.py: 205 problem(s) in f.csv; nothing written"
     ]
-    assert str(split_data.InputError(many)) == "205 problem(s)"
+    assert str(csv_input.InputError(many)) == "205 problem(s)"
 
 
 def test_display_width() -> None:
-    assert split_data.display_width("ab") == 2
-    assert split_data.display_width("温柔") == 4
-    assert split_data.display_width("ａ") == 2  # full-width
+    assert split_stats.display_width("ab") == 2
+    assert split_stats.display_width("温柔") == 4
+    assert split_stats.display_width("ａ") == 2  # full-width
 
 
 def test_write_atomically_writes_beside_the_target_then_renames(tmp_path: Path) -> None:
@@ -833,7 +835,7 @@ def test_write_atomically_writes_beside_the_target_then_renames(tmp_path: Path) 
 
     old = os.umask(0o022)
     try:
-        split_data.write_atomically({out / "train.json": chunks()})
+        write_files_atomically({out / "train.json": chunks()})
     finally:
         os.umask(old)
     (temporary,) = seen[0]  # while writing: one hidden temporary beside the target, nothing else
@@ -848,7 +850,7 @@ def test_write_atomically_leaves_nothing_when_a_file_fails(tmp_path: Path) -> No
     blocker = tmp_path / "blocker"
     blocker.write_text("")
     with pytest.raises(FileExistsError):
-        split_data.write_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
+        write_files_atomically({out / "train.json": ["x"], blocker / "val.json": ["y"]})
     assert list(out.iterdir()) == []
 
 

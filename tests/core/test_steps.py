@@ -1,5 +1,5 @@
-"""The step wrappers' own logic, standard library only: style_tune/steps.py and the checks of
-tools/train.py and tools/convert_adapter.py (inputs, checkpoint choice, resume arguments, the
+"""The step wrappers' own logic, standard library only: style_tune/core/steps.py and the checks of
+style_tune/train/train.py and style_tune/train/convert.py (inputs, checkpoint choice, resume arguments, the
 command they build, atomic outputs). What XTuner does with those commands is tested end to end in
 tests/train/test_recipe.py; here ``run`` is replaced where it would start XTuner, to record the
 command line (and, for convert, to play XTuner's part of writing the adapter files).
@@ -17,15 +17,15 @@ from types import ModuleType
 
 import pytest
 
-from style_tune import steps
+from style_tune.core import io, steps
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-# Imported by their paths in the repository (pytest puts the root on sys.path): mutation testing
+# Imported by their module names (the installed package): mutation testing
 # (`make mutation`) tells mutants apart by those module names.
-train = importlib.import_module("tools.train")
-convert = importlib.import_module("tools.convert_adapter")
+train = importlib.import_module("style_tune.train.train")
+convert = importlib.import_module("style_tune.train.convert")
 
 
 def exits(capsys: pytest.CaptureFixture[str], function, *args, **kwargs) -> str:
@@ -38,7 +38,7 @@ def exits(capsys: pytest.CaptureFixture[str], function, *args, **kwargs) -> str:
     return err.strip()
 
 
-# --- style_tune/steps.py ------------------------------------------------------------------------
+# --- style_tune/core/steps.py ------------------------------------------------------------------------
 
 
 def test_fail_says_one_line_and_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +84,7 @@ def test_iter_checkpoints_numeric_order_and_only_checkpoints(tmp_path: Path) -> 
 
 def test_atomic_dir_renames_when_done(tmp_path: Path) -> None:
     final = tmp_path / "deep" / "out"
-    with steps.atomic_dir(final, step="t") as tmp:
+    with io.atomic_dir(final, step="t") as tmp:
         assert tmp.parent == final.parent and tmp.name.startswith(".out.tmp-") and not final.exists()
         (tmp / "sub").mkdir()
         (tmp / "sub" / "f.txt").write_text("done")
@@ -95,7 +95,7 @@ def test_atomic_dir_renames_when_done(tmp_path: Path) -> None:
 def test_atomic_dir_gives_usual_permissions(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        with steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+        with io.atomic_dir(tmp_path / "out", step="t") as tmp:
             (tmp / "f").write_text("x")
             (tmp / "f").chmod(0o600)
     finally:
@@ -105,7 +105,7 @@ def test_atomic_dir_gives_usual_permissions(tmp_path: Path) -> None:
 
 
 def test_atomic_dir_leaves_nothing_when_the_block_fails(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError), steps.atomic_dir(tmp_path / "out", step="t") as tmp:
+    with pytest.raises(RuntimeError), io.atomic_dir(tmp_path / "out", step="t") as tmp:
         (tmp / "half").write_text("x")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
@@ -115,12 +115,12 @@ def test_atomic_dir_refuses_to_replace_without_force(tmp_path: Path, capsys) -> 
     final = tmp_path / "out"
     final.mkdir()
     (final / "old").write_text("kept")
-    line = exits(capsys, lambda: steps.atomic_dir(final, step="merge").__enter__())
+    line = exits(capsys, lambda: io.atomic_dir(final, step="merge").__enter__())
     assert line == (
         f"merge: error: {final} already exists; remove it or pass --force (make: FORCE=1) to replace it"
     )
     assert (final / "old").read_text() == "kept"
-    with steps.atomic_dir(final, force=True, step="merge") as tmp:
+    with io.atomic_dir(final, force=True, step="merge") as tmp:
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
@@ -142,7 +142,7 @@ def test_loss_curve_joins_runs_and_skips_other_records(tmp_path: Path) -> None:
     assert steps.loss_curve(tmp_path / "missing") == []
 
 
-# --- tools/train.py -----------------------------------------------------------------------------
+# --- style_tune/train/train.py -----------------------------------------------------------------------------
 
 
 @pytest.fixture()
@@ -301,7 +301,7 @@ def test_train_main_checks_inputs_before_running(inputs, monkeypatch, capsys) ->
     assert calls == []
 
 
-# --- tools/convert_adapter.py -------------------------------------------------------------------
+# --- style_tune/train/convert.py -------------------------------------------------------------------
 
 
 def test_pick_checkpoint(tmp_path: Path, capsys) -> None:
@@ -380,8 +380,8 @@ def test_announcements_come_before_the_child_output(tmp_path: Path) -> None:
     (tmp_path / "iter_2.pth").write_bytes(b"")
     code = (
         "import sys, importlib\n"
-        "steps = importlib.import_module('style_tune.steps')\n"
-        "train = importlib.import_module('tools.train')\n"
+        "steps = importlib.import_module('style_tune.core.steps')\n"
+        "train = importlib.import_module('style_tune.train.train')\n"
         f"train.resume_args(__import__('pathlib').Path({str(tmp_path)!r}))\n"
         "steps.run('s', [sys.executable, '-c', 'print(\"child\")'])\n"
     )
@@ -410,7 +410,7 @@ def test_train_reads_sys_argv(inputs, monkeypatch) -> None:
     work = inputs["work_dir"]
     work.mkdir()
     (work / "iter_1.pth").write_bytes(b"")
-    monkeypatch.setattr(sys, "argv", ["tools/train.py", str(inputs["config"]), "--work-dir", str(work)])
+    monkeypatch.setattr(sys, "argv", ["train.py", str(inputs["config"]), "--work-dir", str(work)])
     assert train.main() == 0
     assert calls[0][1][3:6] == [str(inputs["config"]), "--work-dir", str(work)]
 

@@ -21,7 +21,7 @@ import pytest
 from chat_cases import CASE_IDS, CASES, Case
 from lmdeploy.model import MODELS, ChatTemplateConfig
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     LMDEPLOY_TEMPLATE_KEYS,
@@ -36,7 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: lmdeploy's own template names, before any test registers a JSON template's model_name.
 BUILTIN_TEMPLATES = frozenset(MODELS.module_dict)
-TEMPLATE_SPECS = [("seed", None)] + [("controllable", style) for style in STYLES]
+TEMPLATE_SPECS = [("label", None)] + [("controllable", style) for style in STYLES]
 
 
 def load_template(path: Path):
@@ -46,7 +46,7 @@ def load_template(path: Path):
 
 
 def case_template(case: Case):
-    return load_template(REPO_ROOT / chat_template_file(case.mode, case.style))  # seed: one file
+    return load_template(REPO_ROOT / chat_template_file(case.mode, case.style))  # label mode: one file
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_a_wrong_template_is_detected(tmp_path: Path, tiny_model_dir: Path, lm_t
     for case in CASES:
         right = lmdeploy_chat_template(case.mode, case.style)
         wrong = {
-            # no system block at all: what XTuner trained on for the seed article's rows
+            # no system block at all: what XTuner trained on for the article's rows
             "no-system-block": {**right, "meta_instruction": None, "system": "", "eosys": ""},
             # meta_instruction null but ChatML system markers: lmdeploy writes an empty system block
             "null-meta-instruction": {**right, "meta_instruction": None},
@@ -146,8 +146,8 @@ def test_a_wrong_template_is_detected(tmp_path: Path, tiny_model_dir: Path, lm_t
             if name == "null-meta-instruction":
                 empty = template.messages2prompt(case.prompt_messages(1, with_system=False))
                 assert empty.startswith("<|im_start|>system\n<|im_end|>\n<|im_start|>user\n")
-        # the default is right for seed mode only
-        if case.mode == "seed":
+        # the default is right for label mode only
+        if case.mode == "label":
             check_lmdeploy_matches(case, default, lm_tokenizer, hf_tokenizer, with_system=False)
         else:
             with pytest.raises(AssertionError):

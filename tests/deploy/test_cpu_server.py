@@ -1,8 +1,8 @@
-"""`make serve` without a GPU (style_tune/cpu_server.py: transformers' server behind a thin OpenAI layer),
+"""`make serve` without a GPU (style_tune.deploy.cpu_server: transformers' server behind a thin OpenAI layer),
 asked with the official `openai` client, on the tiny model built from the current code in this session.
 
 - The prompt the engine renders is the training prompt, for every shared case (tests/chat_cases.py),
-  seed and controllable mode, with and without a client system message: the engine's own message
+  label and controllable mode, with and without a client system message: the engine's own message
   parsing and chat-template call, after the layer's checks, give the reference text and token ids.
 - A live server (`make serve`, controllable mode, STYLE=温柔; the ``cpu_server`` fixture): plain and
   streamed completions, 8 concurrent requests, the system text choosing the style, and bad requests
@@ -25,9 +25,9 @@ import pytest
 from chat_cases import CASE_IDS, CASES, Case
 from openai import OpenAI
 
-from style_tune.cpu_server import RequestError, check_request
-from style_tune.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SYSTEMS, system_text
-from style_tune.serving import SERVED_MODEL_NAME, port_in_use, serve_model
+from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLE_SYSTEMS, system_text
+from style_tune.deploy.cpu_server import RequestError, check_request
+from style_tune.deploy.serving import SERVED_MODEL_NAME, port_in_use, serve_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 #: Greedy, short: replies are deterministic, and the tiny model writes random tokens up to the limit.
@@ -186,7 +186,7 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_server_stays_up(client: O
 
 
 def test_make_serve_stops_cleanly(fresh_tiny_model_dir: Path, tmp_path: Path) -> None:
-    server = serve_model(fresh_tiny_model_dir, mode="seed", log=tmp_path / "server.log")
+    server = serve_model(fresh_tiny_model_dir, mode="label", log=tmp_path / "server.log")
     with server:
         pid, port = server.process.pid, server.port
         assert ask(OpenAI(base_url=server.base_url, api_key="none", max_retries=0), "你好", max_tokens=4)

@@ -22,7 +22,7 @@ def test_not_mixed_with_the_train_toolchain() -> None:
 
 
 def test_pipeline_takes_what_the_lmdeploy_eval_model_passes() -> None:
-    """style_tune/opencompass_turbomind.py (eval-select BACKEND=lmdeploy, InternLM2) calls
+    """style_tune/eval/turbomind.py (eval-select BACKEND=lmdeploy, InternLM2) calls
     lmdeploy.pipeline(path, backend_config=, log_level=, max_log_len=, trust_remote_code=True) and
     keeps only the engine settings the config classes have: this lmdeploy takes them."""
     import inspect

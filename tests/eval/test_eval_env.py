@@ -29,7 +29,7 @@ def test_mmengine_comes_from_mmengine_lite_only() -> None:
 
 
 def test_shared_prompt_module_is_importable() -> None:
-    from style_tune.prompts import QWEN_DEFAULT_SYSTEM, STYLES
+    from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM, STYLES
 
     assert STYLES == ("温柔", "毒舌")
     assert QWEN_DEFAULT_SYSTEM.startswith("You are Qwen")

@@ -1,11 +1,11 @@
 """The evaluation targets end to end on the CPU, through the Makefile (offline variables, the eval env):
 
 - ``make eval-style``: OpenCompass runs the tiny base model and the demo's tuned model on held-out
-  prompts, scores them (style_tune/style_eval.py) and ``make report`` writes the report. The tuned
+  prompts, scores them (style_tune/eval/evaluator.py) and ``make report`` writes the report. The tuned
   model must beat the base on the style numbers: the demo taught it the reply format.
-- ``make eval-select``: the seed's model-selection config on small FewCLUE-format fixture files
+- ``make eval-select``: the article's model-selection config on small FewCLUE-format fixture files
   (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
-  the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the seed's rows.
+  the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the article's rows.
 
 Models: the test always builds its own quick pair in a temporary directory, with the same make targets
 (the session's tiny random-weight model, the split, QUICK_ITERS training iterations of the CPU config,
@@ -25,8 +25,8 @@ from pathlib import Path
 import chat_cases
 import pytest
 
-from style_tune.prompts import render_chatml
-from style_tune.style_metrics import METRICS
+from style_tune.core.prompts import render_chatml
+from style_tune.eval.style_metrics import METRICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,8 +53,8 @@ def models(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     """The base (the session's tiny model) and its quickly tuned merge, their split and work dir."""
     root = tmp_path_factory.mktemp("quick_demo")
     base = tiny_model_dir
-    built = {"base": base, "tuned": root / "merged", "split": root / "seed", "work_dir": root / "work"}
-    make("split", "MODE=seed", f"SPLIT_DIR={built['split']}")
+    built = {"base": base, "tuned": root / "merged", "split": root / "label", "work_dir": root / "work"}
+    make("split", "MODE=label", f"SPLIT_DIR={built['split']}")
     common = [f"CONFIG={DEMO_CONFIG}", f"MODEL={base}", f"WORK_DIR={built['work_dir']}"]
     make("train", *common, f"DATA={built['split'] / 'train.json'}",
          f"TRAIN_ARGS=--cfg-options train_cfg.max_iters={QUICK_ITERS}")
@@ -67,11 +67,11 @@ def models(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
 @pytest.fixture(scope="module")
 def style_run(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("style_eval")
-    proc = make("eval-style", f"BASE={models['base']}", f"TUNED={models['tuned']}", "MODE=seed",
+    proc = make("eval-style", f"BASE={models['base']}", f"TUNED={models['tuned']}", "MODE=label",
                 f"SPLIT_DIR={models['split']}", f"TRAIN_WORK_DIR={models['work_dir']}", f"STYLE_DIR={out}",
                 "EVAL_LIMIT=12", "EVAL_MAX_OUT_LEN=16", "EVAL_DEVICE=cpu")
     run_dir = (out / "latest").resolve()
-    results = {m: json.loads((run_dir / "results" / m / "style-seed.json").read_text(encoding="utf-8"))
+    results = {m: json.loads((run_dir / "results" / m / "style-label.json").read_text(encoding="utf-8"))
                for m in ("base", "tuned")}
     return {"out": out, "run_dir": run_dir, "results": results, "stdout": proc.stdout}
 
@@ -94,16 +94,16 @@ def test_summary_has_every_metric_for_both_models(style_run: dict) -> None:
     with (style_run["run_dir"] / "summary").glob("summary_*.csv").__next__().open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["dataset", "version", "metric", "mode", "base", "tuned"]
-    assert [row[2] for row in rows[1:]] == list(METRICS["seed"])
+    assert [row[2] for row in rows[1:]] == list(METRICS["label"])
     for row in rows[1:]:
-        assert row[0] == "style-seed" and row[3] == "gen"
+        assert row[0] == "style-label" and row[3] == "gen"
         float(row[4]), float(row[5])
     assert (style_run["out"] / "summary.md").read_text(encoding="utf-8").startswith("| dataset | version |")
 
 
 def test_report_is_written(style_run: dict, models: dict[str, Path]) -> None:
     report = (style_run["out"] / "report.md").read_text(encoding="utf-8")
-    for metric in METRICS["seed"]:
+    for metric in METRICS["label"]:
         assert f"| {metric} |" in report
     png = style_run["out"] / "report_loss.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -121,7 +121,7 @@ def test_prompts_are_the_training_prompts(style_run: dict, models: dict[str, Pat
 
     rows = {turn["conversation"][0]["input"]: turn["conversation"][0] for turn in json.loads(
         (models["split"] / "test.json").read_text(encoding="utf-8"))}
-    predictions = json.loads((style_run["run_dir"] / "predictions" / "tuned" / "style-seed.json")
+    predictions = json.loads((style_run["run_dir"] / "predictions" / "tuned" / "style-label.json")
                              .read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(models["tuned"])
     for item in predictions.values():
@@ -172,7 +172,7 @@ def test_eval_select_runs_both_candidates_into_the_seed_table(
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
     assert [row[0] for row in rows] == ["bustm-dev", "bustm-test", "ocnli_fc-dev", "ocnli_fc-test"]
     assert all(row[2:4] == ["accuracy", "gen"] for row in rows)
-    assert [row[1] for row in rows[2:]] == ["51e956", "51e956"]  # the seed's ocnli_fc prompt version
+    assert [row[1] for row in rows[2:]] == ["51e956", "51e956"]  # the article's ocnli_fc prompt version
     for row in rows:
         assert 0.0 <= float(row[4]) <= 100.0 and 0.0 <= float(row[5]) <= 100.0
     # Both models answered every fixture row: 4 per file (ocnli's unlabelled "-" row dropped, as
@@ -197,7 +197,7 @@ def test_eval_select_without_fewclue_says_how_to_get_it(tmp_path: Path) -> None:
 def test_controllable_mode_runs(models: dict[str, Path], tmp_path: Path) -> None:
     """Controllable mode: each prompt's system text requests a style (the wiring, on a few prompts)."""
     split = tmp_path / "split"
-    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "split_data.py"),
+    subprocess.run([sys.executable, "-m", "style_tune.data.split",
                     str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(split),
                     "--mode", "controllable"], check=True, capture_output=True, timeout=120)
     out = tmp_path / "out"

@@ -34,7 +34,7 @@ def test_lmdeploy_variant_lets_lmdeploy_trust_internlm2s_remote_code(monkeypatch
 
     from opencompass.models import TurboMindModelwithChatTemplate
 
-    from style_tune.opencompass_turbomind import TurboMindModelwithChatTemplateRemoteCode
+    from style_tune.eval.turbomind import TurboMindModelwithChatTemplateRemoteCode
 
     turbo = Config.fromfile(str(REPO_ROOT / "eval_configs/select_models_lmdeploy.py"))
     qwen, internlm = turbo.models

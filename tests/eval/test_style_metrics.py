@@ -1,18 +1,18 @@
-"""The style-evaluation metrics and OpenCompass parts on hand-made replies (style_tune/style_metrics.py,
-style_tune/style_eval.py): gold replies score top marks, swapped styles score low, empty and runaway
+"""The style-evaluation metrics and OpenCompass parts on hand-made replies (style_tune/eval/style_metrics.py,
+style_tune/eval/evaluator.py): gold replies score top marks, swapped styles score low, empty and runaway
 replies are counted, Chinese text gets real overlap scores, and the configs agree with the metric list."""
 
 from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import output_text, system_text
-from style_tune.style_metrics import (
+from style_tune.core.prompts import output_text, system_text
+from style_tune.core.stats import percentile
+from style_tune.eval.style_metrics import (
     METRIC_HELP,
     METRICS,
     StyleJudge,
@@ -20,14 +20,12 @@ from style_tune.style_metrics import (
     distinct_n,
     group_prompts,
     lcs_length,
-    percentile,
     rouge_l,
     score_replies,
     zh_tokens,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 
 GENTLE = [
@@ -54,7 +52,7 @@ PROMPTS = ["今天加班到十点，好累啊", "我又买了一堆用不上的�
 
 
 def split_rows(mode: str, pairs: list[tuple[str, str, str]]) -> list[dict]:
-    """XTuner rows (tools/split_data.py's format) from (user, style, reply)."""
+    """XTuner rows (style_tune/data/split.py's format) from (user, style, reply)."""
     return [{"conversation": [{"system": system_text(mode, style), "input": user,
                                "output": output_text(mode, style, reply)}]} for user, style, reply in pairs]
 
@@ -64,7 +62,7 @@ def train_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pairs = [(f"问题{i}", "温柔", reply) for i, reply in enumerate(GENTLE)]
     pairs += [(f"问题{i}", "毒舌", reply) for i, reply in enumerate(SNARKY)]
     path = tmp_path_factory.mktemp("split") / "train.json"
-    path.write_text(json.dumps(split_rows("seed", pairs), ensure_ascii=False), encoding="utf-8")
+    path.write_text(json.dumps(split_rows("label", pairs), ensure_ascii=False), encoding="utf-8")
     return path
 
 
@@ -74,13 +72,13 @@ def judge(train_file: Path) -> StyleJudge:
 
 
 def seed_samples() -> list[dict]:
-    """Held-out seed-mode samples: each prompt with a gentle and a snarky reference."""
+    """Held-out label-mode samples: each prompt with a gentle and a snarky reference."""
     rows = []
     for i in range(len(PROMPTS)):
         rows += [("温柔", GENTLE[i]), ("毒舌", SNARKY[i])]
     turns = [row["conversation"][0] for row in split_rows(
-        "seed", [(PROMPTS[i // 2], style, reply) for i, (style, reply) in enumerate(rows)])]
-    return group_prompts(turns, "seed")
+        "label", [(PROMPTS[i // 2], style, reply) for i, (style, reply) in enumerate(rows)])]
+    return group_prompts(turns, "label")
 
 
 # ------------------------------------------------------------------------------- tokens and scores
@@ -142,21 +140,21 @@ def score(samples: list[dict], predictions: list[str], mode: str, judge: StyleJu
 def test_gold_replies_score_100(judge: StyleJudge) -> None:
     samples = seed_samples()
     for pick in (0, 1):  # the gentle reference, then the snarky one
-        result = score(samples, [s["references"][pick] for s in samples], "seed", judge)
+        result = score(samples, [s["references"][pick] for s in samples], "label", judge)
         assert result["style_accuracy"] == 100.0
         assert result["label_rate"] == result["label_agreement"] == 100.0
         assert result["chrf"] == pytest.approx(100.0) and result["rouge_l"] == pytest.approx(100.0)
         assert result["judged_gentle"] == (100.0 if pick == 0 else 0.0)
         assert result["empty_rate"] == 0.0
         assert result["judge_accuracy"] == 100.0
-        assert set(result) - {"details"} == set(METRICS["seed"]) - {"runaway_rate"}
+        assert set(result) - {"details"} == set(METRICS["label"]) - {"runaway_rate"}
 
 
 def test_swapped_styles_score_low(judge: StyleJudge) -> None:
     samples = seed_samples()
     # the label says one style, the text is the other one
     swapped = [f"毒舌\n{GENTLE[i]}" for i in range(len(samples))]
-    result = score(samples, swapped, "seed", judge)
+    result = score(samples, swapped, "label", judge)
     assert result["label_rate"] == 100.0
     assert result["style_accuracy"] == 0.0 and result["label_agreement"] == 0.0
     # controllable mode: asked for 温柔, answered 毒舌 (and the other way round)
@@ -177,11 +175,11 @@ def test_swapped_styles_score_low(judge: StyleJudge) -> None:
 def test_empty_and_runaway_replies_are_counted(judge: StyleJudge) -> None:
     samples = seed_samples()
     predictions = ["温柔\n", "", "毒舌\n" + SNARKY[2], "随便说点什么"]
-    result = score(samples, predictions, "seed", judge, token_counts=[2, 0, 16, 16], max_out_len=16)
+    result = score(samples, predictions, "label", judge, token_counts=[2, 0, 16, 16], max_out_len=16)
     assert result["empty_rate"] == 50.0  # a label line with nothing after it is an empty reply too
     assert result["label_rate"] == 50.0
     predictions = ["温柔", "   ", "毒舌\n" + SNARKY[2], "随便说点什么"]
-    result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 15, 17], max_out_len=16)
+    result = score(samples, predictions, "label", judge, token_counts=[1, 1, 15, 17], max_out_len=16)
     assert result["empty_rate"] == 50.0
     assert result["label_rate"] == 50.0
     assert result["runaway_rate"] == 25.0
@@ -189,7 +187,7 @@ def test_empty_and_runaway_replies_are_counted(judge: StyleJudge) -> None:
     assert [d["empty"] for d in result["details"]] == [True, True, False, False]
     assert [d["runaway"] for d in result["details"]] == [False, False, False, True]
     # the same snarky reply cut off at the budget does not count for style
-    result = score(samples, predictions, "seed", judge, token_counts=[1, 1, 16, 17], max_out_len=16)
+    result = score(samples, predictions, "label", judge, token_counts=[1, 1, 16, 17], max_out_len=16)
     assert result["runaway_rate"] == 50.0 and result["style_accuracy"] == 0.0
     assert result["details"][2]["problems"] == ["runaway"]
     assert result["details"][0]["judged"] == "neither"  # an empty reply is in no style
@@ -201,28 +199,28 @@ def test_prompts_are_grouped_and_modes_checked() -> None:
     assert all(len(s["references"]) == 2 and s["requested_style"] == "" for s in samples)
     controllable = [row["conversation"][0] for row in split_rows("controllable", [(PROMPTS[0], "温柔", "x")])]
     with pytest.raises(ValueError, match="MODE="):
-        group_prompts(controllable, "seed")
+        group_prompts(controllable, "label")
 
 
 def test_every_metric_is_explained() -> None:
-    assert set(METRIC_HELP) == set(METRICS["seed"]) | set(METRICS["controllable"])
+    assert set(METRIC_HELP) == set(METRICS["label"]) | set(METRICS["controllable"])
 
 
 # ------------------------------------------------------------------------------- OpenCompass parts
 
 def test_opencompass_dataset_and_evaluator(train_file: Path, tmp_path: Path) -> None:
-    from style_tune.style_eval import StyleEvaluator, StyleReplyDataset
+    from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
 
     test_file = tmp_path / "test.json"
     test_file.write_text(train_file.read_text(encoding="utf-8"), encoding="utf-8")
-    dataset = StyleReplyDataset(path=str(test_file), mode="seed", abbr="style-seed",
+    dataset = StyleReplyDataset(path=str(test_file), mode="label", abbr="style-label",
                                 reader_cfg=dict(input_columns=["system", "input"], output_column="references",
                                                 test_split="train"))
     test_set = dataset.test
     assert len(test_set) == len(GENTLE)  # one sample per distinct prompt, both styles as references
-    assert test_set[0]["system"] == system_text("seed")
-    assert len(StyleReplyDataset.load(str(test_file), mode="seed", limit=3, seed=1)) == 3
-    evaluator = StyleEvaluator(train_path=str(train_file), mode="seed")
+    assert test_set[0]["system"] == system_text("label")
+    assert len(StyleReplyDataset.load(str(test_file), mode="label", limit=3, seed=1)) == 3
+    evaluator = StyleEvaluator(train_path=str(train_file), mode="label")
     gold = [refs[0] for refs in test_set["references"]]
     result = evaluator.score(gold, test_set["references"], test_set)
     assert result["style_accuracy"] == 100.0 and result["chrf"] == pytest.approx(100.0)
@@ -230,14 +228,14 @@ def test_opencompass_dataset_and_evaluator(train_file: Path, tmp_path: Path) -> 
 
 
 def test_style_config_lists_every_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    """eval_configs/style_eval.py spells the metric rows out (a lazy config cannot import them)."""
+    """eval_configs/eval_style.py's summary rows are the metric list of its mode (read at load time)."""
     from mmengine.config import Config
 
-    for mode in ("seed", "controllable"):
+    for mode in ("label", "controllable"):
         monkeypatch.setenv("STYLE_EVAL_MODE", mode)
         monkeypatch.setenv("STYLE_EVAL_BASE", "models/some-base")
         monkeypatch.setenv("STYLE_EVAL_DEVICE", "cpu")
-        cfg = Config.fromfile(str(REPO_ROOT / "eval_configs" / "style_eval.py"))
+        cfg = Config.fromfile(str(REPO_ROOT / "eval_configs" / "eval_style.py"))
         assert [metric for _, metric in cfg.summarizer.dataset_abbrs] == list(METRICS[mode])
         assert cfg.models[0].path == str(REPO_ROOT / "models" / "some-base")
         assert cfg.models[0].run_cfg.num_gpus == 0
@@ -259,10 +257,26 @@ def test_select_configs_read_the_local_models(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_runner_flags_missing_results(tmp_path: Path) -> None:
-    from run_opencompass import missing_cells
+    from style_tune.eval.run_opencompass import missing_cells
 
     path = tmp_path / "summary.csv"
     with path.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["dataset", "version", "metric", "mode", "a", "b"],
                                  ["bustm-dev", "5cc669", "accuracy", "gen", "50.00", "-"]])
     assert missing_cells(path) == (["a", "b"], ["bustm-dev/accuracy/b"])
+
+
+def test_readme_metric_table_is_generated_from_the_definitions(tmp_path: Path) -> None:
+    """README.md's metric table is the rendering of METRIC_DEFINITIONS (`make metric-table`)."""
+    from style_tune.eval import metric_table
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert metric_table.with_table(readme) == readme, "README's metric table is stale: make metric-table"
+    for metric in METRICS["label"]:
+        assert f"| `{metric}` |" in readme
+    stale = tmp_path / "README.md"
+    stale.write_text(f"x\n{metric_table.BEGIN}\n| old |\n{metric_table.END}\ny\n", encoding="utf-8")
+    assert metric_table.main(["--readme", str(stale), "--check"]) == 1
+    assert metric_table.main(["--readme", str(stale)]) == 0
+    fresh = f"x\n{metric_table.BEGIN}\n{metric_table.table()}{metric_table.END}\ny\n"
+    assert stale.read_text(encoding="utf-8") == fresh

@@ -4,7 +4,7 @@ The judge is trained on the real train split and measured on data it never train
 split's references, held-out neutral answers). Crafted replies -- the label repeated, the label plus
 noise, random tokens, a neutral helpful answer, a copy of the user's message -- each score 0 for
 style in both modes, through score_replies (the OpenCompass evaluator's function) and through
-`tools/score_replies.py` (`make score-replies`).
+`style_tune/eval/score_replies.py` (`make score-replies`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import STYLES, output_text, system_text
-from style_tune.style_metrics import (
+from style_tune.core.prompts import STYLES, output_text, system_text
+from style_tune.eval.style_metrics import (
     METRICS,
     NEITHER,
     StyleJudge,
@@ -31,7 +31,7 @@ from style_tune.style_metrics import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCORE_TOOL = REPO_ROOT / "tools" / "score_replies.py"
+SCORE_TOOL = "style_tune.eval.score_replies"
 
 #: Neutral helpful answers written for this test (not in style_data/neutral_replies.txt).
 NEUTRAL = [
@@ -48,11 +48,11 @@ LABEL_NOISE = "毒舌\n毒舌\n毒舌\n tuberculosis，你，你， Board"
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """tools/split_data.py on the shipped CSV, both modes."""
+    """style_tune/data/split.py on the shipped CSV, both modes."""
     out = {}
-    for mode in ("seed", "controllable"):
+    for mode in ("label", "controllable"):
         out[mode] = tmp_path_factory.mktemp(f"split_{mode}")
-        subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "split_data.py"),
+        subprocess.run([sys.executable, "-m", "style_tune.data.split",
                         str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(out[mode]),
                         "--mode", mode], check=True, capture_output=True, timeout=120)
     return out
@@ -60,7 +60,7 @@ def splits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def judge(splits: dict[str, Path]) -> StyleJudge:
-    return StyleJudge.from_split(splits["seed"] / "train.json")
+    return StyleJudge.from_split(splits["label"] / "train.json")
 
 
 def samples(splits: dict[str, Path], mode: str) -> list[dict]:
@@ -77,8 +77,8 @@ def score(samples_: list[dict], predictions: list[str], mode: str, judge: StyleJ
 
 def test_judge_held_out_accuracy(judge: StyleJudge, splits: dict[str, Path]) -> None:
     """On the test split's references (never trained on): measured 96.7 % with the shipped data."""
-    train_replies = {row_style_reply(t)[1] for t in load_rows(splits["seed"] / "train.json")}
-    pairs = [row_style_reply(t) for t in load_rows(splits["seed"] / "test.json")]
+    train_replies = {row_style_reply(t)[1] for t in load_rows(splits["label"] / "train.json")}
+    pairs = [row_style_reply(t) for t in load_rows(splits["label"] / "test.json")]
     assert not train_replies & {reply for _, reply in pairs}  # really held out
     assert len(pairs) == 92
     assert judge.accuracy([r for _, r in pairs], [s for s, _ in pairs]) >= 95.0
@@ -88,7 +88,7 @@ def test_judge_says_neither_to_held_out_neutral_answers(splits: dict[str, Path])
     """Trained on three quarters of the neutral answers, tested on the rest (and on NEUTRAL)."""
     plain = neutral_replies()
     held_out = plain[::4]
-    judge = StyleJudge.from_split(splits["seed"] / "train.json",
+    judge = StyleJudge.from_split(splits["label"] / "train.json",
                                   neutral=[t for i, t in enumerate(plain) if i % 4])
     verdicts = judge.predict(held_out + NEUTRAL)
     assert sum(v == NEITHER for v in verdicts) / len(verdicts) >= 0.9, verdicts
@@ -96,7 +96,7 @@ def test_judge_says_neither_to_held_out_neutral_answers(splits: dict[str, Path])
 
 def test_label_words_are_no_evidence_even_if_left_in_training(splits: dict[str, Path]) -> None:
     """A judge trained on outputs with their label line left in still ignores label words."""
-    turns = load_rows(splits["seed"] / "train.json")
+    turns = load_rows(splits["label"] / "train.json")
     styles = [row_style_reply(t)[0] for t in turns]
     leaky = StyleJudge([t["output"] for t in turns], styles, NEUTRAL * 10)
     for style in STYLES:
@@ -119,7 +119,7 @@ def test_sanity_gates_name_the_problem() -> None:
 
 # ------------------------------------------------------------------------------- whole scores
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_references_score_at_least_95(judge: StyleJudge, splits: dict[str, Path], mode: str) -> None:
     samples_ = samples(splits, mode)
     flat = [(ref, s) for s in samples_ for ref in s["references"]]
@@ -139,11 +139,11 @@ def random_vocabulary_text(tokenizer, rng: random.Random, n: int = 24) -> str:
 
 
 def crafted(samples_: list[dict], mode: str, tokenizer) -> dict[str, list[str]]:
-    """Each kind of degenerate reply, one per prompt (seed mode: after a valid label line)."""
+    """Each kind of degenerate reply, one per prompt (label mode: after a valid label line)."""
     rng = random.Random(0)
 
     def labelled(i: int, text: str) -> str:
-        return output_text("seed", STYLES[i % 2], text) if mode == "seed" else text
+        return output_text("label", STYLES[i % 2], text) if mode == "label" else text
 
     label = STYLES[1]
     return {
@@ -155,7 +155,7 @@ def crafted(samples_: list[dict], mode: str, tokenizer) -> dict[str, list[str]]:
     }
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_degenerate_replies_score_zero(judge: StyleJudge, splits: dict[str, Path], mode: str,
                                        tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
@@ -190,7 +190,8 @@ def test_runaway_replies_do_not_count(judge: StyleJudge, splits: dict[str, Path]
 # ------------------------------------------------------------------------------- make score-replies
 
 def run_tool(replies: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCORE_TOOL), str(replies), "--data-dir", str(data_dir), *args],
+    return subprocess.run([sys.executable, "-m", SCORE_TOOL, str(replies), "--data-dir", str(data_dir),
+                           *args],
                           capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
 
 

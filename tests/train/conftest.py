@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUILD_TOOL = REPO_ROOT / "tools" / "build_tiny_model.py"
+BUILD_TOOL = ("-m", "style_tune.train.tiny_model")
 TINY_SEED = 0
 
 
 def _build(out_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run tools/build_tiny_model.py OUT_DIR ARGS... with this interpreter; fail the test on error."""
+    """Run style_tune/train/tiny_model.py OUT_DIR ARGS... with this interpreter; fail the test on error."""
     proc = subprocess.run(
-        [sys.executable, str(BUILD_TOOL), str(out_dir), *args],
+        [sys.executable, *BUILD_TOOL, str(out_dir), *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -44,7 +44,7 @@ def tiny_bf16_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def split_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make split` of the shipped data (seed mode) into a tmp dir."""
+    """`make split` of the shipped data (label mode) into a tmp dir."""
     out = tmp_path_factory.mktemp("split")
     proc = subprocess.run(
         ["make", "split", f"SPLIT_DIR={out}"], cwd=REPO_ROOT, capture_output=True, text=True

@@ -1,4 +1,4 @@
-"""tools/bench_train.py on the tiny model: every variant runs through XTuner and reports its figures."""
+"""benchmarks/bench_train.py on the tiny model: every variant runs through XTuner and reports its figures."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bench():
-    return importlib.import_module("tools.bench_train")
+    return importlib.import_module("benchmarks.bench_train")
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     out = tmp_path / "bench"
     cmd = [
         sys.executable,
-        "tools/bench_train.py",
+        "benchmarks/bench_train.py",
         "--model",
         str(tiny_model_dir),
         "--data",
@@ -60,7 +60,7 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     results = json.loads(out.with_suffix(".json").read_text())
     by_name = {v["variant"]: v for v in results["variants"]}
-    assert set(by_name) == {"seed", "nf4", "bf16", "bf16_packed"}
+    assert set(by_name) == {"int8", "nf4", "bf16", "bf16_packed"}
     for v in by_name.values():
         assert v["tokens_per_s"] > 0 and v["samples_per_s"] > 0 and v["peak_gib"] > 0
         assert 0 <= v["pad_share"] < 1 and v["steps"] == 1
@@ -70,23 +70,23 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
         assert v["step_positions"][0] <= v["batch_size"] * v["max_length"]
         assert v["base_params"] == results["base_params"] > 1e6
     # The variants' data settings are really the configs': padding only where nothing is packed.
-    assert by_name["seed"]["batch_size"] == 20 and not by_name["seed"]["packed"]
+    assert by_name["int8"]["batch_size"] == 20 and not by_name["int8"]["packed"]
     assert by_name["bf16_packed"]["packed"] and by_name["bf16_packed"]["max_length"] == 2048
-    assert by_name["seed"]["pad_share"] > 0.02 > by_name["bf16_packed"]["pad_share"]
-    assert by_name["seed"]["step_tokens"][0] < by_name["seed"]["step_positions"][0]
-    # The default groups rows by length: less padding than the seed's random batches, no packing.
+    assert by_name["int8"]["pad_share"] > 0.02 > by_name["bf16_packed"]["pad_share"]
+    assert by_name["int8"]["step_tokens"][0] < by_name["int8"]["step_positions"][0]
+    # The default groups rows by length: less padding than the article's random batches, no packing.
     assert not by_name["bf16"]["packed"] and by_name["bf16"]["batch_size"] == 32
-    assert by_name["seed"]["pad_share"] > by_name["bf16"]["pad_share"]
+    assert by_name["int8"]["pad_share"] > by_name["bf16"]["pad_share"]
     table = out.with_suffix(".md").read_text()
     assert table == load_bench().render_markdown(results)
-    assert "| seed | 20 × 256 | no |" in table and results["command"] in table
+    assert "| int8 | 20 × 256 | no |" in table and results["command"] in table
     assert results["versions"]["xtuner"] == "0.2.0"
 
 
 def test_bench_rejects_unknown_variants_and_missing_inputs(tiny_model_dir: Path, tmp_path: Path) -> None:
     cmd = [
         sys.executable,
-        "tools/bench_train.py",
+        "benchmarks/bench_train.py",
         "--model",
         str(tiny_model_dir),
         "--variants",

@@ -22,9 +22,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from chat_cases import CASE_IDS, CASES, SEED_SYSTEM, Case
+from chat_cases import CASE_IDS, CASES, LABEL_SYSTEM, Case
 
-from style_tune.prompts import (
+from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     STOP_WORDS,
@@ -33,7 +33,7 @@ from style_tune.prompts import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MAIN_CONFIG = REPO_ROOT / "xtuner_configs" / "qwen2_5_1_5b_instruct_qlora_style_e3.py"
+MAIN_CONFIG = REPO_ROOT / "xtuner_configs" / "qwen2_5_1_5b_instruct_lora_int8_style_e3.py"
 
 
 
@@ -124,17 +124,17 @@ def test_merged_tokenizer_template_renders_the_reference(case: Case, tokenizer) 
 
 
 def test_a_row_without_its_system_text_is_detected(config, tokenizer) -> None:
-    """The mismatch the one definition prevents: a row without `system` (the seed article's rows)."""
+    """The mismatch the one definition prevents: a row without `system` (the article's rows)."""
     for case in CASES:
         row = case.xtuner_row()
         del row["conversation"][0]["system"]
         with pytest.raises(AssertionError):
             check_training_matches(case, row, config, tokenizer)
         # and a conversation without a system message gets Qwen's default one from the tokenizer:
-        # right for seed mode only, which is why seed rows carry exactly that text
+        # right for label mode only, which is why label-mode rows carry exactly that text
         text = tokenizer.apply_chat_template(case.prompt_messages(1, with_system=False), tokenize=False,
                                              add_generation_prompt=True)
-        assert (text == case.prompt(1)) == (case.mode == "seed")
+        assert (text == case.prompt(1)) == (case.mode == "label")
 
 
 def test_the_config_trains_and_evaluates_with_the_one_definition(config) -> None:
@@ -143,7 +143,7 @@ def test_the_config_trains_and_evaluates_with_the_one_definition(config) -> None
     assert dict(config.prompt_template) == dict(PROMPT_TEMPLATE[XTUNER_PROMPT_TEMPLATE])
     assert dict(config.train_dataloader.dataset.template_map_fn.template) == dict(config.prompt_template)
     chat_hook = next(hook for hook in config.custom_hooks if "system" in hook)
-    assert chat_hook.system == config.SYSTEM == system_text("seed") == SEED_SYSTEM
+    assert chat_hook.system == config.SYSTEM == system_text("label") == LABEL_SYSTEM
     assert dict(chat_hook.prompt_template) == dict(config.prompt_template)
 
 

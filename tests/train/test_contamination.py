@@ -4,7 +4,7 @@ A training batch of `make train`'s default CONFIG, built by mmengine's Runner fr
 `xtuner train` builds it (dataset, sampler, collate function), goes through the tiny stand-in model
 (the CPU config's model, as `make bench` runs the variants on a CPU). Every conversation's per-token
 loss inside the batch must equal its loss computed alone. The former default (XTuner's packing to
-2048 tokens without varlen attention: tools/bench_train.py's "bf16_packed" variant) fails the same
+2048 tokens without varlen attention: benchmarks/bench_train.py's "bf16_packed" variant) fails the same
 check: there, conversations attend to the ones packed before them.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from tools.bench_train import CPU_CONFIG, VARIANTS
+from benchmarks.bench_train import CPU_CONFIG, VARIANTS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # fp32 on the CPU: equal up to summation order inside the attention/matmul kernels (measured 3e-6)

@@ -1,6 +1,6 @@
 """The demo's pieces wire together (cheaply: no multi-minute training here; `make demo` is run by hand).
 
-- tools/build_demo_base.py: the cut tokenizer tokenizes the training rows exactly as the full Qwen
+- style_tune/train/demo_base.py: the cut tokenizer tokenizes the training rows exactly as the full Qwen
   tokenizer does (the tool checks; here too, through the saved files), still encodes any text, keeps
   Qwen's special tokens and chat template, and the model config points at the new ids.
 - The Makefile's demo runs the real XTuner config path for each MODE, with the demo's --cfg-options.
@@ -16,17 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import IM_END, STYLES, render_chatml, system_text
+from style_tune.core.prompts import IM_END, STYLES, render_chatml, system_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 
 @pytest.fixture(scope="module")
 def demo_base(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo_base") / "base"
-    tool = REPO_ROOT / "tools" / "build_demo_base.py"
-    proc = subprocess.run([sys.executable, str(tool), str(out), "--data", str(split_dir / "train.json"),
+    proc = subprocess.run([sys.executable, "-m", "style_tune.train.demo_base", str(out),
+                           "--data", str(split_dir / "train.json"),
                            "--steps", "3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -35,8 +34,9 @@ def demo_base(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 def test_cut_tokenizer_matches_the_full_one_on_the_data(demo_base: Path, split_dir: Path,
                                                         tiny_model_dir: Path) -> None:
-    from build_demo_base import vocabulary_texts
     from transformers import AutoTokenizer
+
+    from style_tune.train.demo_base import vocabulary_texts
 
     full, cut = AutoTokenizer.from_pretrained(tiny_model_dir), AutoTokenizer.from_pretrained(demo_base)
     assert 3_000 < len(cut) < 10_000 < len(full)
@@ -71,9 +71,8 @@ def test_pretraining_text_has_one_unlabelled_reply_per_prompt(split_dir: Path) -
     """The stand-in reads each training prompt once with one of its replies (either style, about half
     each), as a user/assistant exchange without a system message or a label: it cannot learn which
     style goes with which system text or label, and the other reply is left for the fine-tune."""
-    from build_demo_base import pretraining_texts, training_rows
-
-    from style_tune.prompts import chatml_block, split_label
+    from style_tune.core.prompts import chatml_block, split_label
+    from style_tune.train.demo_base import pretraining_texts, training_rows
 
     turns = training_rows(split_dir / "train.json")
     replies: dict[str, dict[str, str]] = {}
@@ -104,7 +103,7 @@ def make_vars(mode: str) -> tuple[str, str, str, str]:
     return config, work_dir, merged, args
 
 
-@pytest.mark.parametrize("mode", ["seed", "controllable"])
+@pytest.mark.parametrize("mode", ["label", "controllable"])
 def test_demo_runs_the_xtuner_config_of_its_mode(mode: str) -> None:
     config, work_dir, merged, args = make_vars(mode)
     assert config == ("xtuner_configs/qwen2_5_tiny_lora_controllable_style_cpu.py" if mode == "controllable"
@@ -120,7 +119,7 @@ def test_demo_cfg_options_reach_the_config() -> None:
 
     from mmengine.config import Config
 
-    for mode in ("seed", "controllable"):
+    for mode in ("label", "controllable"):
         config, _, _, args = make_vars(mode)
         options = dict(item.split("=", 1) for item in args.split()[1:])
         values = {key: ast.literal_eval(value) for key, value in options.items()}

@@ -1,6 +1,6 @@
 """`make train NPROC_PER_NODE=2`: XTuner's torchrun path, two processes on the CPU (gloo); DeepSpeed.
 
-The same launch a multi-GPU user makes (tools/train.py starts torchrun with XTuner's train script and
+The same launch a multi-GPU user makes (style_tune.train.train starts torchrun with XTuner's train script and
 `--launcher pytorch`); the CPU config's CPURunner creates the gloo process group that mmengine would
 create with NCCL on GPUs. The GPU path with NPROC_PER_NODE=1 is in tools/gpu_acceptance.sh.
 """
@@ -16,7 +16,7 @@ import pytest
 import torch
 from test_recipe import CPU_CONFIG, FAST, make
 
-from style_tune.steps import iter_checkpoints
+from style_tune.core.steps import iter_checkpoints
 
 
 def test_two_processes_train_together_on_cpu(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:

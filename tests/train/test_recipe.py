@@ -19,11 +19,11 @@ import pytest
 import torch
 from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.steps import loss_curve
+from style_tune.core.steps import loss_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
-MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_qlora_style_e3.py"
+MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py"
 # Few, short iterations of the CPU config. Batch 2, a checkpoint every 4 iterations, every loss
 # logged unsmoothed (window 1); lr 0.02 from the first step (no warm-up) so that 8 steps visibly
 # learn; LoRA dropout off, because mmengine's checkpoint does not carry the random state, so a
@@ -308,7 +308,7 @@ def test_corrupt_checkpoint_fails_and_leaves_no_adapter(trained: dict, tmp_path:
 
 
 def test_main_config_keeps_the_seed_settings() -> None:
-    """Drift from the seed's recipe must be a deliberate edit of this test too."""
+    """Drift from the article's recipe must be a deliberate edit of this test too."""
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(MAIN_CONFIG))
@@ -341,19 +341,19 @@ def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize(
     ("config", "key", "attribute"),
     [
-        ("qwen2_5_1_5b_instruct_qlora_style_e3.py", None, "QWEN_DEFAULT_SYSTEM"),
-        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", "温柔", "STYLE_SYSTEMS"),
-        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", "毒舌", "STYLE_SYSTEMS"),
+        ("qwen2_5_1_5b_instruct_lora_int8_style_e3.py", None, "QWEN_DEFAULT_SYSTEM"),
+        ("qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py", "温柔", "STYLE_SYSTEMS"),
+        ("qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py", "毒舌", "STYLE_SYSTEMS"),
     ],
 )
 def test_chat_hook_system_texts_come_from_the_definition(
     config: str, key: str | None, attribute: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Change the definition (style_tune.prompts) and the config's chat hook follows: a literal copy
+    """Change the definition (style_tune.core.prompts) and the config's chat hook follows: a literal copy
     of today's text in the config would pass an equality test but fails this one."""
     from mmengine.config import Config
 
-    import style_tune.prompts as prompts
+    import style_tune.core.prompts as prompts
 
     marker = f"MARKER-{attribute}-{key}"
     if key is None:
@@ -373,7 +373,10 @@ def test_chat_hook_system_texts_come_from_the_definition(
             "qwen2_5_1_5b_instruct_lora_bf16_style_e3.py",
             {"quant": None, "pack": False, "bs": 32, "grouped": True},
         ),
-        ("qwen2_5_1_5b_instruct_qlora_controllable_style_e3.py", {"data": "data/controllable/train.json"}),
+        (
+            "qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py",
+            {"data": "data/controllable/train.json"},
+        ),
     ],
 )
 def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, expected: dict) -> None:
@@ -401,7 +404,7 @@ def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, 
         assert dataset.dataset.data_files == {"train": expected["data"]}
         systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
         assert systems == [GENTLE_SYSTEM, SNARKY_SYSTEM]
-    # What a variant does not mention stays the seed's.
+    # What a variant does not mention stays the article's.
     assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (main.model.lora.r, main.model.lora.lora_alpha)
     assert cfg.train_cfg.max_epochs == main.train_cfg.max_epochs
     assert cfg.randomness.seed == main.randomness.seed

@@ -1,4 +1,4 @@
-"""Tests for tools/build_tiny_model.py: the offline stand-in for Qwen2.5-1.5B-Instruct.
+"""Tests for style_tune/train/tiny_model.py: the offline stand-in for Qwen2.5-1.5B-Instruct.
 
 The tokenizer must be the real Qwen2.5 one (ids checked against known encodings and against tiktoken
 on the same qwen.tiktoken ranks), the chat template and generation config must be Qwen2.5's, the
@@ -22,8 +22,7 @@ from types import ModuleType
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TOOL = REPO_ROOT / "tools" / "build_tiny_model.py"
-SPEC_DIR = REPO_ROOT / "tools" / "qwen2_5_1_5b_instruct"
+SPEC_DIR = REPO_ROOT / "style_tune" / "train" / "qwen2_5_1_5b_instruct"
 CSV_PATH = REPO_ROOT / "style_data" / "style_chat_data.csv"
 
 ENDOFTEXT, IM_START, IM_END = 151643, 151644, 151645
@@ -116,17 +115,12 @@ SPECIAL_CASES = [
 
 
 def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("build_tiny_model_tool", TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("style_tune.train.tiny_model")
 
 
 def run_tool(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)],
+        [sys.executable, "-m", "style_tune.train.tiny_model", *map(str, args)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

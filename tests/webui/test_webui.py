@@ -1,9 +1,10 @@
 """`make webui` in a real browser: Debian's chromium (/usr/bin/chromium) driven by Playwright.
 
-The page starts its own CPU servers (`tools/chat.py serve`, the default when no BASE_API/TUNED_API is
-given) for the tiny model built from the current code in this session, in controllable mode (the
-style picker shows). The browser picks a held-out prompt, sends it, watches both replies stream in,
-records a verdict and finds it in the JSONL file, with both replies as the page showed them.
+The page starts its own CPU servers (`python -m style_tune.deploy.chat serve`, the default when no
+BASE_API/TUNED_API is given) for the tiny model built from the current code in this session, in
+controllable mode (the style picker shows). The browser picks a held-out prompt, sends it, watches
+both replies stream in, records a verdict and finds it in the JSONL file, with both replies as the
+page showed them.
 ``WEBUI_SCREENSHOT=PATH`` saves a screenshot of the page there (docs/webui.png was made so).
 """
 
@@ -19,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from style_tune.prompts import STYLE_SYSTEMS
-from style_tune.serving import free_port
+from style_tune.core.prompts import STYLE_SYSTEMS
+from style_tune.deploy.serving import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,7 +31,7 @@ PROMPTS = ["今天都没来道早安作业一大堆啊写死了", "周末下雨�
 
 @pytest.fixture(scope="module")
 def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """tools/webui.py on a free port, the tiny model as both base and tuned; yields (url, verdicts)."""
+    """style_tune.webui.app on a free port, the tiny model as both base and tuned; yields (url, verdicts)."""
     tmp = tmp_path_factory.mktemp("webui")
     test_json = tmp / "test.json"
     rows = [{"conversation": [{"system": STYLE_SYSTEMS["毒舌"], "input": p, "output": "..."}]}
@@ -41,7 +42,7 @@ def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp / "webui.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "tools" / "webui.py"), "--mode", "controllable",
+            [sys.executable, "-m", "style_tune.webui.app", "--mode", "controllable",
              "--base-model", str(fresh_tiny_model_dir), "--tuned-model", str(fresh_tiny_model_dir),
              "--test", str(test_json), "--verdicts", str(verdicts), "--port", str(port),
              "--logs", str(tmp)],

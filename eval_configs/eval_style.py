@@ -1,0 +1,128 @@
+# Style evaluation (`make eval-style`): the base model and the tuned (merged) model answer every
+# held-out prompt of test.json; style_tune.eval.evaluator scores the replies (style, content, fluency).
+# Run from the repository root (the Makefile does; it also writes the report):
+#   STYLE_EVAL_BASE=models/Qwen2.5-1.5B-Instruct STYLE_EVAL_TUNED=models/<config>-merged \
+#     .envs/eval/bin/python -m opencompass.cli.main eval_configs/eval_style.py -w outputs/style_eval
+# Settings, from the environment (paths absolute or relative to the repository root; unset: the
+# defaults in style_tune/core/defaults.py):
+#   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
+#                                       the merge of make train's default config; make passes both)
+#   STYLE_EVAL_DATA_DIR                 the split: train.json (the style judge), test.json (the prompts)
+#   STYLE_EVAL_MODE                     label | controllable: the format the split and the model use
+#   STYLE_EVAL_LIMIT                    evaluate this many prompts (drawn with STYLE_EVAL_SEED); 0 = all
+#   STYLE_EVAL_MAX_OUT_LEN              token budget of a reply (greedy decoding, stops at <|im_end|>)
+#   STYLE_EVAL_DEVICE                   cpu | cuda;  STYLE_EVAL_BATCH_SIZE
+# Each prompt is the data row's own system text (a system message, first) and its user input,
+# rendered by the model's chat template: the prompt the model was trained on.
+# Configs are evaluated lazily (mmengine): an imported name other than a class is a lazy object here
+# and does not survive the config dump OpenCompass makes, so values from style_tune (defaults, meta
+# template, metric list) are read with __import__ at load time.
+from opencompass.models import HuggingFacewithChatTemplate
+from opencompass.openicl.icl_inferencer import GenInferencer
+from opencompass.openicl.icl_prompt_template import PromptTemplate
+from opencompass.openicl.icl_retriever import ZeroRetriever
+from opencompass.partitioners import NaivePartitioner
+from opencompass.runners import LocalRunner
+from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
+
+from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
+
+# OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
+# import registers them there (style_tune is installed in the eval env: tools/setup_env.sh).
+custom_imports = dict(imports=["style_tune.eval.evaluator"], allow_failed_imports=False)
+
+_os = __import__("os")
+_env = _os.environ
+_defaults = __import__("style_tune.core.defaults", fromlist=["_"])  # style_tune/core/defaults.py
+_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+base_path = _os.path.join(_root, _env.get("STYLE_EVAL_BASE", _defaults.BASE_MODEL))
+tuned_path = _os.path.join(
+    _root, _env.get("STYLE_EVAL_TUNED", "models/qwen2_5_1_5b_instruct_lora_bf16_style_e3-merged"))
+data_dir = _os.path.join(_root, _env.get("STYLE_EVAL_DATA_DIR", _defaults.split_dir()))
+mode = _env.get("STYLE_EVAL_MODE", _defaults.MODE)
+limit = int(_env.get("STYLE_EVAL_LIMIT", "0"))
+sample_seed = int(_env.get("STYLE_EVAL_SEED", _defaults.SEED))
+max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", _defaults.EVAL_MAX_OUT_LEN))
+on_gpu = _env.get("STYLE_EVAL_DEVICE", "cuda") == "cuda"
+batch_size = int(_env.get("STYLE_EVAL_BATCH_SIZE", "16" if on_gpu else "8"))
+del _os, _env, _defaults
+
+# ------------------------------------------------------------------------------------ dataset
+style_reader_cfg = dict(input_columns=["system", "input"], output_column="references", test_split="train")
+
+style_infer_cfg = dict(
+    prompt_template=dict(
+        type=PromptTemplate,
+        template=dict(
+            begin=[dict(role="SYSTEM", fallback_role="HUMAN", prompt="{system}")],
+            round=[dict(role="HUMAN", prompt="{input}"), dict(role="BOT", prompt="")],
+        ),
+    ),
+    retriever=dict(type=ZeroRetriever),
+    # the token budget is the dataset's, so the evaluator knows it (runaway replies)
+    inferencer=dict(type=GenInferencer, max_out_len=max_out_len),
+)
+
+style_eval_cfg = dict(
+    evaluator=dict(
+        type=StyleEvaluator,
+        train_path=f"{data_dir}/train.json",
+        mode=mode,
+        max_out_len=max_out_len,
+        tokenizer_path=base_path,
+        seed=0,
+    ),
+)
+
+datasets = [
+    dict(
+        abbr=f"style-{mode}",
+        type=StyleReplyDataset,
+        path=f"{data_dir}/test.json",
+        mode=mode,
+        limit=limit,
+        seed=sample_seed,
+        reader_cfg=style_reader_cfg,
+        infer_cfg=style_infer_cfg,
+        eval_cfg=style_eval_cfg,
+    )
+]
+
+# ------------------------------------------------------------------------------------ models
+# The meta template keeps the dataset's SYSTEM item a real system message (OpenCompass's default one
+# would make it a user message): style_tune.core.prompts.OPENCOMPASS_META_TEMPLATE.
+_meta_template = __import__("style_tune.core.prompts", fromlist=["_"]).OPENCOMPASS_META_TEMPLATE
+models = [
+    dict(
+        type=HuggingFacewithChatTemplate,
+        abbr=abbr,
+        path=path,
+        meta_template=_meta_template,
+        model_kwargs=dict(device_map="auto", torch_dtype="torch.bfloat16") if on_gpu
+        else dict(device_map="cpu", torch_dtype="torch.float32"),
+        generation_kwargs=dict(do_sample=False),
+        max_seq_len=1024,
+        max_out_len=max_out_len,
+        batch_size=batch_size,
+        run_cfg=dict(num_gpus=1 if on_gpu else 0),
+    )
+    for abbr, path in (("base", base_path), ("tuned", tuned_path))
+]
+
+# ------------------------------------------------------------------------------------ running
+# One inference task per model (all datasets together), one evaluation task per model.
+infer = dict(
+    partitioner=dict(type=NaivePartitioner, n=8),
+    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLInferTask)),
+)
+eval = dict(
+    partitioner=dict(type=NaivePartitioner, n=8),
+    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
+)
+
+# The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), base and
+# tuned side by side.
+summarizer = dict(dataset_abbrs=[
+    [f"style-{mode}", metric]
+    for metric in __import__("style_tune.eval.style_metrics", fromlist=["_"]).METRICS[mode]
+])

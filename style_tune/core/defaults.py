@@ -1,0 +1,57 @@
+"""Every default shared by the Makefile, the steps and the configs: one place (standard library only).
+
+The Makefile reads them from ``.envs/defaults.mk``, which it writes from this module
+(``python -m style_tune.core.defaults`` prints them as make variables, ``DEFAULT_<NAME> := value``);
+the steps import them; the configs read them at load time.
+
+Environment variables are used only where mmengine's config loading forces them: an XTuner or
+OpenCompass config is a Python file that ``xtuner train`` / ``opencompass`` load themselves, so the
+only way to hand it a path without editing it is the environment (a path such as the base model is
+used in several places of the config, which one ``--cfg-options`` key cannot reach; and XTuner loads
+its configs in lazy-import mode, so they read the environment with ``__import__("os")``). The
+Makefile sets them; direct users of a config may too:
+
+    STYLE_TUNE_MODEL, STYLE_TUNE_DATA   xtuner_configs/*.py: base model dir, training split (JSON)
+    STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE, STYLE_EVAL_LIMIT,
+    STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
+                                        eval_configs/eval_style.py (its header says what each is)
+    SELECT_QWEN, SELECT_INTERNLM, SELECT_DEVICE, SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE
+                                        eval_configs/select_models*.py
+Each unset one takes the default below. Paths are relative to the repository root.
+"""
+
+from __future__ import annotations
+
+#: The model the recipe fine-tunes (`make download` puts it here).
+BASE_MODEL = "models/Qwen2.5-1.5B-Instruct"
+#: The article's rival in the model selection (`make eval-select`).
+RIVAL_MODEL = "models/internlm2_5-1_8b-chat"
+#: The offline stand-in model (`make tiny-model`).
+TINY_MODEL = "models/tiny-qwen2.5"
+#: The data format (style_tune.core.prompts.MODES) and the random seed of the split and evaluation.
+MODE = "label"
+SEED = 42
+#: Token budget of an evaluated reply (greedy decoding; stops at <|im_end|>): the data's replies are
+#: at most ~75 characters, so 96 tokens leave room, and a reply that uses them all is a runaway.
+EVAL_MAX_OUT_LEN = 96
+
+
+def split_dir(mode: str = MODE) -> str:
+    """Where `make split` writes a mode's train/val/test.json."""
+    return f"data/{mode}"
+
+
+def train_data(mode: str = MODE) -> str:
+    """The training split of a mode."""
+    return f"{split_dir(mode)}/train.json"
+
+
+#: The values the Makefile takes (as DEFAULT_<NAME>).
+MAKE_DEFAULTS = {"BASE_MODEL": BASE_MODEL, "RIVAL_MODEL": RIVAL_MODEL, "TINY_MODEL": TINY_MODEL,
+                 "MODE": MODE, "SEED": SEED, "EVAL_MAX_OUT_LEN": EVAL_MAX_OUT_LEN}
+
+
+if __name__ == "__main__":
+    print("# Written by `python -m style_tune.core.defaults` (style_tune/core/defaults.py); do not edit.")
+    for name, value in MAKE_DEFAULTS.items():
+        print(f"DEFAULT_{name} := {value}")

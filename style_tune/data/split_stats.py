@@ -1,0 +1,150 @@
+"""The split's statistics (`make split`'s report): counted once, rendered as a text table (stdout)
+and as the data card's Markdown section (``--stats-md``).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from operator import itemgetter
+from typing import TYPE_CHECKING
+
+from style_tune.core.stats import percentile
+from style_tune.data.grouping import Split
+
+if TYPE_CHECKING:
+    from style_tune.data.split import Options
+
+@dataclass
+class SplitStats:
+    """Counts for one split."""
+
+    name: str
+    rows: int
+    groups: int
+    per_style: dict[str, int]
+
+
+@dataclass
+class Stats:
+    """Everything the stdout table and the Markdown section report."""
+
+    source: str
+    options: Options
+    input_rows: int
+    duplicates_dropped: int
+    splits: list[SplitStats]
+    reply_lengths: tuple[int, int, int, int]
+    prompt_lengths: tuple[int, int, int, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+def length_summary(counts: Counter[int]) -> tuple[int, int, int, int]:
+    """(min, median, p90, max) of lengths given as {length: how many}; nearest-rank percentiles."""
+    lengths = sorted(counts.elements())
+    median, p90 = (percentile(lengths, q, nearest_rank=True) for q in (50, 90))
+    return lengths[0], median, p90, lengths[-1]
+
+
+def collect_stats(splits: Sequence[Split], options: Options, input_rows: int, dropped: int) -> Stats:
+    """Count rows, groups and styles per split, and length figures over all rows written."""
+    split_stats, warnings = [], []
+    reply_lengths: Counter[int] = Counter()
+    prompt_lengths: Counter[int] = Counter()
+    for split in splits:
+        counts = Counter(map(itemgetter(1), split.rows))
+        per_style = {style: counts[style] for style in options.styles}
+        split_stats.append(SplitStats(split.name, len(split.rows), split.groups, per_style))
+        prompt_lengths.update(map(len, map(itemgetter(0), split.rows)))
+        reply_lengths.update(map(len, map(itemgetter(2), split.rows)))
+    present = {style for split in split_stats for style, count in split.per_style.items() if count}
+    for split in split_stats:
+        missing = [style for style in options.styles if style in present and not split.per_style[style]]
+        if missing:
+            warnings.append(f"the {split.name} split has no {', '.join(missing)} rows")
+    return Stats(
+        source=options.csv_path.name,
+        options=options,
+        input_rows=input_rows,
+        duplicates_dropped=dropped,
+        splits=split_stats,
+        reply_lengths=length_summary(reply_lengths),
+        prompt_lengths=length_summary(prompt_lengths),
+        warnings=warnings,
+    )
+
+
+def split_table(stats: Stats) -> list[list[str]]:
+    """Header plus one line per split plus a total line."""
+    styles = stats.options.styles
+    table = [["split", "rows", "distinct prompts", *styles]]
+    for split in stats.splits:
+        counts = (str(split.per_style[style]) for style in styles)
+        table.append([split.name, str(split.rows), str(split.groups), *counts])
+    table.append([
+        "total",
+        str(sum(split.rows for split in stats.splits)),
+        str(sum(split.groups for split in stats.splits)),
+        *(str(sum(split.per_style[s] for split in stats.splits)) for s in styles),
+    ])
+    return table
+
+
+def describe_ratios(ratios: Sequence[Fraction]) -> str:
+    return ",".join(f"{float(ratio):g}" for ratio in ratios)
+
+
+def display_width(text: str) -> int:
+    """Terminal columns, counting wide (CJK) characters as two."""
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def render_text(stats: Stats) -> str:
+    """The plain-text table printed to stdout."""
+    table = split_table(stats)
+    widths = [max(display_width(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = [
+        f"{stats.source}: seed {stats.options.seed}, ratios {describe_ratios(stats.options.ratios)}, "
+        f"mode {stats.options.mode}"
+    ]
+    for line in table:
+        cells = [line[0] + " " * (widths[0] - display_width(line[0]))]
+        cells += [" " * (widths[i] - display_width(cell)) + cell for i, cell in enumerate(line) if i]
+        lines.append("  ".join(cells))
+    lines.append(f"input rows: {stats.input_rows}; exact duplicate rows dropped: {stats.duplicates_dropped}")
+    for label, figures in (("reply", stats.reply_lengths), ("prompt", stats.prompt_lengths)):
+        low, median, p90, high = figures
+        lines.append(f"{label} length (characters): min {low}, median {median}, p90 {p90}, max {high}")
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(stats: Stats) -> str:
+    """The same statistics as a Markdown section for the data card."""
+    table = split_table(stats)
+    options = stats.options
+    lines = [
+        "## Data splits",
+        "",
+        f"Generated by `style_tune/data/split.py` from `{stats.source}` with seed {options.seed}, "
+        f"ratios {describe_ratios(options.ratios)} (train,val,test, counted in distinct prompts) "
+        f"and mode `{options.mode}`. Rows are grouped by normalised prompt; no prompt is in two splits.",
+        "",
+        "| " + " | ".join(table[0]) + " |",
+        "|---|" + "---:|" * (len(table[0]) - 1),
+    ]
+    lines += ["| " + " | ".join(line) + " |" for line in table[1:]]
+    lines += [
+        "",
+        f"Input rows: {stats.input_rows}. Exact duplicate rows dropped: {stats.duplicates_dropped}.",
+        "",
+        "| length (characters, per row) | min | median | p90 | max |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, figures in (("reply", stats.reply_lengths), ("prompt", stats.prompt_lengths)):
+        lines.append(f"| {label} | " + " | ".join(str(figure) for figure in figures) + " |")
+    if stats.warnings:
+        lines += ["", *(f"Warning: {warning}." for warning in stats.warnings)]
+    return "\n".join(lines) + "\n"

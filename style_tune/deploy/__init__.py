@@ -1,0 +1,1 @@
+"""Chat and serving: the lmdeploy launcher (chat: standard library) and the CPU server; deploy env."""

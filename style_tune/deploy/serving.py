@@ -1,0 +1,197 @@
+"""Start, wait for and stop an OpenAI-compatible server process: one helper for `make serve`'s tests,
+the web page (`make webui`), the serving benchmark and any later test that needs a live model.
+
+    from style_tune.deploy.serving import Server, free_port
+
+    with serve_model(MODEL, mode="controllable", style="温柔") as server:   # `make serve` on a free port
+        client = OpenAI(base_url=server.base_url, api_key="none")
+        ...
+
+``Server(COMMAND, port)`` runs any other server command the same way.
+
+The process runs in a session (process group) of its own, so stopping it ends every process the
+engine started; ``stop`` sends SIGTERM to the group, then SIGKILL after a grace period, and checks
+that the port is free again. ``start`` waits, for at most ``ready_timeout`` seconds, until
+``GET /v1/models`` lists the model, and fails with the tail of the server's log when the process
+dies or the time runs out. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from style_tune import REPO_ROOT
+from style_tune.core import defaults
+
+#: The model name the servers register (`make serve` on a GPU and on a CPU): clients send it as ``model``.
+SERVED_MODEL_NAME = "style-tune"
+#: How long a server may take to answer after its start; each waiting helper takes it as its default.
+READY_TIMEOUT_S = 120.0
+
+
+class ServerError(RuntimeError):
+    """The server did not come up, or did not go away."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def list_models(base_url: str, timeout: float = 5.0) -> list[str]:
+    """The model ids ``GET {base_url}/models`` lists (``base_url`` ends with ``/v1``)."""
+    with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as response:
+        return [entry["id"] for entry in json.load(response)["data"]]
+
+
+def wait_until_ready(base_url: str, model: str = SERVED_MODEL_NAME, *, timeout: float = READY_TIMEOUT_S,
+                     process: subprocess.Popen | None = None, log: Path | None = None) -> float:
+    """Wait until the server lists ``model``; return the seconds waited. Fail early if ``process`` ends."""
+    start = time.monotonic()
+    while True:
+        if process is not None and process.poll() is not None:
+            raise ServerError(f"the server exited with code {process.returncode} before it answered"
+                              f"{_log_tail(log)}")
+        try:
+            if model in list_models(base_url):
+                return time.monotonic() - start
+        except (OSError, ValueError, KeyError):
+            pass  # not listening yet, or not answering JSON yet
+        if time.monotonic() - start > timeout:
+            raise ServerError(f"{base_url} did not list model {model!r} within {timeout:.0f} s"
+                              f"{_log_tail(log)}")
+        time.sleep(0.5)
+
+
+def _log_tail(log: Path | None, lines: int = 30) -> str:
+    if log is None or not log.is_file():
+        return ""
+    tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    return f"; the last lines of {log}:\n" + "\n".join(tail)
+
+
+class Server:
+    """A server command run in its own process group; a context manager that starts and stops it.
+
+    ``command``: the argv that starts it (e.g. ``python -m style_tune.deploy.chat serve MODEL --port N``);
+    ``port``: where it listens on 127.0.0.1; ``log``: where its stdout and stderr go (default: a file
+    under the system temp dir, named after the port).
+    """
+
+    def __init__(self, command: Sequence[str], port: int, *, model: str = SERVED_MODEL_NAME,
+                 ready_timeout: float = READY_TIMEOUT_S, stop_timeout: float = 20.0,
+                 log: Path | None = None, env: dict[str, str] | None = None, cwd: Path | None = None):
+        self.command = [str(part) for part in command]
+        self.port = port
+        self.model = model
+        self.ready_timeout = ready_timeout
+        self.stop_timeout = stop_timeout
+        self.log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"style-tune-server-{port}.log"
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.process: subprocess.Popen | None = None
+        self.startup_s: float | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> Server:
+        """Launch the process and wait until it serves the model (what ``with Server(...)`` does)."""
+        return self.launch().wait()
+
+    def launch(self) -> Server:
+        """Start the process without waiting (start several, then :meth:`wait` for each)."""
+        if port_in_use(self.port):
+            raise ServerError(f"port {self.port} is already in use; pick another (SERVER_PORT=)")
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out:
+            self.process = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+                                            start_new_session=True)
+        return self
+
+    def wait(self) -> Server:
+        """Wait (at most ready_timeout) until the launched server lists its model; stop it if it fails."""
+        try:
+            self.startup_s = wait_until_ready(self.base_url, self.model, timeout=self.ready_timeout,
+                                              process=self.process, log=self.log)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """End the whole process group (SIGTERM, then SIGKILL), then check the port is free."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                process.wait(timeout=wait)
+                if not _group_alive(process.pid):
+                    break
+                time.sleep(0.2)  # the leader is gone; give its children a moment, then KILL them
+            except subprocess.TimeoutExpired:
+                continue
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while port_in_use(self.port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if port_in_use(self.port):
+            raise ServerError(f"port {self.port} is still in use after the server stopped")
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the process group is still alive."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def serve_model(model_dir: Path | str, *, mode: str = defaults.MODE, style: str | None = None,
+                port: int | None = None,
+                ready_timeout: float = READY_TIMEOUT_S, log: Path | None = None,
+                make_args: Sequence[str] = ()) -> Server:
+    """`make serve` for ``model_dir`` on 127.0.0.1 (a free port unless given), as a :class:`Server`.
+
+    Exactly what a user runs (on a CPU machine: the CPU server; with a CUDA GPU: lmdeploy), so a test or a
+    tool that needs a live model gets the real thing. Use it as a context manager.
+    """
+    port = port or free_port()
+    command = ["make", "-s", "-C", str(REPO_ROOT), "serve", f"MODEL={model_dir}", f"MODE={mode}",
+               "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}", *([f"STYLE={style}"] if style else []),
+               *make_args]
+    return Server(command, port, ready_timeout=ready_timeout, log=log)

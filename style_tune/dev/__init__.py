@@ -1,0 +1,1 @@
+"""Developer tools: environment locks (dev env) and mutation testing (mutation env)."""

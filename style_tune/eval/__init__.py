@@ -1,0 +1,1 @@
+"""Evaluation with OpenCompass: runner, style evaluator, metrics, reports, reply scoring; eval env."""

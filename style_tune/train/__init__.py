@@ -1,0 +1,1 @@
+"""Training with XTuner: train, convert, merge, the tiny stand-in models, the CPU runner; train env."""

@@ -1,0 +1,62 @@
+"""`make convert`: an XTuner ``iter_N.pth`` checkpoint -> a Hugging Face PEFT adapter (safetensors).
+
+    python -m style_tune.train.convert CONFIG --work-dir DIR [--iter N] [--out OUT] [--force]
+
+Runs XTuner's own converter (`xtuner convert pth_to_hf`) on the newest checkpoint in DIR, or on
+iter_N.pth. The adapter goes to OUT (default DIR/iter_N_hf), written to a temporary directory and
+renamed only when XTuner finished and the adapter files are there. The config and STYLE_TUNE_MODEL
+must be the ones training used: XTuner rebuilds the model from them. Checkpoints are pickles:
+convert only work dirs you created yourself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from style_tune.core.io import atomic_dir
+from style_tune.core.steps import fail, iter_checkpoints, run
+
+STEP = "convert"
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def pick_checkpoint(work_dir: Path, iteration: int | None) -> tuple[int, Path]:
+    checkpoints = iter_checkpoints(work_dir)
+    if not checkpoints:
+        fail(STEP, f"no iter_*.pth checkpoint in {work_dir}; run `make train` first")
+    if iteration is None:
+        return checkpoints[-1]
+    for number, path in checkpoints:
+        if number == iteration:
+            return number, path
+    have = ", ".join(str(n) for n, _ in checkpoints)
+    fail(STEP, f"{work_dir}/iter_{iteration}.pth not found; checkpoints there: {have}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Convert an XTuner .pth checkpoint to a HF adapter.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--iter", type=int, dest="iteration", help="checkpoint iteration (default: newest)")
+    parser.add_argument("--out", type=Path, help="adapter directory (default: WORK_DIR/iter_N_hf)")
+    parser.add_argument("--force", action="store_true", help="replace an existing adapter directory")
+    args = parser.parse_args(argv)
+
+    if not args.config.is_file():
+        fail(STEP, f"config {args.config} not found")
+    iteration, pth = pick_checkpoint(args.work_dir, args.iteration)
+    out = args.out or args.work_dir / f"iter_{iteration}_hf"
+    with atomic_dir(out, force=args.force, step=STEP) as tmp:
+        cmd = [sys.executable, "-m", "xtuner.tools.model_converters.pth_to_hf", str(args.config), str(pth)]
+        run(STEP, [*cmd, str(tmp), "--safe-serialization"])
+        missing = [name for name in ADAPTER_FILES if not (tmp / name).is_file()]
+        if missing:
+            fail(STEP, f"XTuner wrote no {', '.join(missing)}; is {args.config} a LoRA config?")
+    print(f"{STEP}: adapter from {pth} written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""`make demo`: the recipe's steps on the stand-in base, timed, then what the model learned.
+
+    python -m style_tune.train.demo --mode label|controllable --config CFG --base DIR --work-dir DIR
+        --merged DIR [--threads 1] [-- TRAIN_ARGS...]
+
+Runs the targets a user runs, with the demo's paths: `make split`, `make train` (with TRAIN_ARGS),
+`make convert`, `make merge`; then style_tune.eval.demo_report, which prints the wall time since the
+split started. Stops at the first step that fails, with its exit status. Torch uses ``--threads``
+threads in every step (OMP_NUM_THREADS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from style_tune.core import defaults
+from style_tune.core.cli import split_passthrough
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m style_tune.train.demo",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", default=defaults.MODE)
+    parser.add_argument("--config", required=True, help="the CPU config of the mode")
+    parser.add_argument("--base", required=True, help="the stand-in base model (make demo-base)")
+    parser.add_argument("--work-dir", required=True)
+    parser.add_argument("--merged", required=True)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (OMP_NUM_THREADS)")
+    ours, train_args = split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(ours)
+
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the make steps and for the report's torch
+    make = os.environ.get("MAKE", "make")
+    split_dir = defaults.split_dir(args.mode)
+    data = f"{split_dir}/train.json"
+    step_model = [f"CONFIG={args.config}", f"MODEL={args.base}", f"DATA={data}", f"WORK_DIR={args.work_dir}"]
+    steps = [
+        ["split", f"MODE={args.mode}", f"SPLIT_DIR={split_dir}"],
+        ["train", *step_model, f"TRAIN_ARGS={' '.join(train_args)}"],
+        ["convert", *step_model, "FORCE=1"],
+        ["merge", f"MODEL={args.base}", f"ADAPTER={args.work_dir}/adapter", f"MERGED={args.merged}",
+         "FORCE=1"],
+    ]
+    started = time.time()
+    for step in steps:
+        returncode = subprocess.run([make, *step]).returncode
+        if returncode != 0:
+            return returncode
+
+    from style_tune.eval import demo_report
+
+    return demo_report.main(["--base", args.base, "--merged", args.merged, "--work-dir", args.work_dir,
+                             "--test", str(Path(split_dir) / "test.json"), "--started", str(started)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""`make train`: run an XTuner config with real exit codes and automatic resume.
+
+    python -m style_tune.train.train CONFIG --work-dir DIR [--deepspeed deepspeed_zero2]
+        [-- extra xtuner args]
+
+Model and data paths come from the environment, as the configs read them (STYLE_TUNE_MODEL,
+STYLE_TUNE_DATA); they are checked before anything starts. If DIR holds a checkpoint of an
+interrupted run, training resumes from the newest one (iteration count, optimizer and scheduler
+state included); a finished run resumes at its end and stops at once.
+
+One process runs `python -m xtuner.tools.train`. With NPROC_PER_NODE or NNODES > 1 it starts
+XTuner's train script under torchrun with the arguments `xtuner train` itself passes (NNODES,
+NODE_RANK, NPROC_PER_NODE, ADDR, PORT), plus DeepSpeed when asked. The `xtuner` command is not used
+because it always exits 0, even when training crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from pathlib import Path
+
+from style_tune.core.cli import split_passthrough
+from style_tune.core.steps import fail, iter_checkpoints, run
+
+STEP = "train"
+
+
+def check_inputs(config: Path) -> None:
+    if not config.is_file():
+        fail(STEP, f"config {config} not found (see xtuner_configs/)")
+    model = os.environ.get("STYLE_TUNE_MODEL")
+    if model and not (Path(model) / "config.json").is_file():
+        fail(STEP, f"model directory {model} has no config.json; run `make download` (or `make tiny-model`)")
+    data = os.environ.get("STYLE_TUNE_DATA")
+    if data and not Path(data).is_file():
+        fail(STEP, f"training data {data} not found; run `make split`")
+
+
+def check_deepspeed(deepspeed: str) -> None:
+    """DeepSpeed is installed in the train env, but XTuner's DeepSpeed path runs on GPUs only."""
+    import torch
+
+    if not torch.cuda.is_available():
+        fail(STEP, f"DEEPSPEED={deepspeed} needs a CUDA GPU (XTuner's DeepSpeed path asks the GPU for bf16 "
+                   "support and DeepSpeed's ZeRO runs on CUDA); this machine has none: train without "
+                   "DEEPSPEED= here (NPROC_PER_NODE=2 runs two processes on the CPU)")
+
+
+def resume_args(work_dir: Path) -> list[str]:
+    checkpoints = iter_checkpoints(work_dir)
+    if not checkpoints:
+        return []
+    iteration, path = checkpoints[-1]
+    print(f"{STEP}: resuming from {path} (iteration {iteration})", flush=True)
+    return ["--resume", str(path)]
+
+
+def launcher(train_args: list[str]) -> list[str]:
+    nnodes = int(os.environ.get("NNODES", "1"))
+    nproc = int(os.environ.get("NPROC_PER_NODE", "1"))
+    if nnodes == 1 and nproc == 1:
+        return [sys.executable, "-m", "xtuner.tools.train", *train_args]
+    import xtuner.tools.train as xtuner_train  # only to locate the script torchrun runs
+
+    port = os.environ.get("PORT") or str(random.randint(20000, 29999))
+    return [
+        str(Path(sys.executable).with_name("torchrun")),
+        f"--nnodes={nnodes}",
+        f"--node_rank={os.environ.get('NODE_RANK', '0')}",
+        f"--nproc_per_node={nproc}",
+        f"--master_addr={os.environ.get('ADDR', '127.0.0.1')}",
+        f"--master_port={port}",
+        xtuner_train.__file__,
+        *train_args,
+        "--launcher",
+        "pytorch",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run an XTuner config with real exit codes and resume.")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--work-dir", type=Path, required=True)
+    parser.add_argument("--deepspeed", help="deepspeed_zero1|deepspeed_zero2|deepspeed_zero3 or a JSON file")
+    argv = sys.argv[1:] if argv is None else argv
+    ours, extra = split_passthrough(argv)
+    args = parser.parse_args(ours)
+
+    check_inputs(args.config)
+    train_args = [str(args.config), "--work-dir", str(args.work_dir), *resume_args(args.work_dir)]
+    if args.deepspeed:
+        check_deepspeed(args.deepspeed)
+        train_args += ["--deepspeed", args.deepspeed]
+    train_args += extra  # more `xtuner train` arguments, after --
+    run(STEP, launcher(train_args))
+    if not iter_checkpoints(args.work_dir):
+        fail(STEP, f"training ended but wrote no checkpoint in {args.work_dir}")
+    print(f"{STEP}: done; checkpoints in {args.work_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

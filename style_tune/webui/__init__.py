@@ -1,0 +1,1 @@
+"""The web page comparing base and tuned replies side by side (Gradio); webui env."""

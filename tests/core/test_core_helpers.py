@@ -1,0 +1,44 @@
+"""style_tune.core's one-of-each helpers: pass-through arguments, percentiles, atomic single files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from style_tune.core.cli import split_passthrough
+from style_tune.core.io import write_atomically
+from style_tune.core.stats import percentile
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["cfg.py", "--work-dir", "w"], (["cfg.py", "--work-dir", "w"], [])),
+    (["cfg.py", "--", "--cfg-options", "a=1"], (["cfg.py"], ["--cfg-options", "a=1"])),
+    (["--", "x", "--", "y"], ([], ["x", "--", "y"])),  # only the first -- splits
+    (["cfg.py", "--"], (["cfg.py"], [])),
+])
+def test_split_passthrough(argv: list[str], expected: tuple[list[str], list[str]]) -> None:
+    assert split_passthrough(argv) == expected
+
+
+def test_percentile_linear_and_nearest_rank() -> None:
+    values = [4, 1, 3, 2]
+    assert percentile(values, 50) == pytest.approx(2.5)
+    assert percentile(values, 50, nearest_rank=True) == 2
+    assert percentile(range(1, 11), 90, nearest_rank=True) == 9
+    assert percentile(range(1, 11), 90) == pytest.approx(9.1)
+    assert percentile([7], 90, nearest_rank=True) == 7
+    assert percentile([], 90) == 0.0
+
+
+def test_write_atomically_text_and_bytes(tmp_path: Path) -> None:
+    text, blob = tmp_path / "a" / "t.md", tmp_path / "b.png"
+    write_atomically(text, "一\r\n二\n")
+    write_atomically(blob, b"\x00\x01")
+    assert text.read_bytes() == "一\r\n二\n".encode()
+    assert blob.read_bytes() == b"\x00\x01"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert text.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.png", "t.md"]  # no temporaries left
