@@ -69,10 +69,10 @@ DEMO_WORK_DIR := work_dirs/demo-$(MODE)
 DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
 # The demo's fine-tune: the CPU config (batches of 8) with a longer schedule and a higher LoRA learning
 # rate without dropout (the stand-in is small); XTuner's own --cfg-options. Measured on the stand-in
-# (controllable mode, robust style score gentle/snarky): 400 iterations 89/65, 800 93/76; the time
-# grows with the iterations (0.2-0.3 s each at load 3, 0.8 s at load 6-7). lr 0.003:
-# 0.006 first raises the loss (80 at 600 iterations, diverges at 1000), 0.01 diverges.
-DEMO_ITERS ?= 1200
+# (controllable mode, robust style score gentle/snarky): 400 iterations 89/65, 800 93/76, 1200 89/78:
+# past 800 the time grows (0.2-0.3 s an iteration at load 3, 0.8 s at load 6-7), the score does not.
+# lr 0.003: 0.006 first raises the loss (80 at 600 iterations, diverges at 1000), 0.01 diverges.
+DEMO_ITERS ?= 800
 DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
 	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003
 # torch threads for the demo's CPU steps: 1 is several times faster than 2 on a machine other jobs
