@@ -237,7 +237,7 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 # the held-out split, scored by style_tune/eval/evaluator.py, then a Markdown report (style_tune/eval/report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style report eval-demo score-replies
+.PHONY: eval-select fewclue-data eval-style judge report eval-demo score-replies
 EVAL_DEVICE ?= $(TORCH)
 # more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -267,6 +267,17 @@ EVAL_MAX_OUT_LEN ?= $(DEFAULT_EVAL_MAX_OUT_LEN)
 EVAL_BATCH_SIZE ?=
 EVAL_SAMPLES ?= 10
 STYLE_DIR ?= outputs/style_eval
+# The optional LLM judge (style_tune/eval/llm_judge.py, docs/evaluation-judge.md): JUDGE_API= an
+# OpenAI-compatible base URL ending in /v1 (hosted, or lmdeploy serving a bigger model), JUDGE_MODEL= the
+# judge's model name there; the key comes from OPENAI_API_KEY. Unset: eval-style runs no judge.
+# Optional, defaults in the step itself: JUDGE_PROMPT= (the prompt file), JUDGE_CONCURRENCY= (calls in
+# flight), JUDGE_TIMEOUT= (seconds per attempt), JUDGE_RETRIES= (per call: 429/5xx/timeouts, the openai
+# client's backoff), JUDGE_MAX_TOKENS= (a judgement's token budget).
+JUDGE_API ?=
+JUDGE_MODEL ?=
+JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') \
+	$(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)') $(if $(JUDGE_TIMEOUT),--timeout '$(JUDGE_TIMEOUT)') \
+	$(if $(JUDGE_RETRIES),--retries '$(JUDGE_RETRIES)') $(if $(JUDGE_MAX_TOKENS),--max-tokens '$(JUDGE_MAX_TOKENS)')
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -m style_tune.eval.fewclue '$(abspath $(FEWCLUE_CACHE))'
@@ -289,7 +300,8 @@ eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## 
 		--fewclue-cache '$(FEWCLUE_CACHE)' --model '$(SELECT_QWEN)' --model '$(SELECT_INTERNLM)' \
 		--model-hint 'make download (or SELECT_QWEN=/SELECT_INTERNLM=)' -- $(OC_ARGS)
 
-eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), then `make report`
+eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
+	@[[ -z '$(JUDGE_API)' || -n '$(JUDGE_MODEL)' ]] || { echo "eval-style: JUDGE_API= needs JUDGE_MODEL=NAME" >&2; exit 2; }
 	STYLE_EVAL_BASE='$(abspath $(BASE))' STYLE_EVAL_TUNED='$(abspath $(TUNED))' \
 		STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
 		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
@@ -297,7 +309,14 @@ eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json
 		$(OPENCOMPASS) eval_configs/eval_style.py --work-dir $(STYLE_DIR) --step eval-style \
 		--model '$(BASE)' --model '$(TUNED)' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
 		--model-hint 'make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)' -- $(OC_ARGS)
+	@$(if $(JUDGE_API),$(MAKE) judge)
 	@$(MAKE) report
+
+judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE_DIR's last eval-style run; then `make report`
+	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
+		echo "judge: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
+	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
+		$(JUDGE_OPTS)
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \

@@ -8,7 +8,7 @@
 #                                  models/internlm2_5-1_8b-chat; absolute or relative to the repository)
 #   SELECT_DEVICE                  cuda (default) | cpu: fp32 on the CPU, no GPU asked for
 #   SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE   override the stock configs' values (4096/2048 and 8)
-# The FewCLUE files are read from $COMPASS_DATA_CACHE/data/FewCLUE/ (README: Evaluation).
+# The FewCLUE files are read from $COMPASS_DATA_CACHE/data/FewCLUE/ (docs/evaluation.md).
 from mmengine.config import read_base
 
 with read_base():

@@ -4,7 +4,7 @@
 #       --datasets FewCLUE_bustm_gen FewCLUE_ocnli_fc_gen --debug
 # The same datasets and local model folders as select_models.py (SELECT_QWEN, SELECT_INTERNLM,
 # SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE). Needs a CUDA GPU and lmdeploy installed in the eval
-# environment (README: Evaluation); there is no CPU variant. InternLM2's tokenizer is remote code
+# environment (docs/evaluation.md); there is no CPU variant. InternLM2's tokenizer is remote code
 # (auto_map): its model goes through style_tune/eval/turbomind.py, which lets lmdeploy's
 # pipeline trust it (OpenCompass 0.5.4 does not pass trust_remote_code to lmdeploy).
 from mmengine.config import read_base

@@ -49,7 +49,7 @@ if [[ $env_name == dev ]]; then
     2> >(grep -v "^WARNING: Location 'file:" >&2)
 else
   # uv reads no pip config: pass on pip's find-links (where a machine keeps wheels such as the CPU torch
-  # build; elsewhere TORCH=cpu takes it from PyTorch's CPU index: UV_EXTRA_INDEX_URL, see README).
+  # build; elsewhere TORCH=cpu takes it from PyTorch's CPU index: UV_EXTRA_INDEX_URL, see docs/environments.md).
   links=()
   for dir in ${PIP_FIND_LINKS:-} $("$python" -m pip config get global.find-links 2>/dev/null || true); do
     [[ -d $dir ]] && links+=(--find-links "$dir")

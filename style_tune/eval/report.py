@@ -28,6 +28,7 @@ from style_tune.core import defaults
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import split_label
 from style_tune.core.steps import loss_curve
+from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
     LENGTH_METRICS,
     METRIC_HELP,
@@ -159,6 +160,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         raise SystemExit("style_report: the runs have no per-reply details (or different numbers)")
     samples = evaluated_samples(settings, len(details["base"]))
     refs = reference_scores(settings, samples)
+    judged = load_judgement(run_dir)  # `make judge`'s verdicts on this run, if a judge ran
 
     lines = [
         "# Style evaluation: base vs tuned",
@@ -196,6 +198,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "held-out reference replies themselves as if a model had written them (every reference of every "
         "prompt): lengths and distinct-n near it mean replies shaped like the data.",
         "",
+        *(report_section(judged) + [""] if judged else []),
         "## Training loss",
         "",
     ]
@@ -218,16 +221,20 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "The article's own check: read the replies. ⏎ is a line break (in label mode the first line "
         "should be the style label).",
         "",
-        "| # | prompt | " + ("requested | " if mode == "controllable" else "") + "base | tuned | reference |",
-        "|---|---|" + ("---|" if mode == "controllable" else "") + "---|---|---|",
+        "| # | prompt | " + ("requested | " if mode == "controllable" else "") + "base | tuned | reference |"
+        + (" judge: base | judge: tuned |" if judged else ""),
+        "|---|---|" + ("---|" if mode == "controllable" else "") + "---|---|---|"
+        + ("---|---|" if judged else ""),
     ]
     for n, i in enumerate(picked, start=1):
         sample = samples[i]
         base, tuned = details["base"][i]["prediction"], details["tuned"][i]["prediction"]
         base, tuned = (p[0] if isinstance(p, list) else p for p in (base, tuned))
         requested = f"{sample['requested_style']} | " if mode == "controllable" else ""
+        verdicts = "".join(f" {verdict_cell(judged['models'][m]['details'][i])} |"
+                           for m in MODELS) if judged else ""
         lines.append(f"| {n} | {cell(sample['input'])} | {requested}{cell(base)} | {cell(tuned)} | "
-                     f"{cell(matching_reference(sample, tuned))} |")
+                     f"{cell(matching_reference(sample, tuned))} |{verdicts}")
     text = "\n".join(lines) + "\n"
     write_atomically(out, text.encode("utf-8"))
     return text

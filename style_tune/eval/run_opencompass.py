@@ -59,7 +59,7 @@ def missing_input(args: argparse.Namespace) -> str | None:
     if args.fewclue_cache is not None:
         absent = fewclue.missing(args.fewclue_cache.resolve())
         if absent:
-            return f"no {absent[0]}: make fewclue-data, or see README (Evaluation)"
+            return f"no {absent[0]}: make fewclue-data, or see docs/evaluation.md"
     for model in args.models:
         if not (Path(model) / "config.json").is_file():
             return f"no model in {model}: {args.model_hint}"

@@ -75,6 +75,8 @@ COMMAND_TESTS = {
         "tests/eval/test_eval_make_targets.py::test_eval_select_runs_both_candidates_into_the_seed_table",
     "make eval-style": "tests/eval/test_eval_make_targets.py::test_summary_has_every_metric_for_both_models",
     "make report": "tests/eval/test_eval_make_targets.py::test_report_is_written",
+    "make eval-style JUDGE_API=https://api.openai.com/v1 JUDGE_MODEL=gpt-4o-mini":
+        "tests/eval/test_eval_make_targets.py::test_judge_adds_its_section_and_columns_to_the_report",
     "make score-replies REPLIES=replies.jsonl":
         "tests/eval/test_style_robust.py::test_score_replies_tool_uses_the_evaluator_scores",
     # benchmark (the script make bench runs, on the tiny model)

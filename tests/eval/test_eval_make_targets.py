@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ import chat_cases
 import pytest
 
 from style_tune.core.prompts import render_chatml
+from style_tune.deploy.serving import SERVED_MODEL_NAME
 from style_tune.eval.style_metrics import METRICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +114,42 @@ def test_report_is_written(style_run: dict, models: dict[str, Path]) -> None:
     assert side_by_side.count("\n| ") == 1 + 10  # header + 10 prompts
     assert str(models["tuned"]) in report
     assert not list(style_run["out"].glob(".report*"))  # atomic writes leave no temporaries
+    assert "## LLM judge" not in report and "judge: base" not in report  # no JUDGE_API: no judge
+
+
+def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, models: dict[str, Path],
+                                                          cpu_server, tmp_path: Path) -> None:
+    """`make judge` (what eval-style runs when JUDGE_API is set) on a copy of the run, with the real CPU
+    server as the judge: the tiny model's verdicts are junk, all unparsable; `make report` shows them."""
+    shutil.copytree(style_run["run_dir"], tmp_path / "run", symlinks=True)
+    (tmp_path / "latest").symlink_to("run")
+    make("judge", f"STYLE_DIR={tmp_path}", f"JUDGE_API={cpu_server.base_url}",
+         f"JUDGE_MODEL={SERVED_MODEL_NAME}", "JUDGE_MAX_TOKENS=8", "JUDGE_RETRIES=0")
+    judged = json.loads((tmp_path / "run" / "llm_judge.json").read_text(encoding="utf-8"))
+    assert [judged["models"][m]["counts"] for m in ("base", "tuned")] == [
+        {"replies": 12, "parsed": 0, "unparsable": 12, "failed": 0}] * 2
+    make("report", f"STYLE_DIR={tmp_path}", f"TRAIN_WORK_DIR={models['work_dir']}")
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## LLM judge" in report and "| llm_unparsable_rate | 100.0 | 100.0 |" in report
+    assert "| llm_style | – | – |" in report  # no verdict parsed: no score
+    side_by_side = report.split("## Subjective check")[1]
+    assert "| reference | judge: base | judge: tuned |" in side_by_side
+    assert side_by_side.count("| unparsable | unparsable |") == 10
+
+
+def test_eval_style_runs_the_judge_only_when_asked(tmp_path: Path) -> None:
+    """The recipe (make -n): without JUDGE_API eval-style runs no judge; with it, `make judge` before the
+    report; JUDGE_API without JUDGE_MODEL stops before any model runs."""
+    args = ["eval-style", f"BASE={tmp_path}", f"TUNED={tmp_path}", f"STYLE_DIR={tmp_path}"]
+    plain = make("-n", *args).stdout
+    judged = make("-n", *args, "JUDGE_API=http://127.0.0.1:9/v1", "JUDGE_MODEL=judge").stdout
+    assert "llm_judge" not in plain
+    assert "-m style_tune.eval.llm_judge" in judged and "--model 'judge'" in judged
+    assert judged.index("llm_judge") < judged.index("style_tune.eval.report")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    proc = subprocess.run(["make", "-s", *args, "JUDGE_API=http://127.0.0.1:9/v1"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "JUDGE_API= needs JUDGE_MODEL=" in proc.stderr
 
 
 def test_prompts_are_the_training_prompts(style_run: dict, models: dict[str, Path]) -> None:
