@@ -7,9 +7,10 @@
   (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
   the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the article's rows.
 
-Models: `make demo`'s (models/tiny-qwen2.5, models/tiny-qwen2.5-style-merged, data/label, work_dirs/demo)
-when they are there; otherwise the test builds its own in about two minutes (the tiny model, the split,
-50 training iterations of the demo config, convert, merge), with the same make targets.
+Models: the test always builds its own quick pair in a temporary directory, with the same make targets
+(the session's tiny random-weight model, the split, QUICK_ITERS training iterations of the CPU config,
+convert, merge), never `make demo`'s: those learn the styles (a measured result, not something CI
+asserts) and a leftover in models/ would make the outcome depend on the checkout's history.
 """
 
 from __future__ import annotations
@@ -34,12 +35,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
-DEMO = {
-    "base": REPO_ROOT / "models" / "tiny-qwen2.5",
-    "tuned": REPO_ROOT / "models" / "tiny-qwen2.5-style-merged",
-    "split": REPO_ROOT / "data" / "label",
-    "work_dir": REPO_ROOT / "work_dirs" / "demo",
-}
 DEMO_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
 QUICK_ITERS = 50  # the demo config learns the label line by then (loss ~11.1)
 
@@ -55,19 +50,11 @@ def make(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return proc
 
 
-def demo_is_complete() -> bool:
-    return (all((DEMO[m] / "model.safetensors").is_file() for m in ("base", "tuned"))
-            and all((DEMO["split"] / f"{s}.json").is_file() for s in ("train", "test"))
-            and any(DEMO["work_dir"].glob("*/vis_data/scalars.json")))
-
-
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The base and tuned tiny models, their split and training work dir."""
-    if demo_is_complete():
-        return DEMO
+def models(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The base (the session's tiny model) and its quickly tuned merge, their split and work dir."""
     root = tmp_path_factory.mktemp("quick_demo")
-    base = chat_cases.tiny_model_path(root)
+    base = tiny_model_dir
     built = {"base": base, "tuned": root / "merged", "split": root / "label", "work_dir": root / "work"}
     make("split", "MODE=label", f"SPLIT_DIR={built['split']}")
     common = [f"CONFIG={DEMO_CONFIG}", f"MODEL={base}", f"WORK_DIR={built['work_dir']}"]

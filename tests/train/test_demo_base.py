@@ -67,6 +67,31 @@ def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
     assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
 
 
+def test_pretraining_text_has_one_unlabelled_reply_per_prompt(split_dir: Path) -> None:
+    """The stand-in reads each training prompt once with one of its replies (either style, about half
+    each), as a user/assistant exchange without a system message or a label: it cannot learn which
+    style goes with which system text or label, and the other reply is left for the fine-tune."""
+    from style_tune.core.prompts import chatml_block, split_label
+    from style_tune.train.demo_base import pretraining_texts, training_rows
+
+    turns = training_rows(split_dir / "train.json")
+    replies: dict[str, dict[str, str]] = {}
+    for turn in turns:
+        label, reply = split_label(turn["output"])
+        replies.setdefault(turn["input"], {})[reply] = label
+    texts = pretraining_texts(turns, seed=0)
+    assert len(texts) == len(replies)
+    seen = []
+    for text, (user, styles) in zip(texts, replies.items(), strict=True):
+        head = chatml_block("user", user) + "<|im_start|>assistant\n"
+        assert text.startswith(head) and "<|im_start|>system" not in text
+        reply = text[len(head):].removesuffix(f"{IM_END}\n")
+        assert reply in styles and split_label(reply)[0] is None
+        seen.append(styles[reply])
+    assert 0.4 < seen.count(STYLES[0]) / len(seen) < 0.6
+    assert pretraining_texts(turns, seed=0) == texts != pretraining_texts(turns, seed=1)
+
+
 def make_vars(mode: str) -> tuple[str, str, str, str]:
     """The Makefile's demo settings for a MODE, read with --eval (`make -n demo` would run its sub-makes)."""
     show = "show: ; @echo '$(DEMO_CONFIG)|$(DEMO_WORK_DIR)|$(DEMO_MERGED)|$(DEMO_TRAIN_ARGS)'"
