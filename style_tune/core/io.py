@@ -6,10 +6,15 @@
 
 Files are written to a temporary beside their target (same file system) and renamed over it; text is
 UTF-8 with "\\n" line ends; the result gets the usual permissions (0666/0777 less the umask).
+
+And the one reader of JSON-lines input (gen-data's prompts, score-replies' replies):
+
+    json_objects(path, text) -> ([(line number, object), ...], ["FILE:LINE: json: problem", ...])
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -85,3 +90,23 @@ def atomic_dir(final: Path, *, force: bool = False, step: str) -> Iterator[Path]
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_objects(path: Path, text: str) -> tuple[list[tuple[int, dict]], list[str]]:
+    """The JSON objects of a JSON-lines text, each with its line number (blank lines skipped), and a
+    `FILE:LINE: json: ...` problem for each line that is not one object. Lines are split at "\\n" only,
+    so the numbers match an editor's (str.splitlines would also split at \\x1c, \\u2028, ...)."""
+    objects, problems = [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{path}:{number}: json: not a JSON object ({err.msg} at column {err.colno})")
+            continue
+        if isinstance(row, dict):
+            objects.append((number, row))
+        else:
+            problems.append(f"{path}:{number}: json: a {type(row).__name__}, not a JSON object")
+    return objects, problems

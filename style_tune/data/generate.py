@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from style_tune import REPO_ROOT
-from style_tune.core.io import write_files_atomically
+from style_tune.core.io import json_objects, write_files_atomically
 from style_tune.core.styles import Style, StylesError, StyleSet, load_styles
 from style_tune.data.check import bigrams  # the data check's near-duplicate measure
 from style_tune.data.grouping import normalise_prompt  # the split tool's grouping key
@@ -165,19 +165,10 @@ def _read_csv(path: Path, text: str, column: str) -> tuple[list[tuple[int, str]]
 
 
 def _read_jsonl(path: Path, text: str, column: str) -> tuple[list[tuple[int, str]], list[str]]:
-    items, problems = [], []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{path}:{number}: json: not a JSON object ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(row, dict):
-            problems.append(f"{path}:{number}: json: a {type(row).__name__}, "
-                            f"not an object with field {column!r}")
-        elif not isinstance(row.get(column), str):
+    items = []
+    rows, problems = json_objects(path, text)
+    for number, row in rows:
+        if not isinstance(row.get(column), str):
             what = "missing" if column not in row else f"not a string ({type(row[column]).__name__})"
             problems.append(f"{path}:{number}: {column}: {what}; name the prompt field with PROMPT_COLUMN= "
                             "(--column)")

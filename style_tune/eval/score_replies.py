@@ -27,7 +27,7 @@ import json
 import sys
 from pathlib import Path
 
-from style_tune.core.io import write_atomically
+from style_tune.core.io import json_objects, write_atomically
 from style_tune.core.prompts import STYLE_SLUGS, STYLES, resolve_style, system_text
 from style_tune.eval.report import metric_table
 from style_tune.eval.style_metrics import (
@@ -45,24 +45,15 @@ STEP = "score_replies"
 def read_rows(path: Path) -> list[dict]:
     """The rows of a replies file with their mode and requested style; SystemExit listing every bad row."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SystemExit(f"{STEP}: {path}: no such file (REPLIES= names a JSON-lines file)") from None
     except UnicodeDecodeError as err:
         raise SystemExit(f"{STEP}: {path}: not UTF-8 text ({err})") from None
-    rows, problems = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    rows = []
+    objects, problems = json_objects(path, text)
+    for number, row in objects:
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{where}: not a JSON object ({err.msg}, column {err.colno})")
-            continue
-        if not isinstance(row, dict):
-            problems.append(f"{where}: not a JSON object but {type(row).__name__}")
-            continue
         bad = [f"{where}: {field}: missing or not a string" for field in ("user", "reply")
                if not isinstance(row.get(field), str)]
         if not bad and not row["user"].strip():

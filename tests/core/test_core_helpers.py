@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from style_tune.core.cli import split_passthrough
-from style_tune.core.io import write_atomically
+from style_tune.core.io import json_objects, write_atomically
 from style_tune.core.stats import percentile
 
 
@@ -42,3 +42,14 @@ def test_write_atomically_text_and_bytes(tmp_path: Path) -> None:
     os.umask(umask)
     assert text.stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.png", "t.md"]  # no temporaries left
+
+
+def test_json_objects_numbers_lines_as_an_editor_does() -> None:
+    text = '{"a": 1}\n\n  \n{"b": "x\u2028y"}\r\n{bad\n[1, 2]\n"s"\n{"c": 3}'
+    objects, problems = json_objects(Path("r.jsonl"), text)
+    assert objects == [(1, {"a": 1}), (4, {"b": "x\u2028y"}), (8, {"c": 3})]
+    assert problems == [
+        "r.jsonl:5: json: not a JSON object (Expecting property name enclosed in double quotes at column 2)",
+        "r.jsonl:6: json: a list, not a JSON object",
+        "r.jsonl:7: json: a str, not a JSON object",
+    ]

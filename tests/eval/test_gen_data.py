@@ -119,7 +119,7 @@ def test_prompts_come_from_lines_a_csv_column_or_a_jsonl_field(tmp_path: Path) -
     ("p.jsonl", '{"user": "你好"}\n{"user": 你好}\n', "user", r"p\.jsonl:2: json: not a JSON object"),
     ("p.jsonl", '{"user": "你好"}\n{"text": "再见"}\n', "user",
      r"p\.jsonl:2: user: missing; .*PROMPT_COLUMN="),
-    ("p.jsonl", '["你好"]\n', "user", r"p\.jsonl:1: json: a list, not an object with field 'user'"),
+    ("p.jsonl", '["你好"]\n', "user", r"p\.jsonl:1: json: a list, not a JSON object"),
     ("p.txt", "你好\n".encode("gbk").decode("latin-1"), "user", r"p\.txt:1: undecodable bytes 0xc4 0xe3"),
     ("missing.txt", None, "user", r"missing\.txt: no such file"),
 ])

@@ -234,7 +234,7 @@ def test_score_replies_tool_names_file_line_and_field(tmp_path: Path, splits: di
     ]) + "\n", encoding="utf-8")
     proc = run_tool(bad, tmp_path)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    for where in (f"{bad}:2: not a JSON object", f"{bad}:3: user:", f"{bad}:4: style: unknown style",
+    for where in (f"{bad}:2: json: not a JSON object", f"{bad}:3: user:", f"{bad}:4: style: unknown style",
                   f"{bad}:5: style / system:", f"{bad}:6: system: unknown system text"):
         assert where in proc.stderr, proc.stderr
     assert f"{bad}:1:" not in proc.stderr
