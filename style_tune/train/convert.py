@@ -4,9 +4,11 @@
 
 Runs XTuner's own converter (`xtuner convert pth_to_hf`) on the newest checkpoint in DIR, or on
 iter_N.pth. The adapter goes to OUT (default DIR/iter_N_hf), written to a temporary directory and
-renamed only when XTuner finished and the adapter files are there. The config and STYLE_TUNE_MODEL
-must be the ones training used: XTuner rebuilds the model from them. Checkpoints are pickles:
-convert only work dirs you created yourself.
+renamed only when XTuner finished and the adapter files are there. XTuner rebuilds the model from a
+config, which must be the one training used: mmengine dumps it into the work dir (DIR/<CONFIG's file
+name>, with training's --cfg-options such as a LoRA rank, and its model path), and convert uses that
+dump when it is there; CONFIG itself (with STYLE_TUNE_MODEL) only for a work dir without one.
+Checkpoints are pickles: convert only work dirs you created yourself.
 """
 
 from __future__ import annotations
@@ -47,14 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config.is_file():
         fail(STEP, f"config {args.config} not found")
     iteration, pth = pick_checkpoint(args.work_dir, args.iteration)
+    trained = args.work_dir / args.config.name  # what training ran, overrides included (mmengine's dump)
+    config = trained if trained.is_file() else args.config
     out = args.out or args.work_dir / f"iter_{iteration}_hf"
     with atomic_dir(out, force=args.force, step=STEP) as tmp:
-        cmd = [sys.executable, "-m", "xtuner.tools.model_converters.pth_to_hf", str(args.config), str(pth)]
+        cmd = [sys.executable, "-m", "xtuner.tools.model_converters.pth_to_hf", str(config), str(pth)]
         run(STEP, [*cmd, str(tmp), "--safe-serialization"])
         missing = [name for name in ADAPTER_FILES if not (tmp / name).is_file()]
         if missing:
-            fail(STEP, f"XTuner wrote no {', '.join(missing)}; is {args.config} a LoRA config?")
-    print(f"{STEP}: adapter from {pth} written to {out}")
+            fail(STEP, f"XTuner wrote no {', '.join(missing)}; is {config} a LoRA config?")
+    print(f"{STEP}: adapter from {pth} (config {config}) written to {out}")
     return 0
 
 

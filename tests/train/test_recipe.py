@@ -113,6 +113,21 @@ def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
     assert not list(adapter.parent.glob(".adapter.tmp-*")), "temporary directory left behind"
 
 
+def test_convert_rebuilds_the_model_training_ran(tiny_model_dir: Path, split_dir: Path,
+                                                 tmp_path: Path) -> None:
+    """A LoRA rank set with --cfg-options at train time converts (it failed with a shape mismatch when
+    convert rebuilt the model from the config file alone): convert uses the config mmengine dumped."""
+    common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={tmp_path / 'work'}"]
+    overrides = FAST.format(iters=1) + " model.lora.r=8 model.lora.lora_alpha=16"
+    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={overrides}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = make("convert", *common, f"ADAPTER={tmp_path / 'adapter'}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"(config {tmp_path / 'work' / Path(CPU_CONFIG).name})" in proc.stdout
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["lora_alpha"] == 16
+
+
 def _logits(model_dir: Path, ids: torch.Tensor, adapter: Path | None = None) -> torch.Tensor:
     """Logits of a model (plus an unmerged adapter), computed in float32 from its stored weights."""
     from peft import PeftModel
