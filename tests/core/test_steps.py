@@ -341,10 +341,16 @@ def test_convert_main(tmp_path: Path, monkeypatch, capsys) -> None:
     assert step == "convert" and cmd[:5] == [sys.executable, "-m", "xtuner.tools.model_converters.pth_to_hf",
                                             str(config), str(work / "iter_5.pth")]
     assert Path(cmd[5]).parent == work and cmd[6:] == ["--safe-serialization"]
-    assert capsys.readouterr().out.endswith(f"convert: adapter from {work / 'iter_5.pth'} written to {out}\n")
+    assert capsys.readouterr().out.endswith(
+        f"convert: adapter from {work / 'iter_5.pth'} (config {config}) written to {out}\n")
     # a second run refuses to replace it, unless forced; --out and --iter are used
     exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    # the config training ran, as mmengine dumped it into the work dir, wins over the file given
+    (work / config.name).write_text("")
+    calls.clear()
     assert convert.main([str(config), "--work-dir", str(work), "--force"]) == 0
+    (step, cmd), = calls
+    assert cmd[3] == str(work / config.name)
     other = tmp_path / "adapter"
     assert convert.main([str(config), "--work-dir", str(work), "--iter", "5", "--out", str(other)]) == 0
     assert (other / "adapter_config.json").is_file()
