@@ -20,7 +20,7 @@ UPDATE = "style_tune.data.card"
 
 
 #: The article's evaluation prompts: they must stay out of the training data.
-SEED_EVAL_PROMPTS = (
+ARTICLE_EVAL_PROMPTS = (
     "工作忙的没有私人时间，生活已经变得不会再幸福了。",
     "进医院你陪钱",
     "那个社长明信片还没收到么",
@@ -117,7 +117,7 @@ def normalise(text: str) -> str:
 
 def test_seed_evaluation_prompts_are_excluded(rows: list[dict[str, str]]) -> None:
     prompts = {normalise(row["user"]) for row in rows}
-    leaked = [prompt for prompt in SEED_EVAL_PROMPTS if normalise(prompt) in prompts]
+    leaked = [prompt for prompt in ARTICLE_EVAL_PROMPTS if normalise(prompt) in prompts]
     assert not leaked, f"the article's evaluation prompts in the data: {leaked}"
 
 

@@ -72,7 +72,7 @@ COMMAND_TESTS = {
     "make webui": "tests/webui/test_webui.py::test_pick_send_stream_and_record_a_verdict",
     # evaluation (the real models: the same targets on the tiny stand-ins)
     "make eval-select":
-        "tests/eval/test_eval_make_targets.py::test_eval_select_runs_both_candidates_into_the_seed_table",
+        "tests/eval/test_eval_make_targets.py::test_eval_select_runs_both_candidates_into_the_articles_table",
     "make eval-style": "tests/eval/test_eval_make_targets.py::test_summary_has_every_metric_for_both_models",
     "make report": "tests/eval/test_eval_make_targets.py::test_report_is_written",
     "make eval-style JUDGE_API=https://api.openai.com/v1 JUDGE_MODEL=gpt-4o-mini":

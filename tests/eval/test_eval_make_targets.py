@@ -200,7 +200,7 @@ def test_internlm2_stand_in_runs_through_its_remote_code(internlm2: Path) -> Non
     assert out.shape == (2, batch["input_ids"].shape[1] + 4)
 
 
-def test_eval_select_runs_both_candidates_into_the_seed_table(
+def test_eval_select_runs_both_candidates_into_the_articles_table(
         tiny_model_dir: Path, internlm2: Path, tmp_path: Path) -> None:
     make("eval-select", f"SELECT_QWEN={tiny_model_dir}", f"SELECT_INTERNLM={internlm2}",
          f"FEWCLUE_CACHE={FEWCLUE}", "SELECT_MAX_OUT_LEN=8", "EVAL_DEVICE=cpu", f"SELECT_DIR={tmp_path}")
