@@ -50,9 +50,8 @@ use_varlen_attn = False
 
 # Data: XTuner conversation JSON written by `make split` (style_tune/data/split.py). Every row carries
 # its system text, so training sees the same prompt that inference front ends build.
-data_files = __import__("os").environ.get(
-    "STYLE_TUNE_DATA", __import__("style_tune.core.defaults", fromlist=["_"]).train_data()
-)
+# $STYLE_TUNE_DATA, else data/label/train.json (style_tune.core.defaults.config_train_data).
+data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_train_data()
 prompt_template = PROMPT_TEMPLATE.qwen_chat
 max_length = 256  # the article's: replies are short chit-chat; longer rows are truncated
 pack_to_max_length = False  # the article's: one conversation per sample (see the _bf16_lora_packed variant)

@@ -8,13 +8,9 @@ from mmengine.config import read_base
 with read_base():
     from .qwen2_5_tiny_lora_style_cpu import *
 
-data_files = __import__("os").environ.get(
-    "STYLE_TUNE_DATA", __import__("style_tune.core.defaults", fromlist=["_"]).train_data("controllable")
-)
+# The controllable data (__import__: see the main config's note on lazy imports): its training split
+# ($STYLE_TUNE_DATA, else data/controllable/train.json), and the chat hook asked once per style of
+# style_data/styles.json, with that style's system text from style_tune.core.prompts, as the split's.
+data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_train_data("controllable")
 train_dataloader.dataset.dataset.data_files = dict(train=data_files)
-
-# (__import__: see the main config's note on lazy imports; the style instructions come from
-# style_tune.core.prompts, as the split tool's do)
-# one chat hook per style of style_data/styles.json, in its order
-STYLE_SYSTEMS = __import__("style_tune.core.prompts", fromlist=["STYLE_SYSTEMS"]).STYLE_SYSTEMS
-custom_hooks[1:2] = [dict(custom_hooks[1], system=system) for system in STYLE_SYSTEMS.values()]
+custom_hooks[1:2] = __import__("style_tune.core.prompts", fromlist=["_"]).style_chat_hooks(custom_hooks[1])

@@ -22,6 +22,8 @@ Each unset one takes the default below. Paths are relative to the repository roo
 
 from __future__ import annotations
 
+import os
+
 #: The model the recipe fine-tunes (`make download` puts it here).
 BASE_MODEL = "models/Qwen2.5-1.5B-Instruct"
 #: The article's rival in the model selection (`make eval-select`).
@@ -44,6 +46,11 @@ def split_dir(mode: str = MODE) -> str:
 def train_data(mode: str = MODE) -> str:
     """The training split of a mode."""
     return f"{split_dir(mode)}/train.json"
+
+
+def config_train_data(mode: str = MODE) -> str:
+    """The training split an XTuner config reads: $STYLE_TUNE_DATA (`make train DATA=`), else the mode's."""
+    return os.environ.get("STYLE_TUNE_DATA", train_data(mode))
 
 
 #: The values the Makefile takes (as DEFAULT_<NAME>).

@@ -29,6 +29,12 @@ QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful
 STYLE_SYSTEMS: dict[str, str] = {style.label: style.system for style in _STYLE_SET}
 
 
+def style_chat_hooks(hook: dict) -> list[dict]:
+    """Controllable mode's XTuner configs: one copy of a chat hook's config per style, in the styles
+    file's order, each asking its questions with that style's system text."""
+    return [dict(hook, system=system) for system in STYLE_SYSTEMS.values()]
+
+
 def system_text(mode: str, style: str | None = None) -> str:
     """The system message for a row (training) or a conversation (inference)."""
     if mode == "label":
