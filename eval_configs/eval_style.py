@@ -17,15 +17,17 @@
 # Configs are evaluated lazily (mmengine): an imported name other than a class is a lazy object here
 # and does not survive the config dump OpenCompass makes, so values from style_tune (defaults, meta
 # template, metric list) are read with __import__ at load time.
+from mmengine.config import read_base
 from opencompass.models import HuggingFacewithChatTemplate
 from opencompass.openicl.icl_inferencer import GenInferencer
 from opencompass.openicl.icl_prompt_template import PromptTemplate
 from opencompass.openicl.icl_retriever import ZeroRetriever
-from opencompass.partitioners import NaivePartitioner
-from opencompass.runners import LocalRunner
-from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
 
 from style_tune.eval.evaluator import StyleEvaluator, StyleReplyDataset
+
+with read_base():
+    # one inference task and one evaluation task per model (all datasets together), two at a time
+    from ._runners import eval, infer
 
 # OpenCompass's task processes rebuild the dataset and evaluator from the dumped config, by name: this
 # import registers them there (style_tune is installed in the eval env: tools/setup_env.sh).
@@ -108,17 +110,6 @@ models = [
     )
     for abbr, path in (("base", base_path), ("tuned", tuned_path))
 ]
-
-# ------------------------------------------------------------------------------------ running
-# One inference task per model (all datasets together), one evaluation task per model.
-infer = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLInferTask)),
-)
-eval = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
-)
 
 # The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), base and
 # tuned side by side.

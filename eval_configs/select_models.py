@@ -17,9 +17,8 @@ with read_base():
     from opencompass.configs.models.hf_internlm.hf_internlm2_5_1_8b_chat import models as internlm_models
     from opencompass.configs.models.qwen2_5.hf_qwen2_5_1_5b_instruct import models as qwen_models
 
-from opencompass.partitioners import NaivePartitioner
-from opencompass.runners import LocalRunner
-from opencompass.tasks import OpenICLEvalTask, OpenICLInferTask
+    # one inference task and one evaluation task per model, all four datasets in each
+    from ._runners import eval, infer
 
 _os = __import__("os")
 _env = _os.environ
@@ -39,14 +38,4 @@ for _model, _path in zip(models, (_env.get("SELECT_QWEN", _defaults.BASE_MODEL),
         _model["max_out_len"] = int(_env["SELECT_MAX_OUT_LEN"])
     if _env.get("SELECT_BATCH_SIZE"):
         _model["batch_size"] = int(_env["SELECT_BATCH_SIZE"])
-
-# One inference task and one evaluation task per model, all four datasets in each.
-infer = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLInferTask)),
-)
-eval = dict(
-    partitioner=dict(type=NaivePartitioner, n=8),
-    runner=dict(type=LocalRunner, max_num_workers=2, task=dict(type=OpenICLEvalTask)),
-)
 del _os, _env, _defaults, _model, _path
