@@ -202,15 +202,17 @@ chat-cpu:  ## XTuner's chat (transformers, CPU) on MODEL, same template and syst
 	@$(PYTHON) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --max-new-tokens '$(CHAT_MAX_NEW_TOKENS)' \
 		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
+# (the label split is only the stand-in's pretraining text: a cached stand-in needs none)
 demo-base: env-train  ## the demo's stand-in base DEMO_BASE: tiny Qwen2, the data's vocabulary, pretrained on unlabelled train text (cached)
-	@[[ -f data/label/train.json ]] || $(MAKE) split MODE=label SPLIT_DIR=data/label
+	@[[ -f data/label/train.json || ( -e $(DEMO_BASE) && -z '$(FORCE)' ) ]] || $(MAKE) split MODE=label SPLIT_DIR=data/label
 	OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) -m style_tune.train.demo_base $(DEMO_BASE) --data data/label/train.json \
 		--steps $(DEMO_BASE_STEPS) $(if $(FORCE),--force)
 
 demo: env-train  ## offline CPU demo (MODE=label|controllable): stand-in base -> split -> train -> convert -> merge -> replies
 	@$(MAKE) demo-base
 	$(TRAIN_PY) -m style_tune.train.demo --mode $(MODE) --config $(DEMO_CONFIG) --base $(DEMO_BASE) \
-		--work-dir $(DEMO_WORK_DIR) --merged $(DEMO_MERGED) --threads $(DEMO_THREADS) -- $(DEMO_TRAIN_ARGS)
+		--work-dir $(DEMO_WORK_DIR) --merged $(DEMO_MERGED) --split-dir $(SPLIT_DIR) --threads $(DEMO_THREADS) \
+		-- $(DEMO_TRAIN_ARGS)
 
 clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
 	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/label data/controllable

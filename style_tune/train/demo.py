@@ -1,12 +1,12 @@
 """`make demo`: the recipe's steps on the stand-in base, timed, then what the model learned.
 
     python -m style_tune.train.demo --mode label|controllable --config CFG --base DIR --work-dir DIR
-        --merged DIR [--threads 1] [-- TRAIN_ARGS...]
+        --merged DIR [--split-dir DIR] [--threads 1] [-- TRAIN_ARGS...]
 
-Runs the targets a user runs, with the demo's paths: `make split`, `make train` (with TRAIN_ARGS),
-`make convert`, `make merge`; then style_tune.eval.demo_report, which prints the wall time since the
-split started. Stops at the first step that fails, with its exit status. Torch uses ``--threads``
-threads in every step (OMP_NUM_THREADS).
+Runs the targets a user runs, with the demo's paths: `make split` (into ``--split-dir``, default
+data/<mode>), `make train` (with TRAIN_ARGS), `make convert`, `make merge`; then
+style_tune.eval.demo_report, which prints the wall time since the split started. Stops at the first
+step that fails, with its exit status. Torch uses ``--threads`` threads in every step (OMP_NUM_THREADS).
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", required=True, help="the stand-in base model (make demo-base)")
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--merged", required=True)
+    parser.add_argument("--split-dir", help="where the split goes (default: data/<mode>, as `make split`)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (OMP_NUM_THREADS)")
     ours, train_args = split_passthrough(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(ours)
 
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the make steps and for the report's torch
     make = os.environ.get("MAKE", "make")
-    split_dir = defaults.split_dir(args.mode)
+    split_dir = args.split_dir or defaults.split_dir(args.mode)
     data = f"{split_dir}/train.json"
     step_model = [f"CONFIG={args.config}", f"MODEL={args.base}", f"DATA={data}", f"WORK_DIR={args.work_dir}"]
     steps = [

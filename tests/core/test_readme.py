@@ -31,8 +31,10 @@ MAKE_TEST = "make test"
 #: that need a GPU or the network (download, lmdeploy, training the real model) map to the CPU test
 #: that runs the same target or tool with a tiny model, or to the test of their arguments.
 COMMAND_TESTS = {
-    # two commands, demo (the demo's steps themselves: test_recipe.py; its settings per MODE here)
-    "make demo": "tests/train/test_demo_base.py::test_demo_runs_the_xtuner_config_of_its_mode",
+    # two commands, demo: `make demo` runs end to end (small settings, tiny model) for the eval suite's
+    # models; MODE=controllable: its settings (the config of the mode), its steps as make demo's
+    "make demo":
+        "tests/eval/test_eval_make_targets.py::test_demo_runs_end_to_end_and_reports_its_loss_and_artefacts",
     "make test": MAKE_TEST,
     "make demo MODE=controllable":
         "tests/train/test_demo_base.py::test_demo_runs_the_xtuner_config_of_its_mode",

@@ -7,10 +7,13 @@
   (tests/eval/fixtures/fewclue/data/FewCLUE) with both candidates' stand-ins, the tiny Qwen2.5 and
   the tiny InternLM2 (its remote modeling code, `make tiny-internlm`): the summary has the article's rows.
 
-Models: the test always builds its own quick pair in a temporary directory, with the same make targets
-(the session's tiny random-weight model, the split, QUICK_ITERS training iterations of the CPU config,
-convert, merge), never `make demo`'s: those learn the styles (a measured result, not something CI
-asserts) and a leftover in models/ would make the outcome depend on the checkout's history.
+Models: the test always builds its own quick pair in a temporary directory by running ``make demo``
+itself (split, train, convert, merge, then the demo's report), with small settings: the session's tiny
+random-weight model as DEMO_BASE (it exists, so `make demo-base` builds nothing), DEMO_ITERS training
+iterations, and the split, work dir and merged model in the temporary directory (the checkout is left
+as it was: checked). Never the models of a `make demo` run by hand: those learn the styles (a measured
+result, not something CI asserts) and a leftover in models/ would make the outcome depend on the
+checkout's history.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
-DEMO_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
-QUICK_ITERS = 50  # the demo config learns the label line by then (loss ~11.1)
+DEMO_ITERS = 50  # the demo's fine-tune learns the label line by then
+#: what `make demo` must leave untouched in the checkout when its paths are given
+CHECKOUT_OUTPUTS = ("data", "models", "work_dirs")
 
 
 def make(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -50,20 +54,60 @@ def make(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     return proc
 
 
+def checkout_outputs() -> dict[str, int]:
+    """Every path under the checkout's generated folders, with its modification time."""
+    return {str(p.relative_to(REPO_ROOT)): p.stat().st_mtime_ns
+            for name in CHECKOUT_OUTPUTS for p in [REPO_ROOT / name, *(REPO_ROOT / name).rglob("*")]
+            if p.exists()}
+
+
 @pytest.fixture(scope="module")
-def models(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The base (the session's tiny model) and its quickly tuned merge, their split and work dir."""
+def demo_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """`make demo` (label mode) on the session's tiny model, every output in a temporary directory:
+    the base, the tuned merge, their split and work dir, and what the demo printed."""
     root = tmp_path_factory.mktemp("quick_demo")
-    base = tiny_model_dir
-    built = {"base": base, "tuned": root / "merged", "split": root / "label", "work_dir": root / "work"}
-    make("split", "MODE=label", f"SPLIT_DIR={built['split']}")
-    common = [f"CONFIG={DEMO_CONFIG}", f"MODEL={base}", f"WORK_DIR={built['work_dir']}"]
-    make("train", *common, f"DATA={built['split'] / 'train.json'}",
-         f"TRAIN_ARGS=--cfg-options train_cfg.max_iters={QUICK_ITERS}")
-    make("convert", *common, f"DATA={built['split'] / 'train.json'}", "FORCE=1")
-    make("merge", f"MODEL={base}", f"ADAPTER={built['work_dir'] / 'adapter'}", f"MERGED={built['tuned']}",
-         "FORCE=1")
-    return built
+    built = {"base": tiny_model_dir, "tuned": root / "merged", "split": root / "label",
+             "work_dir": root / "work"}
+    before = checkout_outputs()
+    proc = make("demo", "MODE=label", f"DEMO_BASE={built['base']}", f"DEMO_ITERS={DEMO_ITERS}",
+                f"SPLIT_DIR={built['split']}", f"DEMO_WORK_DIR={built['work_dir']}",
+                f"DEMO_MERGED={built['tuned']}", timeout=1800)
+    assert checkout_outputs() == before, "make demo wrote into the checkout despite its path variables"
+    return {**built, "stdout": proc.stdout}
+
+
+@pytest.fixture(scope="module")
+def models(demo_run: dict) -> dict[str, Path]:
+    """The base (the session's tiny model) and its quickly tuned merge, their split and work dir."""
+    return {key: value for key, value in demo_run.items() if key != "stdout"}
+
+
+def test_demo_runs_end_to_end_and_reports_its_loss_and_artefacts(demo_run: dict) -> None:
+    """`make demo`'s last step prints the training loss (first and last logged iteration, as mmengine
+    logged them), the share of label lines before and after, sample replies and every artefact's path."""
+    lines = demo_run["stdout"].splitlines()
+    work_dir, split = demo_run["work_dir"], demo_run["split"]
+    assert (work_dir / f"iter_{DEMO_ITERS}.pth").is_file() and (work_dir / "adapter").is_dir()
+    assert (demo_run["tuned"] / "config.json").is_file()
+    logged = [json.loads(line) for scalars in work_dir.glob("*/vis_data/scalars.json")
+              for line in scalars.read_text(encoding="utf-8").splitlines()]
+    losses = [(record["iter"], record["loss"]) for record in logged if "loss" in record]
+    (i0, l0), (i1, l1) = losses[0], losses[-1]
+    assert i1 == DEMO_ITERS and l1 < l0
+    assert f"training loss: {l0:.3f} at iter {i0} -> {l1:.3f} at iter {i1}" in lines
+    prompts = {row["conversation"][0]["input"]
+               for row in json.loads((split / "test.json").read_text(encoding="utf-8"))}
+    share = next(line for line in lines if line.startswith("replies that begin with a style label"))
+    head, _, tail = share.partition(f", {len(prompts)} held-out prompts: base 0% -> tuned ")
+    assert head == "replies that begin with a style label (温柔/毒舌)", share
+    assert int(tail.split("%")[0]) >= 90, share  # the tiny random model learns the label line
+    assert sum(line.startswith("user:      ") for line in lines) == 6  # --show's default
+    artefacts = [f"stand-in base:     {demo_run['base']}",
+                 f"training run:      {work_dir} (config, logs, iter_*.pth checkpoints)",
+                 f"LoRA adapter:      {work_dir / 'adapter'}", f"merged model:      {demo_run['tuned']}",
+                 f"data splits:       {split}"]
+    assert [line for line in lines if line in artefacts] == artefacts
+    assert any(line.startswith("demo wall time:") and line.endswith(" s") for line in lines)
 
 
 @pytest.fixture(scope="module")

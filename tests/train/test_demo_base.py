@@ -1,4 +1,5 @@
-"""The demo's pieces wire together (cheaply: no multi-minute training here; `make demo` is run by hand).
+"""The demo's pieces wire together (cheaply: no multi-minute training here; `make demo` itself runs end to
+end, with small settings, in tests/eval/test_eval_make_targets.py).
 
 - style_tune/train/demo_base.py: the cut tokenizer tokenizes the training rows exactly as the full Qwen
   tokenizer does (the tool checks; here too, through the saved files), still encodes any text, keeps
