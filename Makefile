@@ -61,10 +61,8 @@ TRAIN_ARGS ?=
 # prompt with one of its replies: the other is left for the fine-tune to write in the style asked for).
 DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora$(if $(filter controllable,$(MODE)),_controllable)_style_cpu.py
 DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base
-# pretraining steps (batches of 16; 0.18 s each at load 1, 0.3 at load 3; built once): 1000 reads each text
-# ~43 times (loss 8.6 -> 0.17). Measured, same fine-tune (400 iterations): 1000 steps tuned score 77, 2000
-# steps 73 (it recites more), fewer steps leave garbled replies.
-DEMO_BASE_STEPS ?= 1000
+# pretraining steps (batches of 16; built once; why this many: style_tune/core/defaults.py)
+DEMO_BASE_STEPS ?= $(DEFAULT_DEMO_BASE_STEPS)
 DEMO_WORK_DIR := work_dirs/demo-$(MODE)
 DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
 # The demo's fine-tune: the CPU config (batches of 8) with a longer schedule and a higher LoRA learning

@@ -81,9 +81,9 @@ def test_pretraining_text_has_one_unlabelled_reply_per_prompt(split_dir: Path) -
         label, reply = split_label(turn["output"])
         replies.setdefault(turn["input"], {})[reply] = label
     texts = pretraining_texts(turns, seed=0)
-    assert len(texts) == len(replies)
+    exchanges = texts[:len(replies)]  # then the style descriptions (the next test)
     seen = []
-    for text, (user, styles) in zip(texts, replies.items(), strict=True):
+    for text, (user, styles) in zip(exchanges, replies.items(), strict=True):
         head = chatml_block("user", user) + "<|im_start|>assistant\n"
         assert text.startswith(head) and "<|im_start|>system" not in text
         reply = text[len(head):].removesuffix(f"{IM_END}\n")
@@ -91,6 +91,23 @@ def test_pretraining_text_has_one_unlabelled_reply_per_prompt(split_dir: Path) -
         seen.append(styles[reply])
     assert 0.4 < seen.count(STYLES[0]) / len(seen) < 0.6
     assert pretraining_texts(turns, seed=0) == texts != pretraining_texts(turns, seed=1)
+
+
+def test_pretraining_text_describes_each_style_in_plain_text(split_dir: Path) -> None:
+    """The stand-in also reads what a real base knows about the styles: each style's description from
+    the styles file, as plain documents (no chat turn, so no system text or label is paired with a
+    reply). Each label word is in them: the tuned model can only write a label the base has read."""
+    from style_tune.core.styles import load_styles
+    from style_tune.train.demo_base import pretraining_texts, training_rows
+
+    turns = training_rows(split_dir / "train.json")
+    documents = pretraining_texts(turns, seed=0)[len({t["input"] for t in turns}):]
+    styles = list(load_styles())
+    assert documents == [s.system for s in styles] + [s.prompt for s in styles]
+    for document in documents:
+        assert "<|im_start|>" not in document and IM_END not in document
+    for style in STYLES:
+        assert sum(style in document for document in documents) >= 2
 
 
 def make_vars(mode: str) -> tuple[str, str, str, str]:
