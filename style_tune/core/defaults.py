@@ -39,7 +39,7 @@ EVAL_MAX_OUT_LEN = 96
 #: Pretraining steps of the demo's stand-in base (`make demo-base`, batches of 16 exchanges; built once).
 #: Measured on the 5-layer stand-in, same fine-tune (tuned style score snarky, controllable mode, per
 #: pretraining seed 0/1/2): 500 steps 74 (seed 0; the base still garbles), 700 steps 83/72/65, 1000 steps
-#: 78/85 (seeds 0/1). Past ~1000 the tuned model falls back to the reply the base memorised for a
+#: 78/85/70 (docs/demo.md). Past ~1000 the tuned model falls back to the reply the base memorised for a
 #: prompt, whatever style is asked for (2000 steps on the 3-layer stand-in: 73).
 DEMO_BASE_STEPS = 1000
 
