@@ -366,7 +366,7 @@ bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and
 # ---------------------------------------------------------------- mutation testing (not in `make test`)
 # mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
 # [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
-# the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 19 min on 2 cores.
+# the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 6 min on 2 cores.
 .PHONY: env-mutation mutation
 env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
 
