@@ -56,7 +56,6 @@ from style_tune.core.io import atomic_dir
 from style_tune.core.prompts import (
     IM_END,
     QWEN_DEFAULT_SYSTEM,
-    STYLE_SYSTEMS,
     STYLES,
     chatml_block,
     split_label,
@@ -99,12 +98,11 @@ def style_descriptions() -> list[str]:
 
 
 def vocabulary_texts(turns: list[dict]) -> list[str]:
-    """Every text the demo trains or prompts on: the rows as ChatML, the system texts of both modes and
-    the style descriptions."""
+    """Every text the demo trains or prompts on: the rows as ChatML, Qwen's default system text, the labels
+    and the style descriptions (which hold controllable mode's system texts)."""
     texts = [chatml_block("system", t.get("system") or "") + chatml_block("user", t["input"])
              + chatml_block("assistant", t["output"]) for t in turns]
-    texts += [QWEN_DEFAULT_SYSTEM, *STYLE_SYSTEMS.values(), *STYLES, *(f"{s}\n" for s in STYLES),
-              *style_descriptions()]
+    texts += [QWEN_DEFAULT_SYSTEM, *STYLES, *(f"{s}\n" for s in STYLES), *style_descriptions()]
     return texts
 
 
