@@ -58,10 +58,11 @@ TRAIN_ARGS ?=
 # The demo: the same steps on a small stand-in base, with the CPU overrides of one config per MODE.
 # The stand-in (style_tune/train/demo_base.py, built once and cached like tiny-model): the tiny Qwen2 with
 # the real tokenizer cut to the data's tokens, pretrained on the train split's unlabelled text (each
-# prompt with one of its replies: the other is left for the fine-tune to write in the style asked for).
+# prompt with one of its replies: the other is left for the fine-tune to write in the style asked for),
+# in conversations whose replies keep one style, so the base carries a style through a context.
 DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora$(if $(filter controllable,$(MODE)),_controllable)_style_cpu.py
 DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base
-# pretraining steps (batches of 16; built once; why this many: style_tune/core/defaults.py)
+# pretraining steps (batches of 16 exchanges; built once; why this many: style_tune/core/defaults.py)
 DEMO_BASE_STEPS ?= $(DEFAULT_DEMO_BASE_STEPS)
 DEMO_WORK_DIR := work_dirs/demo-$(MODE)
 DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged

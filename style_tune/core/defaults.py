@@ -36,11 +36,12 @@ SEED = 42
 #: Token budget of an evaluated reply (greedy decoding; stops at <|im_end|>): the data's replies are
 #: at most ~75 characters, so 96 tokens leave room, and a reply that uses them all is a runaway.
 EVAL_MAX_OUT_LEN = 96
-#: Pretraining steps of the demo's stand-in base (`make demo-base`, batches of 16 exchanges; built once).
-#: Measured on the 5-layer stand-in, same fine-tune (tuned style score snarky, controllable mode, per
-#: pretraining seed 0/1/2): 500 steps 74 (seed 0; the base still garbles), 700 steps 83/72/65, 1000 steps
-#: 78/85/70 (docs/demo.md). Past ~1000 the tuned model falls back to the reply the base memorised for a
-#: prompt, whatever style is asked for (2000 steps on the 3-layer stand-in: 73).
+#: Pretraining steps of the demo's stand-in base (`make demo-base`, batches of 16 exchanges: 2
+#: conversations of 8; built once). Chosen on the stand-in that read single exchanges (tuned style score
+#: snarky, controllable mode, per pretraining seed 0/1/2): 500 steps 74 (seed 0; the base still garbles),
+#: 700 steps 83/72/65, 1000 steps 78/85/70 (docs/demo.md). Past ~1000 the tuned model falls back to the
+#: reply the base memorised for a prompt, whatever style is asked for (2000 steps on the 3-layer
+#: stand-in: 73). The conversations stand-in reaches 100 at 1000 steps (seed 0).
 DEMO_BASE_STEPS = 1000
 
 

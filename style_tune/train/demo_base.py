@@ -16,18 +16,27 @@ This tool spends the compute where it teaches:
   (checked here); elsewhere it may split words into smaller pieces. About 5 k tokens instead of
   151,665, so a logit costs ~30x less.
 - Pretraining: ``--steps`` steps (a fixed number, so the result is the same on every machine) of
-  next-token prediction on the training split's *unlabelled* text: each training prompt once, with
-  ONE of its two replies (drawn with ``--seed``; about half gentle, half snarky), as a ChatML
-  exchange with no system message and no style label. The model learns the language of both styles,
-  but not which style goes with which system text or label: that is what the LoRA fine-tune has to
-  learn, and what the evaluation measures (the base answers in either style, near chance). The
+  next-token prediction on the training split's *unlabelled* text: each training prompt with ONE of
+  its two replies (drawn once with ``--seed``; about half gentle, half snarky), as ChatML exchanges
+  with no system message and no style label. The model learns the language of both styles, but not
+  which style goes with which system text or label: that is what the LoRA fine-tune has to learn,
+  and what the evaluation measures (the base's choice of style does not follow the request). The
   other reply of each prompt is new to it, so the fine-tune must write it from the style asked for
   rather than recall it. Measured (robust style score of the tuned model, controllable mode, same
-  fine-tune): both replies of every prompt 72 (the base recites them: the LoRA only learns to pick
-  the first token, and on new prompts the reply drifts between styles), one reply 80; one reply with
-  the prompt and the other reply as a document of its own 70 (the more of the fine-tune's targets
-  the base already knows, the less the fine-tune learns the style). Replies and prompts as separate
-  documents gave replies too repetitive to pass the sanity gates.
+  fine-tune, single exchanges): both replies of every prompt 72 (the base recites them: the LoRA
+  only learns to pick the first token, and on new prompts the reply drifts between styles), one
+  reply 80; one reply with the prompt and the other reply as a document of its own 70 (the more of
+  the fine-tune's targets the base already knows, the less the fine-tune learns the style). Replies
+  and prompts as separate documents gave replies too repetitive to pass the sanity gates.
+- Conversations in one voice: the exchanges come in conversations of CONVERSATION_TURNS, all
+  replies of a conversation in one style, regrouped every round (a round reads each exchange once).
+  A real base has read many texts that keep one voice; from these the stand-in learns that the style
+  of the replies so far predicts the style of the next one: a style it carries through a context.
+  The fine-tune then only has to make the system text set that style, not rewrite each reply. No
+  conversation has a system text or label, and the first reply of each follows nothing, so the base
+  still has no way to read the request. Measured (tuned 温柔 / 毒舌, controllable mode, 1000 steps,
+  pretraining seeds 0 / 1 / 2): single exchanges 91.3 / 78.3, 95.7 / 84.8, 93.5 / 69.6; conversations of 4:
+  93.5 / 87.0, 100 / 87.0, 95.7 / 89.1; of 8: 97.8 / 100, 97.8 / 97.8, 97.8 / 91.3.
 - What a pretrained model knows about the styles: each style's description from style_data/styles.json
   (its controllable-mode system text and `make gen-data`'s prompt), as plain documents, not chat
   exchanges. A real base knows the words 温柔 and 毒舌; the replies almost never contain them (毒舌:
@@ -80,6 +89,12 @@ DEMO_SHAPES = dict(
     sliding_window=1024,
 )
 
+#: Exchanges in a pretraining conversation, all in one style (see the module docstring for what 1, 4
+#: and 8 gave); conversations in a pretraining batch: 2 x 8, the 16 exchanges a step of the
+#: single-exchange stand-in read, so a step costs about the same.
+CONVERSATION_TURNS = 8
+BATCH_CONVERSATIONS = 2
+
 
 def training_rows(path: Path) -> list[dict]:
     """First turns of the split's conversations (style_tune/data/split.py's format)."""
@@ -106,17 +121,40 @@ def vocabulary_texts(turns: list[dict]) -> list[str]:
     return texts
 
 
-def pretraining_texts(turns: list[dict], seed: int = 0) -> list[str]:
-    """The unlabelled text: each user message once, with one of its replies (label line removed, drawn
-    with ``seed``) as a ChatML exchange, with no system message and no label; then the style
-    descriptions as plain documents."""
-    replies: dict[str, list[str]] = {}
-    for turn in turns:
-        replies.setdefault(turn["input"], []).append(split_label(turn["output"])[1])
+def chosen_exchanges(turns: list[dict], rng: random.Random) -> dict[str, list[str]]:
+    """Each user message once, with one of its replies (label line removed, drawn with ``rng``) as a
+    ChatML exchange with no system message, grouped by the reply's style (its label line)."""
+    replies: dict[str, dict[str, str]] = {}
+    for number, turn in enumerate(turns, 1):
+        label, reply = split_label(turn["output"])
+        if label is None:
+            raise SystemExit(f"{STEP}: training row {number} ({turn['input'][:30]!r}) has no style label "
+                             "line: the stand-in reads the label-format split (make split MODE=label)")
+        replies.setdefault(turn["input"], {})[reply] = label
+    by_style: dict[str, list[str]] = {style: [] for style in STYLES}
+    for user, styles in replies.items():
+        reply = rng.choice(sorted(styles))
+        by_style[styles[reply]].append(chatml_block("user", user) + chatml_block("assistant", reply))
+    return by_style
+
+
+def pretraining_texts(turns: list[dict], seed: int = 0, min_conversations: int = 0) -> list[str]:
+    """The unlabelled text: the chosen exchanges (:func:`chosen_exchanges`) of each style, shuffled and
+    cut into conversations of CONVERSATION_TURNS exchanges, drawn anew each round until there are
+    ``min_conversations`` (one round at least); then the style descriptions as plain documents, once a
+    round."""
     rng = random.Random(seed)
-    exchanges = [chatml_block("user", user) + chatml_block("assistant", rng.choice(sorted(set(texts))))
-                 for user, texts in replies.items()]
-    return exchanges + style_descriptions()
+    by_style = chosen_exchanges(turns, rng)
+    conversations: list[str] = []
+    rounds = 0
+    while rounds == 0 or len(conversations) < min_conversations:
+        for exchanges in by_style.values():
+            exchanges = exchanges[:]
+            rng.shuffle(exchanges)
+            conversations += ["".join(exchanges[i:i + CONVERSATION_TURNS])
+                              for i in range(0, len(exchanges), CONVERSATION_TURNS)]
+        rounds += 1
+    return conversations + style_descriptions() * rounds
 
 
 def cut_tokenizer(full, texts: list[str]):
@@ -184,8 +222,8 @@ def build_model(tokenizer, seed: int):
     return model
 
 
-def pretrain(model, tokenizer, texts: list[str], steps: int, seed: int, batch_size: int = 16,
-             lr: float = 3e-3) -> list[float]:
+def pretrain(model, tokenizer, texts: list[str], steps: int, seed: int,
+             batch_size: int = BATCH_CONVERSATIONS, lr: float = 3e-3) -> list[float]:
     """``steps`` steps of next-token prediction on ``texts`` (all tokens, padding masked), shuffled
     epochs; AdamW, 20 warm-up steps, cosine decay to 5 % of ``lr``."""
     import torch
@@ -195,7 +233,6 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, seed: int, batch_si
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     pad = tokenizer.pad_token_id
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
-    steps_per_epoch = math.ceil(len(encoded) / batch_size)
     def factor(s: int) -> float:
         return min(1.0, (s + 1) / 20) * max(0.05, 0.5 * (1 + math.cos(math.pi * min(s / steps, 1))))
 
@@ -225,7 +262,7 @@ def pretrain(model, tokenizer, texts: list[str], steps: int, seed: int, batch_si
             step += 1
             if step % 50 == 0 or step == 1:
                 elapsed = time.monotonic() - start
-                print(f"{STEP}: step {step} (epoch {step / steps_per_epoch:.1f}) loss {loss.item():.3f} "
+                print(f"{STEP}: step {step} of {steps}, loss {loss.item():.3f}, "
                       f"{elapsed:.0f} s", flush=True)
             if step >= steps:
                 break
@@ -238,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--data", type=Path, required=True, help="the training split (make split)")
     parser.add_argument("--steps", type=int, default=defaults.DEMO_BASE_STEPS,
-                        help="pretraining steps (batches of 16 exchanges)")
+                        help="pretraining steps (batches of 2 conversations of 8 exchanges)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
@@ -251,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = cut_tokenizer(full, vocabulary_texts(turns))
     model = build_model(tokenizer, args.seed)
     n_params = sum(p.numel() for p in model.parameters())
-    texts = pretraining_texts(turns, args.seed)
+    texts = pretraining_texts(turns, args.seed, min_conversations=args.steps * BATCH_CONVERSATIONS)
     print(f"{STEP}: vocabulary {len(tokenizer)} of {len(full)} tokens; {n_params / 1e6:.1f} M parameters; "
           f"pretraining {args.steps} steps on {len(texts)} unlabelled texts of {args.data}", flush=True)
     losses = pretrain(model, tokenizer, texts, args.steps, args.seed)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from style_tune.core.prompts import IM_END, STYLES, render_chatml, system_text
+from style_tune.core.prompts import IM_END, STYLES, chatml_block, render_chatml, split_label, system_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,46 +69,86 @@ def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
     assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
 
 
-def test_pretraining_text_has_one_unlabelled_reply_per_prompt(split_dir: Path) -> None:
-    """The stand-in reads each training prompt once with one of its replies (either style, about half
-    each), as a user/assistant exchange without a system message or a label: it cannot learn which
-    style goes with which system text or label, and the other reply is left for the fine-tune."""
-    from style_tune.core.prompts import chatml_block, split_label
-    from style_tune.train.demo_base import pretraining_texts, training_rows
+def conversation_pairs(text: str) -> list[tuple[str, str]]:
+    """The (user, reply) pairs of a ChatML text that holds user and assistant turns and nothing else."""
+    blocks = re.findall(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n", text, flags=re.S)
+    assert "".join(chatml_block(role, content) for role, content in blocks) == text
+    assert [role for role, _ in blocks] == ["user", "assistant"] * (len(blocks) // 2)
+    return [(blocks[i][1], blocks[i + 1][1]) for i in range(0, len(blocks), 2)]
+
+
+def test_pretraining_text_is_conversations_in_one_voice_one_reply_per_prompt(split_dir: Path) -> None:
+    """The stand-in reads each training prompt with one of its replies (either style, about half each),
+    with no system message or label: it cannot learn which style goes with which system text or label,
+    and the other reply is left for the fine-tune. The exchanges come in conversations of up to
+    CONVERSATION_TURNS, all in one style, regrouped each round: the base learns that a voice persists
+    through a conversation, which is what the fine-tune has to tie to the system text."""
+    from collections import Counter
+
+    from style_tune.train.demo_base import CONVERSATION_TURNS, pretraining_texts, training_rows
 
     turns = training_rows(split_dir / "train.json")
     replies: dict[str, dict[str, str]] = {}
     for turn in turns:
         label, reply = split_label(turn["output"])
         replies.setdefault(turn["input"], {})[reply] = label
-    texts = pretraining_texts(turns, seed=0)
-    exchanges = texts[:len(replies)]  # then the style descriptions (the next test)
-    seen = []
-    for text, (user, styles) in zip(exchanges, replies.items(), strict=True):
-        head = chatml_block("user", user) + "<|im_start|>assistant\n"
-        assert text.startswith(head) and "<|im_start|>system" not in text
-        reply = text[len(head):].removesuffix(f"{IM_END}\n")
-        assert reply in styles and split_label(reply)[0] is None
-        seen.append(styles[reply])
-    assert 0.4 < seen.count(STYLES[0]) / len(seen) < 0.6
-    assert pretraining_texts(turns, seed=0) == texts != pretraining_texts(turns, seed=1)
+    wanted = 3 * len(replies) // CONVERSATION_TURNS  # three rounds at least
+    texts = pretraining_texts(turns, seed=0, min_conversations=wanted)
+    conversations = [text for text in texts if text.startswith("<|im_start|>")]
+    assert len(conversations) >= wanted
+    reply_of: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    for text in conversations:
+        pairs = conversation_pairs(text)
+        assert 1 <= len(pairs) <= CONVERSATION_TURNS
+        # one voice (a KeyError: a reply that is not one of the user's)
+        assert len({replies[user][reply] for user, reply in pairs}) == 1
+        for user, reply in pairs:
+            assert split_label(reply)[0] is None
+            assert reply_of.setdefault(user, reply) == reply  # the same one reply of a prompt, every round
+            seen[user] += 1
+    rounds = seen[turns[0]["input"]]
+    assert rounds >= 3 and set(seen) == set(replies) and set(seen.values()) == {rounds}
+    full = sum(len(conversation_pairs(text)) == CONVERSATION_TURNS for text in conversations)
+    assert full >= len(conversations) - 2 * rounds  # a short one per style and round at most
+    assert len(set(conversations)) > 0.9 * len(conversations)  # regrouped each round
+    gentle = sum(replies[user][reply] == STYLES[0] for user, reply in reply_of.items()) / len(reply_of)
+    assert 0.4 < gentle < 0.6
+    assert pretraining_texts(turns, seed=0, min_conversations=wanted) == texts
+    assert pretraining_texts(turns, seed=1, min_conversations=wanted) != texts
 
 
 def test_pretraining_text_describes_each_style_in_plain_text(split_dir: Path) -> None:
     """The stand-in also reads what a real base knows about the styles: each style's description from
-    the styles file, as plain documents (no chat turn, so no system text or label is paired with a
-    reply). Each label word is in them: the tuned model can only write a label the base has read."""
+    the styles file, as plain documents, once a round (no chat turn, so no system text or label is
+    paired with a reply). Each label word is in them: the tuned model can only write a label the base
+    has read."""
     from style_tune.core.styles import load_styles
     from style_tune.train.demo_base import pretraining_texts, training_rows
 
     turns = training_rows(split_dir / "train.json")
-    documents = pretraining_texts(turns, seed=0)[len({t["input"] for t in turns}):]
     styles = list(load_styles())
-    assert documents == [s.system for s in styles] + [s.prompt for s in styles]
+    descriptions = [s.system for s in styles] + [s.prompt for s in styles]
+    texts = pretraining_texts(turns, seed=0)  # one round
+    assert all(text.startswith("<|im_start|>user") for text in texts[:-len(descriptions)])
+    documents = texts[-len(descriptions):]
+    assert documents == descriptions
     for document in documents:
         assert "<|im_start|>" not in document and IM_END not in document
     for style in STYLES:
         assert sum(style in document for document in documents) >= 2
+    more = pretraining_texts(turns, seed=0, min_conversations=len(texts) * 2)
+    assert more[-3 * len(descriptions):] == descriptions * 3
+
+
+def test_pretraining_needs_the_label_split(split_dir: Path) -> None:
+    """The styles of the replies come from their label lines: a row without one is a clear error."""
+    from style_tune.train.demo_base import pretraining_texts, training_rows
+
+    turns = training_rows(split_dir / "train.json")
+    turns[5] = {**turns[5], "output": split_label(turns[5]["output"])[1]}
+    with pytest.raises(SystemExit, match=r"training row 6 .*no style label line.*MODE=label"):
+        pretraining_texts(turns)
 
 
 def make_vars(mode: str) -> tuple[str, str, str, str]:
