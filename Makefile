@@ -71,7 +71,8 @@ DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
 # (controllable mode, robust style score gentle/snarky): 400 iterations 89/65, 800 93/76, 1200 89/78:
 # past 800 the time grows (0.2-0.3 s an iteration at load 3, 0.8 s at load 6-7), the score does not.
 # lr 0.003: 0.006 first raises the loss (80 at 600 iterations, diverges at 1000), 0.01 diverges.
-# Dropout: 0.1 (the config's) gave 93/76 on the 5-layer stand-in, 0.0 91/78: the same within noise.
+# Dropout: 0.1 (the config's) gave 93/76 on the 5-layer single-exchange stand-in, 0.0 91/78: the same
+# within noise.
 DEMO_ITERS ?= 800
 DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
 	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003

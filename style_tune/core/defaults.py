@@ -41,7 +41,7 @@ EVAL_MAX_OUT_LEN = 96
 #: snarky, controllable mode, per pretraining seed 0/1/2): 500 steps 74 (seed 0; the base still garbles),
 #: 700 steps 83/72/65, 1000 steps 78/85/70 (docs/demo.md). Past ~1000 the tuned model falls back to the
 #: reply the base memorised for a prompt, whatever style is asked for (2000 steps on the 3-layer
-#: stand-in: 73). The conversations stand-in reaches 100 at 1000 steps (seed 0).
+#: stand-in: 73). The conversations stand-in at 1000 steps: snarky 97.8 (`make eval-demo`, seed 0).
 DEMO_BASE_STEPS = 1000
 
 

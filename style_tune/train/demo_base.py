@@ -36,7 +36,8 @@ This tool spends the compute where it teaches:
   conversation has a system text or label, and the first reply of each follows nothing, so the base
   still has no way to read the request. Measured (tuned 温柔 / 毒舌, controllable mode, 1000 steps,
   pretraining seeds 0 / 1 / 2): single exchanges 91.3 / 78.3, 95.7 / 84.8, 93.5 / 69.6; conversations of 4:
-  93.5 / 87.0, 100 / 87.0, 95.7 / 89.1; of 8: 97.8 / 100, 97.8 / 97.8, 97.8 / 91.3.
+  93.5 / 87.0, 100 / 87.0, 95.7 / 89.1; of 8: 97.8 / 100, 97.8 / 97.8, 97.8 / 91.3 (an experiment script
+  that drew one round more; this code's seed 0, scored by `make eval-demo`: 95.7 / 97.8).
 - What a pretrained model knows about the styles: each style's description from style_data/styles.json
   (its controllable-mode system text and `make gen-data`'s prompt), as plain documents, not chat
   exchanges. A real base knows the words 温柔 and 毒舌; the replies almost never contain them (毒舌:

@@ -3,7 +3,9 @@ end, with small settings, in tests/eval/test_eval_make_targets.py).
 
 - style_tune/train/demo_base.py: the cut tokenizer tokenizes the training rows exactly as the full Qwen
   tokenizer does (the tool checks; here too, through the saved files), still encodes any text, keeps
-  Qwen's special tokens and chat template, and the model config points at the new ids.
+  Qwen's special tokens and chat template, and the model config points at the new ids. Its pretraining
+  text: one unlabelled reply per prompt, in conversations that keep one style, and the styles'
+  descriptions as plain documents.
 - The Makefile's demo runs the real XTuner config path for each MODE, with the demo's --cfg-options.
 """
 
