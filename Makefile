@@ -7,13 +7,16 @@
 # Every step is a target; every path is a variable (make train MODEL=... DATA=...). `make help`.
 
 SHELL := /bin/bash
+.SECONDEXPANSION:
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# Bootstraps uv (tools/setup_env.sh; any Python 3 with pip) and writes .envs/defaults.mk. Every env,
+# and every step, runs Python 3.11 (the one CI tests): uv picks or fetches it.
 PYTHON ?= python3
-# torch build for the environments: cuda on a machine with an NVIDIA GPU, else cpu.
-TORCH ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+# Where models run: cuda on a machine with an NVIDIA GPU, else cpu (the envs are the same on both).
+DEVICE ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 
 ENVS := .envs
 TRAIN_PY := $(ENVS)/train/bin/python
@@ -93,44 +96,36 @@ help:  ## list the targets
 
 # ---------------------------------------------------------------- environments
 # One venv per toolchain: XTuner, OpenCompass and lmdeploy pin conflicting versions. Each is installed
-# from its lock, requirements/lock/py3.X/ENV-TORCH.txt (the Python of PYTHON=, 3.10-3.12), and rebuilt
-# when the lock changes (or TORCH does); see tools/setup_env.sh. eval-lmdeploy (OpenCompass's lmdeploy
-# backend) is built for TORCH=cuda only.
-PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
-setup: env-dev env-train env-eval env-deploy env-webui $(if $(filter cuda,$(TORCH)),env-eval-lmdeploy)  ## build all environments
+# from its lock, requirements/lock/py3.11/ENV.txt (the same on CPU and GPU machines), checked by
+# importing what it holds, and rebuilt when the lock changes; see tools/setup_env.sh.
+SETUP_ENVS := dev train eval eval-lmdeploy deploy webui
+setup: $(addprefix env-,$(SETUP_ENVS))  ## build all environments (Python 3.11; docs/environments.md)
 
-env-train: check-python $(ENVS)/train/.installed-$(TORCH)
-env-eval: check-python $(ENVS)/eval/.installed-$(TORCH)
-env-eval-lmdeploy: check-python $(ENVS)/eval-lmdeploy/.installed-$(TORCH)
-env-deploy: check-python $(ENVS)/deploy/.installed-$(TORCH)
-env-dev: check-python $(ENVS)/dev/.installed-$(TORCH)
-env-webui: check-python $(ENVS)/webui/.installed-$(TORCH)
+.PHONY: $(addprefix env-,$(SETUP_ENVS) mutation)
+$(foreach env,$(SETUP_ENVS) mutation,$(eval env-$(env): $(ENVS)/$(env)/.installed))
 
-# Every env target first checks PYTHON's version (one line naming the supported ones), even when
-# the envs exist.
-.PHONY: check-python
-check-python:
-	@PYTHON=$(PYTHON) tools/setup_env.sh --check-python
+# The dev env first: the others need the uv it brings.
+$(ENVS)/%/.installed: requirements/lock/py3.11/%.txt tools/setup_env.sh | $$(if $$(filter-out dev,$$*),$(ENVS)/dev/.installed)
+	PYTHON=$(PYTHON) tools/setup_env.sh $*
 
-.SECONDEXPANSION:
-$(ENVS)/%/.installed-$(TORCH): $$(wildcard requirements/lock/py$(PYVER)/$$*-$(TORCH).txt) tools/setup_env.sh \
-		| check-python $$(if $$(filter-out dev,$$*),$(ENVS)/dev/.installed-$(TORCH))
-	PYTHON=$(PYTHON) tools/setup_env.sh $* $(TORCH)
-
-# After editing a file in requirements/: re-resolve the locks (each env x TORCH=cpu,cuda x Python
-# 3.10-3.12, by uv; an existing lock is the preference, so only what the edit needs changes). Narrow it
-# with LOCK_ARGS="--env deploy --torch cuda --python 3.11".
+# After editing a file in requirements/: re-resolve the locks (by uv; an existing lock is the
+# preference, so only what the edit needs changes). Narrow it with LOCK_ARGS="--env deploy".
 LOCK_ARGS ?=
-.PHONY: lock check-envs env-eval-lmdeploy
+.PHONY: lock check-envs
 lock: env-dev  ## re-resolve requirements/lock/ after a pin file changed (style_tune/dev/lock_envs.py)
 	$(DEV_PY) -m style_tune.dev.lock_envs lock $(LOCK_ARGS)
 
-check-envs: env-dev  ## every env resolves for TORCH=cpu,cuda and Python 3.10-3.12, one CUDA major, locks fresh
-	$(DEV_PY) -m style_tune.dev.lock_envs check $(LOCK_ARGS)
+# SMOKE=untested: only the smallest steps of envs `make test` runs no suite in; SMOKE=none: resolve, import.
+SMOKE ?= all
+check-envs: $(addprefix env-,$(SETUP_ENVS) mutation)  ## every env's lock resolves from PyPI and is fresh; each env imports and runs its smallest step
+	$(DEV_PY) -m style_tune.dev.lock_envs check --smoke $(SMOKE) $(LOCK_ARGS)
 
 # ---------------------------------------------------------------- checks
-test: env-dev env-train env-eval env-deploy env-webui  ## run the whole test suite, each part in its toolchain's env
-	$(MAKE) check-envs
+# Every env, then check-envs without the smallest steps of the envs whose suite runs right after (each
+# suite runs those steps at length), then each part of tests/ in its toolchain's env.
+test:  ## run the whole test suite, each part in its toolchain's env
+	$(MAKE) setup env-mutation
+	$(MAKE) check-envs SMOKE=untested
 	$(DEV_PY) -m pytest tests/core
 	$(TRAIN_PY) -m pytest tests/train
 	$(EVAL_PY) -m pytest tests/eval
@@ -148,11 +143,11 @@ download: env-train  ## download the base model (and internlm2.5 for eval-select
 tiny-model: env-train  ## build the offline stand-in model (real architecture and tokenizer, random weights)
 	$(TRAIN_PY) -m style_tune.train.tiny_model $(TINY_MODEL)
 
-split:  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt, 80/10/10
-	$(PYTHON) -m style_tune.data.split $(CSV) --out-dir $(SPLIT_DIR) --mode $(MODE) --seed $(SEED)
+split: env-dev  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt, 80/10/10
+	$(DEV_PY) -m style_tune.data.split $(CSV) --out-dir $(SPLIT_DIR) --mode $(MODE) --seed $(SEED)
 
-data-card:  ## regenerate the statistics in style_data/README.md from the data
-	$(PYTHON) -m style_tune.data.card
+data-card: env-dev  ## regenerate the statistics in style_data/README.md from the data
+	$(DEV_PY) -m style_tune.data.card
 
 train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an interrupted run)
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
@@ -180,27 +175,27 @@ CHAT_ARGS ?=
 chat serve chat-cpu: MODEL = $(MERGED)
 CHAT_OPTS = '$(MODEL)' --mode '$(MODE)' $(if $(STYLE),--style '$(STYLE)')
 
-metric-table:  ## regenerate README.md's metric table from the metric definitions (style_tune/eval/style_metrics.py)
-	$(PYTHON) -m style_tune.eval.metric_table
+metric-table: env-dev  ## regenerate README.md's metric table from the metric definitions (style_tune/eval/style_metrics.py)
+	$(DEV_PY) -m style_tune.eval.metric_table
 
-chat-templates:  ## regenerate the lmdeploy templates style_data/chat_template*.json from style_tune/core/prompts.py
-	$(PYTHON) -m style_tune.data.chat_templates
+chat-templates: env-dev  ## regenerate the lmdeploy templates style_data/chat_template*.json from style_tune/core/prompts.py
+	$(DEV_PY) -m style_tune.data.chat_templates
 
-chat:  ## lmdeploy chat on MODEL (default: MERGED) with its training template (MODE=, STYLE=); CUDA GPU
-	@$(PYTHON) -m style_tune.deploy.chat chat $(CHAT_OPTS) --check
+chat: env-dev  ## lmdeploy chat on MODEL (default: MERGED) with its training template (MODE=, STYLE=); CUDA GPU
+	@$(DEV_PY) -m style_tune.deploy.chat chat $(CHAT_OPTS) --check
 	@$(MAKE) -s env-deploy
-	@$(PYTHON) -m style_tune.deploy.chat chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+	@$(DEV_PY) -m style_tune.deploy.chat chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
-serve:  ## OpenAI-compatible server (model style-tune) on SERVER_HOST:SERVER_PORT, same prompt: lmdeploy on a CUDA GPU, else the CPU server
-	@$(PYTHON) -m style_tune.deploy.chat serve $(CHAT_OPTS) --check
+serve: env-dev  ## OpenAI-compatible server (model style-tune) on SERVER_HOST:SERVER_PORT, same prompt: lmdeploy on a CUDA GPU, else the CPU server
+	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --check
 	@$(MAKE) -s env-deploy
-	@$(PYTHON) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
+	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
 		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
-chat-cpu:  ## XTuner's chat (transformers, CPU) on MODEL, same template and system text: slow but real
-	@$(PYTHON) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --check
+chat-cpu: env-dev  ## XTuner's chat (transformers, CPU) on MODEL, same template and system text: slow but real
+	@$(DEV_PY) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --check
 	@$(MAKE) -s env-train
-	@$(PYTHON) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --max-new-tokens '$(CHAT_MAX_NEW_TOKENS)' \
+	@$(DEV_PY) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --max-new-tokens '$(CHAT_MAX_NEW_TOKENS)' \
 		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 # (the label split is only the stand-in's pretraining text: a cached stand-in needs none)
@@ -222,9 +217,9 @@ clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
 # Training throughput and memory of the recipe variants (benchmarks/bench_train.py): on a GPU the real
 # Qwen2.5-1.5B-Instruct shapes with random weights, on a CPU the tiny model through the same code.
 BENCH_FULL_MODEL := $(MODELS)/qwen2.5-1.5b-random
-BENCH_MODEL ?= $(if $(filter cuda,$(TORCH)),$(BENCH_FULL_MODEL),$(TINY_MODEL))
-BENCH_STEPS ?= $(if $(filter cuda,$(TORCH)),10,3)
-BENCH_WARMUP ?= $(if $(filter cuda,$(TORCH)),3,1)
+BENCH_MODEL ?= $(if $(filter cuda,$(DEVICE)),$(BENCH_FULL_MODEL),$(TINY_MODEL))
+BENCH_STEPS ?= $(if $(filter cuda,$(DEVICE)),10,3)
+BENCH_WARMUP ?= $(if $(filter cuda,$(DEVICE)),3,1)
 BENCH_ARGS ?=
 
 bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants -> benchmarks/
@@ -241,7 +236,7 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
 .PHONY: eval-select fewclue-data eval-style judge report eval-demo score-replies
-EVAL_DEVICE ?= $(TORCH)
+EVAL_DEVICE ?= $(DEVICE)
 # more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
 OC_ARGS ?= --debug
@@ -293,7 +288,7 @@ TINY_INTERNLM ?= $(MODELS)/tiny-internlm2
 tiny-internlm: env-train  ## the offline stand-in for internlm2.5 (eval-select's rival): InternLM2 remote code, random weights
 	$(TRAIN_PY) -m style_tune.train.tiny_model $(TINY_INTERNLM) --arch internlm2
 
-# BACKEND=lmdeploy runs in the eval-lmdeploy env (TORCH=cuda only: requirements/eval-lmdeploy.txt).
+# BACKEND=lmdeploy runs in the eval-lmdeploy env (its engine needs a CUDA GPU: requirements/eval-lmdeploy.txt).
 eval-select: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
 eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## the article's model selection: Qwen2.5-1.5B-Instruct vs internlm2.5-1.8b-chat on FewCLUE (BACKEND=hf|lmdeploy)
 	COMPASS_DATA_CACHE='$(abspath $(FEWCLUE_CACHE))' SELECT_QWEN='$(abspath $(SELECT_QWEN))' \
@@ -369,9 +364,7 @@ bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and
 # mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
 # [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
 # the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 6 min on 2 cores.
-.PHONY: env-mutation mutation
-env-mutation: $(ENVS)/mutation/.installed-$(TORCH)
-
+.PHONY: mutation
 mutation: env-mutation  ## mutation testing of the prompt definition, split and step wrappers -> mutation/
 	$(ENVS)/mutation/bin/python -m style_tune.dev.mutation
 

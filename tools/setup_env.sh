@@ -1,68 +1,59 @@
 #!/usr/bin/env bash
 # Build one toolchain's virtual environment from its lock file (called by `make setup`).
-#   tools/setup_env.sh ENV TORCH     e.g. tools/setup_env.sh train cpu     (PYTHON=python3.12 to choose)
-# It installs requirements/lock/py3.X/ENV-TORCH.txt, every package at its locked version with
-# --no-deps: the set `make check-envs` resolved and checked in CI. The locks come from the pin files
-# (requirements/ENV.txt, requirements/torch/ENV-TORCH.txt, ...; the list is style_tune/dev/lock_envs.py's
-# ENVS): after editing one, `make lock`. The dev env is installed with pip and brings uv, which
-# installs the others (from its cache, hard-linked: seconds for a rebuilt env).
-# The env is ready only when its stamp .envs/ENV/.installed-TORCH exists: an interrupted build leaves
-# no stamp, and the next run starts it again from scratch.
-#   tools/setup_env.sh --check-python   only the Python check (make runs it before every env target)
+#   tools/setup_env.sh ENV            e.g. tools/setup_env.sh train
+# It installs requirements/lock/py3.11/ENV.txt, every package at its locked version with --no-deps:
+# the set `make check-envs` resolved, installed and ran in CI. One lock per env for CPU and GPU
+# machines (a CUDA torch runs on a CPU). The locks come from the pin files (requirements/ENV.txt, ...;
+# the list is style_tune/dev/lock_envs.py's ENVS): after editing one, `make lock`.
+# Every env is Python 3.11, the one Python CI installs and tests: uv takes the machine's python3.11 or,
+# where there is none, downloads a standalone 3.11 build (behind a firewall: UV_PYTHON_INSTALL_MIRROR).
+# uv itself (the dev lock's version) is bootstrapped once into .envs/.uv with PYTHON's pip (any Python 3);
+# it reads no pip configuration: packages come from PyPI (or UV_DEFAULT_INDEX), installed from uv's
+# cache, hard-linked (seconds for a rebuilt env).
+# The env is ready only when its stamp .envs/ENV/.installed exists, written after the import check
+# (`python -m style_tune.dev.lock_envs imports ENV` in the new env): an interrupted or broken build
+# leaves no stamp, and the next run starts it again from scratch.
+#   LOCK=FILE ENV_DIR=DIR tools/setup_env.sh ENV    another lock into another directory (the guard's test)
 set -euo pipefail
-python=${PYTHON:-python3}
 root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+py_version=3.11
 
-# Before any pip work: xtuner 0.2.0 declares Requires-Python < 3.13, and the locks cover 3.10-3.12.
-need="the environments need Python 3.10, 3.11 or 3.12 (xtuner 0.2.0: < 3.13): make setup PYTHON=python3.12"
-if ! version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
-  echo "setup: error: cannot run PYTHON=$python; $need" >&2
-  exit 2
-fi
-case $version in
-  3.10 | 3.11 | 3.12) ;;
-  *) echo "setup: error: PYTHON=$python is Python $version; $need" >&2
-     exit 2 ;;
-esac
-[[ $1 == --check-python ]] && exit 0
-env_name=$1
-torch=$2
-env_dir=$root/.envs/$env_name
-lock=$root/requirements/lock/py$version/$env_name-$torch.txt
+env_name=${1:?usage: tools/setup_env.sh ENV}
+env_dir=${ENV_DIR:-$root/.envs/$env_name}
+lock=${LOCK:-$root/requirements/lock/py$py_version/$env_name.txt}
 if [[ ! -f $lock ]]; then
-  echo "setup: error: no ${lock#"$root"/}: the $env_name env has no TORCH=$torch build (style_tune/dev/lock_envs.py's ENVS; eval-lmdeploy needs a CUDA GPU)" >&2
+  echo "setup: error: no ${lock#"$root"/}: environments are style_tune/dev/lock_envs.py's ENVS" >&2
   exit 2
 fi
-uv=$root/.envs/dev/bin/uv
-if [[ $env_name != dev && ! -x $uv ]]; then
-  echo "setup: error: no $uv: build the dev env first (make env-dev)" >&2
-  exit 2
+
+uv=$root/.envs/.uv/bin/uv
+uv_pin=$(grep -m1 -E '^uv==' "$root/requirements/lock/py$py_version/dev.txt")
+if [[ ! -x $uv ]] || [[ "uv==$("$uv" --version | cut -d' ' -f2)" != "$uv_pin" ]]; then
+  echo "[setup] bootstrapping $uv_pin into .envs/.uv with $python's pip ..."
+  if ! "$python" -m pip --version >/dev/null 2>&1; then
+    echo "setup: error: PYTHON=$python cannot run pip; uv is bootstrapped with any Python 3 that has pip: make setup PYTHON=/path/to/python3" >&2
+    exit 2
+  fi
+  rm -rf "$root/.envs/.uv"
+  "$python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$root/.envs/.uv.tmp" "$uv_pin"
+  mv "$root/.envs/.uv.tmp" "$root/.envs/.uv"
 fi
 
 rm -rf "$env_dir"
-echo "[setup] building .envs/$env_name (torch: $torch, Python $version) from ${lock#"$root"/} ..."
+echo "[setup] building ${env_dir#"$root"/} (Python $py_version) from ${lock#"$root"/} ..."
 start=$(date +%s)
-"$python" -m venv "$env_dir"
-if [[ $env_name == dev ]]; then
-  # This machine's pip config names optional local indexes; hide pip's notes about absent ones.
-  "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r "$lock" \
-    2> >(grep -v "^WARNING: Location 'file:" >&2)
-else
-  # uv reads no pip config: pass on pip's find-links (where a machine keeps wheels such as the CPU torch
-  # build; elsewhere TORCH=cpu takes it from PyTorch's CPU index: UV_EXTRA_INDEX_URL, see docs/environments.md).
-  links=()
-  for dir in ${PIP_FIND_LINKS:-} $("$python" -m pip config get global.find-links 2>/dev/null || true); do
-    [[ -d $dir ]] && links+=(--find-links "$dir")
-  done
-  "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps "${links[@]}" -r "$lock"
-fi
+"$uv" venv --quiet --python "$py_version" "$env_dir"
+"$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps -r "$lock"
 # The project itself (style_tune and its subpackages), the ecosystem's way: an editable install of
 # pyproject.toml without dependencies (the env's packages are the lock's).
-if [[ $env_name == dev ]]; then
-  "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$root" \
-    2> >(grep -v "^WARNING: Location 'file:" >&2)
-else
-  "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps "${links[@]}" -e "$root"
+"$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps -e "$root"
+# A setup that prints "ready" works: the env imports its toolchain's packages and the project's modules.
+# (The packages' import-time chatter is kept out of the way; a failure prints one line per import.)
+if ! imports=$(cd "$root" && "$env_dir/bin/python" -m style_tune.dev.lock_envs imports "$env_name" 2>&1); then
+  grep '^check-envs: ' <<<"$imports" >&2 || echo "$imports" >&2
+  echo "setup: error: ${env_dir#"$root"/} does not import what it needs (above); it is left unstamped" >&2
+  exit 1
 fi
-touch "$env_dir/.installed-$torch"
-echo "[setup] .envs/$env_name ready in $(( $(date +%s) - start )) s ($(du -sh "$env_dir" | cut -f1))"
+touch "$env_dir/.installed"
+echo "[setup] ${env_dir#"$root"/} ready in $(( $(date +%s) - start )) s ($(du -sh "$env_dir" | cut -f1))"

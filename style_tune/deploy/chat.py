@@ -121,9 +121,6 @@ def check_deploy_torch(step: str) -> None:
     cuda, available = (proc.stdout.split() + ["?", "False"])[:2] if proc.returncode == 0 else ("?", "False")
     if available == "True":
         return
-    if cuda == "cpu":  # TORCH=cpu builds a template-only env
-        fail(step, "the deploy environment holds a CPU torch (built with TORCH=cpu); "
-                   "rebuild it: make env-deploy TORCH=cuda")
     fail(step, f"the deploy environment's torch (CUDA {cuda} build) sees no GPU: the NVIDIA driver must "
                f"support CUDA {cuda} (`nvidia-smi` shows the newest CUDA it supports); "
                f"torch says: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no error'}")

@@ -1,91 +1,124 @@
 #!/usr/bin/env python3
 """Lock files for the environments, and the CI guard that checks them (`make lock`, `make check-envs`).
 
-    python -m style_tune.dev.lock_envs lock  [--env ENV] [--torch cpu|cuda] [--python 3.X]  write locks
-    python -m style_tune.dev.lock_envs check [--env ENV] [--torch cpu|cuda] [--python 3.X]  check them
+    python -m style_tune.dev.lock_envs lock  [--env ENV]   write locks
+    python -m style_tune.dev.lock_envs check [--env ENV]   check them: resolve, then import and run each env
+    python -m style_tune.dev.lock_envs imports ENV         (in ENV's own interpreter) import its packages
 
-Every environment (ENVS below) x torch build x supported Python is resolved by uv's resolver
-(`uv pip compile`, for Linux x86_64 with glibc >= 2.28; nothing is installed) into
-requirements/lock/py3.X/ENV-TORCH.txt, which `make setup` installs with --no-deps: every user's env
-is the set CI resolved. An existing lock is the resolver's preference, so `make lock` after an edit
-changes only what the edit needs. `check` resolves again without writing and fails, one line per
-problem, when a pin set does not resolve, when a lock is stale (differs from the new resolve), when
-one env mixes CUDA majors (nvidia-*-cu12 beside CUDA 13 wheels, +cuXYZ build tags), or when a
-compiled extension's CUDA differs from torch's.
-Needs the `uv` binary of the dev env (requirements/dev.txt) or $UV, and the package index.
+Every environment (ENVS below) is resolved by uv's resolver (`uv pip compile`, for Linux x86_64 with
+glibc >= 2.28 and Python 3.11, from PyPI alone: uv reads no pip configuration) into
+requirements/lock/py3.11/ENV.txt, which `make setup` installs with --no-deps: every user's env is the set
+CI resolved, installed and ran. One lock per env for CPU and GPU machines: PyPI's Linux torch is a CUDA
+build, and it runs on a CPU. An existing lock is the resolver's preference, so `make lock` after an edit
+changes only what the edit needs.
+`check` resolves again without writing and fails, one line per problem, when a pin set does not
+resolve, when a lock is stale or names a version PyPI does not serve (the pins that differ are named),
+when one env mixes CUDA majors (nvidia-*-cu12 beside CUDA 13 wheels, +cuXYZ build tags), or when a
+compiled extension's CUDA differs from torch's. Then, for each env built under .envs/ (`make test`
+builds them all), it imports the env's packages and the project's modules of that toolchain
+(Env.imports: the one list, which tools/setup_env.sh also checks before it stamps an env) and runs the
+env's smallest real step on the CPU (Env.smoke).
+Needs the `uv` binary (.envs/.uv, bootstrapped by tools/setup_env.sh, or $UV) and the package index.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from style_tune import REPO_ROOT
 
 REQ = Path("requirements")
 LOCK_DIR = REQ / "lock"
-PYTHONS = ("3.10", "3.11", "3.12")  # xtuner 0.2.0 declares Requires-Python <3.13
-TORCHES = ("cpu", "cuda")
+# The one Python every env is built with, and the only one CI installs and tests (docs/environments.md).
+PYTHON = "3.11"
 # Where the envs run: Linux x86_64 (torch >= 2.10 ships manylinux_2_28 wheels only).
 PLATFORM = "x86_64-manylinux_2_28"
-# TORCH=cpu builds whose torch is the CPU build: PyPI's Linux torch wheel names CUDA wheels that the
-# CPU build (PyTorch's CPU index, or this project's CI machines' local file) does not have.
-CPU_EXCLUDES = REQ / "torch" / "cpu-excludes.txt"
 
 
 @dataclass(frozen=True)
 class Env:
-    """One venv: the pin files it is resolved from, per torch build."""
+    """One venv: the pin files it is resolved from and what it must import (its smallest step: SMOKE)."""
 
-    reqs: tuple[str, ...]  # resolved together, for every torch build
-    torch: dict[str, tuple[str, ...]] = field(default_factory=dict)  # extra files per torch build
-    nodeps: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --no-deps files per torch build
-    cpu_torch: bool = False  # TORCH=cpu installs the CPU torch build (see CPU_EXCLUDES)
-    builds: tuple[str, ...] = TORCHES
+    reqs: tuple[str, ...]  # resolved together
+    nodeps: tuple[str, ...] = ()  # installed with --no-deps (their dependencies are in reqs)
+    # Import names: the toolchain's top-level packages, then the project's modules that run in this env.
+    imports: tuple[str, ...] = ()
+    # The part of tests/ that `make test` runs in this env (it exercises the env's steps at length).
+    suite: str | None = None
 
 
+# Modules every env imports (the standard-library core the steps share).
+CORE = ("style_tune.core.defaults", "style_tune.core.prompts", "style_tune.core.io", "style_tune.data.split",
+        "style_tune.data.chat_templates")
 ENVS: dict[str, Env] = {
-    "dev": Env(reqs=("dev.txt", "test.txt")),
+    "dev": Env(
+        reqs=("dev.txt", "test.txt"), suite="tests/core",
+        imports=("ruff", "uv", "pytest", *CORE, "style_tune.data.card", "style_tune.dev.lock_envs",
+                 "style_tune.deploy.chat", "style_tune.eval.metric_table"),
+    ),
     # torch 2.5.1 (CUDA 12.4) on CPU machines too: see requirements/train.txt.
-    "train": Env(reqs=("train.txt", "test.txt"), nodeps={t: ("train-nodeps.txt",) for t in TORCHES}),
+    "train": Env(
+        reqs=("train.txt", "test.txt"), nodeps=("train-nodeps.txt",), suite="tests/train",
+        imports=("torch", "torchvision", "transformers", "mmengine", "peft", "datasets", "bitsandbytes",
+                 "deepspeed", "modelscope", "xtuner", "xtuner.tools.train",
+                 "xtuner.tools.model_converters.pth_to_hf", "xtuner.tools.model_converters.merge", *CORE,
+                 "style_tune.train.train", "style_tune.train.convert", "style_tune.train.merge",
+                 "style_tune.train.tiny_model", "style_tune.train.demo", "style_tune.train.demo_base",
+                 "style_tune.train.xtuner_cpu", "benchmarks.bench_train"),
+    ),
     "eval": Env(
-        reqs=("eval.txt", "test.txt"),
-        torch={t: (f"torch/eval-{t}.txt",) for t in TORCHES},
-        cpu_torch=True,
+        reqs=("eval.txt", "test.txt"), suite="tests/eval",
+        imports=("torch", "transformers", "datasets", "pyarrow", "opencompass", "opencompass.cli.main",
+                 "sklearn", "sacrebleu", "matplotlib", *CORE, "style_tune.eval.evaluator",
+                 "style_tune.eval.run_opencompass", "style_tune.eval.style_metrics", "style_tune.eval.report",
+                 "style_tune.eval.llm_judge", "style_tune.eval.score_replies", "style_tune.eval.fewclue",
+                 "style_tune.data.generate"),
     ),
-    # OpenCompass's TurboMind backend (eval-select BACKEND=lmdeploy): GPU only, see the file.
+    # OpenCompass's TurboMind backend (eval-select BACKEND=lmdeploy; the engine needs a CUDA GPU).
     "eval-lmdeploy": Env(
-        reqs=("eval-lmdeploy.txt", "test.txt"), torch={"cuda": ("torch/eval-lmdeploy-cuda.txt",)},
-        builds=("cuda",),
+        reqs=("eval-lmdeploy.txt", "test.txt"),
+        imports=("torch", "transformers", "datasets", "opencompass", "opencompass.cli.main", "lmdeploy",
+                 "lmdeploy.cli.entrypoint", *CORE, "style_tune.eval.turbomind",
+                 "style_tune.eval.run_opencompass", "style_tune.eval.evaluator"),
     ),
-    # CPU machines: lmdeploy --no-deps beside the CPU torch (requirements/torch/deploy-cpu.txt).
+    # lmdeploy (GPU) and the CPU server (transformers' serving code) in one set: requirements/deploy.txt.
     "deploy": Env(
-        reqs=("test.txt",),
-        torch={"cpu": ("torch/deploy-cpu.txt",), "cuda": ("torch/deploy-cuda.txt", "deploy.txt")},
-        nodeps={"cpu": ("deploy.txt",)},
-        cpu_torch=True,
+        reqs=("deploy.txt", "test.txt"), suite="tests/deploy",
+        imports=("torch", "transformers", "lmdeploy", "lmdeploy.cli.entrypoint", "fastapi", "uvicorn",
+                 "openai", "transformers.commands.serving", *CORE, "style_tune.deploy.cpu_server",
+                 "style_tune.deploy.serving", "benchmarks.bench_serve"),
     ),
     # `make webui` and its browser test: no torch (see requirements/webui.txt).
-    "webui": Env(reqs=("webui.txt", "test.txt")),
+    "webui": Env(
+        reqs=("webui.txt", "test.txt"), suite="tests/webui",
+        imports=("gradio", "openai", "playwright.sync_api", *CORE, "style_tune.webui.app"),
+    ),
     # `make mutation` (not part of `make test`): see requirements/mutation.txt.
-    "mutation": Env(reqs=("mutation.txt", "test.txt")),
+    "mutation": Env(
+        reqs=("mutation.txt", "test.txt"),
+        imports=("mutmut", "pytest", *CORE, "style_tune.dev.mutation"),
+    ),
 }
 
 
-def lock_path(env: str, torch: str, python: str) -> Path:
-    return LOCK_DIR / f"py{python}" / f"{env}-{torch}.txt"
+def lock_path(env: str) -> Path:
+    return LOCK_DIR / f"py{PYTHON}" / f"{env}.txt"
 
 
 def find_uv() -> str:
-    for uv in (os.environ.get("UV"), str(REPO_ROOT / ".envs/dev/bin/uv"), shutil.which("uv")):
+    for uv in (os.environ.get("UV"), str(REPO_ROOT / ".envs/.uv/bin/uv"), shutil.which("uv")):
         if uv and Path(uv).is_file():
             return uv
     sys.exit("lock_envs: no uv: build the dev env (make env-dev) or set UV=/path/to/uv")
@@ -123,24 +156,22 @@ def uv_run(cmd: list[str], out: Path | None = None, previous: str | None = None
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
 
 
-def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | None) -> str:
-    """The lock text for one env x torch build x Python (raises ResolveError with one line)."""
+def compile_lock(uv: str, env: str, previous: str | None) -> str:
+    """The lock text for one env (raises ResolveError with one line)."""
     spec = ENVS[env]
-    files = [REQ / f for f in (*spec.torch.get(torch, ()), *spec.reqs)]
-    common = ["--python-version", python, "--python-platform", PLATFORM, "--quiet", "--no-progress"]
+    files = [REQ / f for f in spec.reqs]
+    common = ["--python-version", PYTHON, "--python-platform", PLATFORM, "--quiet", "--no-progress"]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "lock.txt"
         if previous is not None:  # the committed lock is uv's preference: minimal changes
             out.write_text(previous)
         cmd = [uv, "pip", "compile", *map(str, files), "-o", str(out), *common,
                "--custom-compile-command", "make lock"]
-        if spec.cpu_torch and torch == "cpu":
-            cmd += ["--excludes", str(CPU_EXCLUDES)]
         run = uv_run(cmd, out, previous)
         if run.returncode:
             raise ResolveError(one_line(run.stderr))
         text = out.read_text()
-        for nd in spec.nodeps.get(torch, ()):
+        for nd in spec.nodeps:
             # --no-deps: only checks that each pinned package has a file for this Python/platform.
             run = uv_run([uv, "pip", "compile", str(REQ / nd), "--no-deps", "--no-header", "--no-annotate",
                           *common])
@@ -149,6 +180,15 @@ def compile_lock(uv: str, env: str, torch: str, python: str, previous: str | Non
             text += f"{NODEPS_MARK} (requirements/{nd}): their dependencies are above\n"
             text += run.stdout
     return text
+
+
+def pin_changes(old: str | None, new: str) -> str:
+    """The pins that differ between two locks, as `name A -> B` (for a stale lock's message)."""
+    before = {p.name: p.version for p in parse_lock(old or "")}
+    after = {p.name: p.version for p in parse_lock(new)}
+    changes = [f"{n} {before.get(n, '(none)')} -> {after.get(n, '(none)')}"
+               for n in sorted(before.keys() | after.keys()) if before.get(n) != after.get(n)]
+    return "; ".join(changes[:8]) + (f"; … {len(changes) - 8} more" if len(changes) > 8 else "")
 
 
 # ------------------------------------------------------------------ CUDA coherence of a lock
@@ -238,53 +278,205 @@ def cuda_problems(text: str) -> list[str]:
     return problems
 
 
+# ------------------------------------------------------------------ import and run the built envs
+ENVS_DIR = REPO_ROOT / ".envs"
+
+
+def env_python(env: str) -> Path:
+    return ENVS_DIR / env / "bin" / "python"
+
+
+def import_problems(env: str) -> list[str]:
+    """In ENV's own interpreter: each of its imports that fails, as one line."""
+    problems = []
+    for module in ENVS[env].imports:
+        try:
+            importlib.import_module(module)
+        except BaseException as err:  # noqa: BLE001  (a broken package can raise anything, SystemExit too)
+            last = traceback.format_exception_only(type(err), err)[-1].strip()
+            problems.append(f"import {module}: {last}")
+    return problems
+
+
+# The smallest real step of each env, on the CPU with the tiny model; {tmp} is the guard's scratch
+# directory (the tiny model in {tmp}/tiny, a split in {tmp}/split, built by the train env's step),
+# {py} the env's own interpreter. `make` runs the step the way a user does.
+CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
+# One iteration, its loss logged, the sample-generation hook asked for one token.
+ONE_ITER = ("--cfg-options train_cfg.max_iters=1 default_hooks.logger.interval=1 "
+            "custom_hooks.1.max_new_tokens=1")
+IN_ENV = ("{py}", "-m", "style_tune.dev.lock_envs")
+SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
+    "dev": (("make", "-s", "lint"),),
+    "train": (
+        ("{py}", "-m", "style_tune.train.tiny_model", "{tmp}/tiny"),
+        ("make", "-s", "split", "MODE=label", "SPLIT_DIR={tmp}/split"),
+        ("make", "-s", "train", f"CONFIG={CPU_CONFIG}", "MODEL={tmp}/tiny", "DATA={tmp}/split/train.json",
+         "WORK_DIR={tmp}/work", f"TRAIN_ARGS={ONE_ITER}"),
+    ),
+    "eval": (("make", "-s", "eval-style", "BASE={tmp}/tiny", "TUNED={tmp}/tiny", "MODE=label",
+              "SPLIT_DIR={tmp}/split", "EVAL_LIMIT=2", "EVAL_MAX_OUT_LEN=8", "EVAL_DEVICE=cpu",
+              "STYLE_DIR={tmp}/style_eval", "TRAIN_WORK_DIR={tmp}/work"),),
+    "eval-lmdeploy": ((*IN_ENV, "smoke-lmdeploy"),),
+    "deploy": ((*IN_ENV, "smoke-lmdeploy"), (*IN_ENV, "smoke-serve", "{tmp}/tiny")),
+    "webui": ((*IN_ENV, "smoke-webui", "{tmp}/tiny", "{tmp}/split/test.json"),),
+    "mutation": (("{dir}/bin/mutmut", "--help"),),
+}
+# The steps that later ones use (the tiny model and the split): run even where a suite stands in.
+SHARED_SMOKE = "train"
+
+
+def smoke_lmdeploy() -> None:
+    """lmdeploy registers the committed chat template and renders a turn as training does; its CLI parses."""
+    from lmdeploy.model import ChatTemplateConfig
+
+    from style_tune.core import prompts
+
+    path = REPO_ROOT / "style_data" / "chat_template.json"
+    template = ChatTemplateConfig.from_json(str(path)).chat_template()  # a method since lmdeploy 0.18
+    rendered = template.messages2prompt([{"role": "user", "content": "你好"}])
+    assert "<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n" in rendered, rendered
+    assert prompts.__name__  # the project's prompt module imports beside lmdeploy
+    cli = Path(sys.executable).with_name("lmdeploy")
+    subprocess.run([str(cli), "serve", "api_server", "--help"], check=True, capture_output=True)
+
+
+def smoke_serve(model: str) -> None:
+    """`make serve` (the CPU server here) answers one chat completion from the official client."""
+    from openai import OpenAI
+
+    from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
+
+    with serve_model(model, mode="label") as server:
+        reply = OpenAI(base_url=server.base_url, api_key="none").chat.completions.create(
+            model=SERVED_MODEL_NAME, max_tokens=4, messages=[{"role": "user", "content": "你好"}])
+        assert reply.choices[0].finish_reason in ("stop", "length"), reply
+
+
+def smoke_webui(model: str, test_json: str) -> None:
+    """The web page builds against a live server (the CPU server on the tiny model), without a browser."""
+    import gradio as gr
+
+    from style_tune.deploy.serving import serve_model
+    from style_tune.webui.app import Endpoint, build_page, held_out_prompts
+
+    with serve_model(model, mode="label") as server, tempfile.TemporaryDirectory() as tmp:
+        endpoint = Endpoint("base", server.base_url)
+        prompts = held_out_prompts(Path(test_json))
+        page = build_page(endpoint, endpoint, "label", prompts, Path(tmp) / "verdicts.jsonl")
+        assert isinstance(page, gr.Blocks), page
+
+
+def run_smoke(env: str, tmp: Path) -> str | None:
+    """Run ENV's smoke steps; the first failure as one line (with the log's last line), else None."""
+    for step in SMOKE[env]:
+        argv = [a.format(py=env_python(env), tmp=tmp, dir=ENVS_DIR / env) for a in step]
+        log = tmp / f"{env}.log"
+        with log.open("a") as out:
+            run = subprocess.run(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                 env={**os.environ, "MAKEFLAGS": ""})
+        if run.returncode:
+            lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+            return (f"`{' '.join(argv)}` exited {run.returncode}: {lines[-1] if lines else 'no output'}"
+                    f" (log: {log})")
+    return None
+
+
+def runs_smoke(env: str, smoke: str) -> bool:
+    return smoke == "all" or (smoke == "untested" and not ENVS[env].suite)
+
+
+def check_built_envs(names: list[str], smoke: str) -> int:
+    """Import and run each built env (smoke: all, or only those `make test` runs no suite in); one line
+    per env. The number that failed."""
+    failed = 0
+    tmp = Path(tempfile.mkdtemp(prefix="check-envs-"))
+    for env in names:
+        start = time.monotonic()
+        if not (ENVS_DIR / env / ".installed").exists():
+            print(f"check-envs: {env}: not built: make env-{env}", file=sys.stderr)
+            failed += 1
+            continue
+        run = subprocess.run([str(env_python(env)), "-m", "style_tune.dev.lock_envs", "imports", env],
+                             cwd=REPO_ROOT, capture_output=True, text=True)
+        problem = (run.stderr.strip().splitlines() or ["imports failed"])[-1] if run.returncode else None
+        suite = ENVS[env].suite if smoke == "untested" else None
+        needed = smoke != "none" and (not suite or (env == SHARED_SMOKE and any(
+            runs_smoke(e, smoke) and e != env and "{tmp}/" in repr(SMOKE[e]) for e in names)))
+        problem = problem or (run_smoke(env, tmp) if needed else None)
+        if problem:
+            print(f"check-envs: {env}: {problem}", file=sys.stderr)
+            failed += 1
+        else:
+            ran = ("its smallest step ran" if needed else f"its suite {suite} runs next" if suite
+                   else "its smallest step not asked for")
+            print(f"check-envs: {env}: imports {len(ENVS[env].imports)} modules, {ran} "
+                  f"({time.monotonic() - start:.0f} s)")
+    if not failed:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return failed
+
+
 # ------------------------------------------------------------------ main
-def jobs(args) -> list[tuple[str, str, str]]:
-    return [(e, t, py) for e in ENVS if args.env in (None, e)
-            for t in ENVS[e].builds if args.torch in (None, t)
-            for py in PYTHONS if args.python in (None, py)]
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("action", choices=("lock", "check"))
-    ap.add_argument("--env", choices=sorted(ENVS))
-    ap.add_argument("--torch", choices=TORCHES)
-    ap.add_argument("--python", choices=PYTHONS)
-    ap.add_argument("--jobs", type=int, default=6, help="resolves at a time (they mostly wait on the index)")
-    args = ap.parse_args()
+def resolve_all(action: str, names: list[str], jobs: int) -> int:
+    """Resolve each env's pins; write the locks (lock) or compare with them (check). The number failed."""
     uv = find_uv()
 
-    def one(job: tuple[str, str, str]) -> tuple[tuple[str, str, str], str | None, list[str]]:
-        env, torch, py = job
-        path = REPO_ROOT / lock_path(env, torch, py)
+    def one(env: str) -> tuple[str, str | None, list[str]]:
+        path = REPO_ROOT / lock_path(env)
         previous = path.read_text() if path.exists() else None
         try:
-            text = compile_lock(uv, env, torch, py, previous)
+            text = compile_lock(uv, env, previous)
         except ResolveError as e:
-            return job, None, [f"does not resolve: {e}"]
+            return env, None, [f"does not resolve: {e}"]
         problems = cuda_problems(text)
-        if args.action == "check" and not problems and text != previous:
-            problems.append(f"{lock_path(env, torch, py)} is stale or missing: run `make lock` and commit it")
-        return job, text, problems
+        if action == "check" and not problems and text != previous:
+            problems.append(f"{lock_path(env)} is stale, missing or names a version PyPI does not serve "
+                            f"(PyPI resolves: {pin_changes(previous, text) or 'other annotations'}): "
+                            "run `make lock` and commit it")
+        return env, text, problems
 
     failed = 0
-    with ThreadPoolExecutor(args.jobs) as pool:
-        for (env, torch, py), text, problems in pool.map(one, jobs(args)):
-            name = f"{env} TORCH={torch} Python {py}"
+    with ThreadPoolExecutor(jobs) as pool:
+        for env, text, problems in pool.map(one, names):
             for p in problems:
-                print(f"check-envs: {name}: {p}", file=sys.stderr)
+                print(f"check-envs: {env}: {p}", file=sys.stderr)
             failed += bool(problems)
-            if args.action == "lock" and text is not None and not problems:
-                path = REPO_ROOT / lock_path(env, torch, py)
+            if action == "lock" and text is not None and not problems:
+                path = REPO_ROOT / lock_path(env)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(text)
                 tmp.replace(path)
-    total = len(jobs(args))
-    what = "check-envs: checked" if args.action == "check" else "lock: locked"
-    print(f"{what} {total - failed}/{total} env x torch x Python sets"
+    what = "check-envs: resolved" if action == "check" else "lock: locked"
+    print(f"{what} {len(names) - failed}/{len(names)} envs (Python {PYTHON}, {PLATFORM})"
           + (f"; {failed} failed (reasons above)" if failed else ""))
+    return failed
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1].startswith(("imports", "smoke-")):  # in an env's own interpreter
+        action, args = sys.argv[1], sys.argv[2:]
+        if action == "imports":
+            problems = import_problems(args[0])
+            for p in problems:
+                print(f"check-envs: {args[0]}: {p}", file=sys.stderr)
+            return 1 if problems else 0
+        steps = {"smoke-lmdeploy": smoke_lmdeploy, "smoke-serve": smoke_serve, "smoke-webui": smoke_webui}
+        steps[action](*args)
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("action", choices=("lock", "check"))
+    ap.add_argument("--env", choices=sorted(ENVS))
+    ap.add_argument("--smoke", choices=("all", "untested", "none"), default="all",
+                    help="check: run every env's smallest step, only those of envs `make test` runs no suite "
+                         "in (it runs the suites next), or none (resolve and import only)")
+    ap.add_argument("--jobs", type=int, default=6, help="resolves at a time (they mostly wait on the index)")
+    args = ap.parse_args()
+    names = [e for e in ENVS if args.env in (None, e)]
+    failed = resolve_all(args.action, names, args.jobs)
+    if args.action == "check":
+        failed += check_built_envs(names, args.smoke)
     return 1 if failed else 0
 
 

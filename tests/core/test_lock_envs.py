@@ -1,11 +1,16 @@
-"""style_tune/dev/lock_envs.py's CUDA coherence check on lock files (no resolver, no network).
+"""style_tune/dev/lock_envs.py: the CUDA coherence check on lock files, the one-Python rule, and the
+guard's import check failing on a broken lock (installed from uv's cache, as tools/setup_env.sh does).
 
-The resolver side (every env resolves, locks are fresh) is `make check-envs`, which `make test` runs.
+The resolver side (every env resolves from PyPI, locks are fresh) and each env's smallest step are
+`make check-envs`, which `make test` runs first.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,20 +44,72 @@ def test_committed_locks_are_coherent(path: Path) -> None:
     assert lock_envs.cuda_problems(path.read_text()) == []
 
 
-def test_cuda_torch_locks_are_cuda_12() -> None:
-    for path in (REPO_ROOT / "requirements" / "lock").glob("py*/*-cuda.txt"):
+def test_torch_locks_are_cuda_12() -> None:
+    """One lock per env for CPU and GPU machines: every torch in them is a CUDA 12 build."""
+    locks = sorted((REPO_ROOT / "requirements" / "lock").glob("py*/*.txt"))
+    with_torch = 0
+    for path in locks:
         pins = lock_envs.parse_lock(path.read_text())
         majors = {lock_envs.cuda_major(p) for p in pins} - {None}
         if any(p.name == "torch" for p in pins):
+            with_torch += 1
             assert majors == {12}, (path, majors)
+            assert not [p for p in pins if p.name == "torch" and "+" in p.version], path  # PyPI's own build
+    assert with_torch == 4  # train, eval, eval-lmdeploy, deploy
 
 
-def test_cpu_torch_builds_have_no_cuda_wheels() -> None:
-    for env in ("eval", "deploy"):
-        for path in (REPO_ROOT / "requirements" / "lock").glob(f"py*/{env}-cpu.txt"):
-            names = [p.name for p in lock_envs.parse_lock(path.read_text())]
-            assert "torch" in names
-            assert not [n for n in names if n.startswith(("nvidia-", "cuda-")) or n == "triton"], path
+def test_one_lock_per_env_for_the_one_python() -> None:
+    """Offered = tested: one Python (3.11), a lock per env in ENVS, and make setup builds each of them."""
+    locks = sorted(p.relative_to(REPO_ROOT / "requirements" / "lock")
+                   for p in (REPO_ROOT / "requirements" / "lock").rglob("*.txt"))
+    assert [str(p) for p in locks] == sorted(f"py3.11/{env}.txt" for env in lock_envs.ENVS)
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    setup_envs = re.search(r"^SETUP_ENVS := (.+)$", makefile, re.M)[1].split()
+    assert sorted([*setup_envs, "mutation"]) == sorted(lock_envs.ENVS)
+    assert 'requires-python = ">=3.11,<3.12"' in (REPO_ROOT / "pyproject.toml").read_text()
+    assert "py_version=3.11" in (REPO_ROOT / "tools" / "setup_env.sh").read_text()
+
+
+@pytest.mark.parametrize("env", sorted(lock_envs.ENVS))
+def test_built_envs_run_python_3_11(env: str) -> None:
+    """Each env `make test` built (it builds all before tests/core runs) is the Python CI tests."""
+    cfg = REPO_ROOT / ".envs" / env / "pyvenv.cfg"
+    if not cfg.exists():
+        pytest.skip(f".envs/{env} is not built (make env-{env})")
+    version = re.search(r"^version(?:_info)? = (\S+)$", cfg.read_text(), re.M)[1]
+    assert version.startswith("3.11."), (env, version)
+
+
+def test_the_import_list_names_only_modules_of_the_project_or_its_locks() -> None:
+    for env, spec in lock_envs.ENVS.items():
+        assert spec.imports, env
+        project = [m for m in spec.imports if m.startswith(("style_tune.", "benchmarks."))]
+        assert project, f"{env}: no project module in its import list"
+        for module in project:
+            path = REPO_ROOT / Path(*module.split("."))
+            assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), (env, module)
+
+
+def test_the_guard_fails_on_the_old_eval_cuda_lock(tmp_path: Path) -> None:
+    """Finding 1: the eval lock before the fix pinned datasets 2.14.4 beside pyarrow 25. Installed as a
+    user's `make setup` installs a lock, the env imports nothing of OpenCompass and is left unstamped."""
+    env_dir = tmp_path / "eval"
+    proc = subprocess.run(["tools/setup_env.sh", "eval"], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "LOCK": str(FIXTURES / "eval-cuda-ad80818.txt"),
+                               "ENV_DIR": str(env_dir)}, timeout=600)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert ("check-envs: eval: import datasets: AttributeError: module 'pyarrow' has no attribute "
+            "'PyExtensionType'") in lines, proc.stderr
+    assert lines[-1] == "setup: error: " + str(env_dir) + " does not import what it needs (above); " \
+        "it is left unstamped"
+    assert not (env_dir / ".installed").exists() and "ready" not in proc.stdout
+
+
+def test_a_stale_lock_names_the_pins_that_differ() -> None:
+    old = lock(("torch==2.13.0+cpu", "-r r.txt"), ("numpy==1.26.4", "torch"))
+    new = lock(("torch==2.5.1", "-r r.txt"), ("numpy==1.26.4", "torch"), ("triton==3.1.0", "torch"))
+    assert lock_envs.pin_changes(old, new) == "torch 2.13.0+cpu -> 2.5.1; triton (none) -> 3.1.0"
 
 
 def test_a_compiled_extension_on_another_major_is_named() -> None:

@@ -24,7 +24,7 @@ DOCS = sorted((REPO_ROOT / "docs").glob("*.md"))
 #: The pages README links for what stays beside its code: the data card and the benchmark results.
 COMPANIONS = [REPO_ROOT / "style_data" / "README.md", REPO_ROOT / "benchmarks" / "README.md"]
 MAX_LINES = 200
-#: The command is `make test` itself, or a target its recipe runs (`$(MAKE) check-envs`).
+#: The command is `make test` itself, or a target its recipe runs (`$(MAKE) setup`, `$(MAKE) check-envs`).
 MAKE_TEST = "make test"
 
 #: Every command of README's shell blocks, as written there -> the test that exercises it. Commands
@@ -41,7 +41,7 @@ COMMAND_TESTS = {
     # eval-demo is eval-style on the demo's models, on the CPU
     "make eval-demo": "tests/eval/test_eval_make_targets.py::test_summary_has_every_metric_for_both_models",
     # the recipe on a GPU
-    "make setup": "tests/core/test_setup_python.py::test_python_3_13_stops_with_one_line",
+    "make setup": MAKE_TEST,
     # network: the modelscope command line the target runs, parsed by modelscope's own parser
     "make download": "tests/train/test_download_cli.py::test_the_script_uses_the_current_form",
     "make split": "tests/core/test_split_data.py::test_real_data",
