@@ -229,6 +229,13 @@ bench: env-train  ## tokens/s, pad share, memory and MFU of the recipe variants 
 	$(TRAIN_PY) -m benchmarks.bench_train --model $(BENCH_MODEL) --data $(SPLIT_DIR)/train.json \
 		--steps $(BENCH_STEPS) --warmup $(BENCH_WARMUP) $(BENCH_ARGS)
 
+# make gpu-wheels: what a lent GPU machine without a package index (Python 3.12, its own torch) lacks
+# for the train path, as wheels (tools/gpu_wheels.txt, the train lock's versions) -> .whl/ (ignored),
+# checked to fit a call (<= 60 MiB). There: tools/gpu_acceptance.sh part1 OUT --device-stack.
+.PHONY: gpu-wheels
+gpu-wheels:  ## wheels for tools/gpu_acceptance.sh --device-stack on a GPU machine without an index -> .whl/ (<= 60 MiB)
+	PYTHON=$(PYTHON) tools/gpu_wheels.sh .whl
+
 # ---------------------------------------------------------------- evaluation (OpenCompass, eval env)
 # eval-select: the article's model selection, Qwen2.5-1.5B-Instruct vs internlm2_5-1_8b-chat on FewCLUE
 # bustm + ocnli_fc (eval_configs/select_models*.py). eval-style: the base model vs the tuned model on
