@@ -8,9 +8,11 @@ STYLE_TUNE_DATA); they are checked before anything starts. If DIR holds a checkp
 interrupted run, training resumes from the newest one (iteration count, optimizer and scheduler
 state included); a finished run resumes at its end and stops at once.
 
-One process runs `python -m xtuner.tools.train`. With NPROC_PER_NODE or NNODES > 1 it starts
-XTuner's train script under torchrun with the arguments `xtuner train` itself passes (NNODES,
-NODE_RANK, NPROC_PER_NODE, ADDR, PORT), plus DeepSpeed when asked. The `xtuner` command is not used
+One process without DeepSpeed runs `python -m xtuner.tools.train`. With NPROC_PER_NODE or NNODES > 1,
+or with --deepspeed (DEEPSPEED=) even on one GPU, it starts XTuner's train script under torchrun with the
+arguments `xtuner train` itself passes (NNODES, NODE_RANK, NPROC_PER_NODE, ADDR, PORT): DeepSpeed finds its
+rank in the variables torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, LOCAL_RANK); without them
+it falls back to MPI discovery and stops on `No module named 'mpi4py'`. The `xtuner` command is not used
 because it always exits 0, even when training crashed.
 """
 
@@ -40,13 +42,19 @@ def check_inputs(config: Path) -> None:
 
 
 def check_deepspeed(deepspeed: str) -> None:
-    """DeepSpeed is installed in the train env, but XTuner's DeepSpeed path runs on GPUs only."""
+    """DeepSpeed is installed in the train env, but XTuner's DeepSpeed path runs on GPUs only.
+
+    DeepSpeed's ZeRO itself trains on a CPU (its CPU accelerator, gloo); what stops without a GPU is
+    XTuner and mmengine around it: XTuner resolves the shipped configs' "auto" bf16 with
+    ``torch.cpu.is_bf16_supported()``, which does not exist (AttributeError), and mmengine's
+    ``--launcher pytorch`` calls ``torch.cuda.set_device`` ("Found no NVIDIA driver").
+    """
     import torch
 
     if not torch.cuda.is_available():
         fail(STEP, f"DEEPSPEED={deepspeed} needs a CUDA GPU (XTuner's DeepSpeed path asks the GPU for bf16 "
-                   "support and DeepSpeed's ZeRO runs on CUDA); this machine has none: train without "
-                   "DEEPSPEED= here (NPROC_PER_NODE=2 runs two processes on the CPU)")
+                   "support and mmengine's launcher sets a CUDA device); this machine has none: train "
+                   "without DEEPSPEED= here (NPROC_PER_NODE=2 runs two processes on the CPU)")
 
 
 def resume_args(work_dir: Path) -> list[str]:
@@ -61,7 +69,8 @@ def resume_args(work_dir: Path) -> list[str]:
 def launcher(train_args: list[str]) -> list[str]:
     nnodes = int(os.environ.get("NNODES", "1"))
     nproc = int(os.environ.get("NPROC_PER_NODE", "1"))
-    if nnodes == 1 and nproc == 1:
+    # DeepSpeed needs torchrun's variables even in one process (without them it asks MPI for its rank)
+    if nnodes == 1 and nproc == 1 and "--deepspeed" not in train_args:
         return [sys.executable, "-m", "xtuner.tools.train", *train_args]
     import xtuner.tools.train as xtuner_train  # only to locate the script torchrun runs
 

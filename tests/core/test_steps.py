@@ -210,15 +210,8 @@ def test_launcher_single_process(inputs) -> None:
     assert train.launcher(["cfg.py", "--x"]) == [sys.executable, "-m", "xtuner.tools.train", "cfg.py", "--x"]
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"NPROC_PER_NODE": "2", "PORT": "29500"},
-     ["--nnodes=1", "--node_rank=0", "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29500"]),
-    ({"NNODES": "2", "NODE_RANK": "1", "ADDR": "10.0.0.1", "PORT": "1234"},
-     ["--nnodes=2", "--node_rank=1", "--nproc_per_node=1", "--master_addr=10.0.0.1", "--master_port=1234"]),
-])
-def test_launcher_torchrun(inputs, monkeypatch, tmp_path: Path, env: dict, expected: list[str]) -> None:
-    # only xtuner.tools.train's file location is used: a stand-in module gives it
-    script = tmp_path / "xtuner_train.py"
+def stand_in_xtuner_train(monkeypatch: pytest.MonkeyPatch, script: Path) -> None:
+    """Only xtuner.tools.train's file location is used by the launcher: a stand-in module gives it."""
     module = ModuleType("xtuner.tools.train")
     module.__file__ = str(script)
     for name in ("xtuner", "xtuner.tools"):
@@ -226,6 +219,17 @@ def test_launcher_torchrun(inputs, monkeypatch, tmp_path: Path, env: dict, expec
     monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
     sys.modules["xtuner.tools"].train = module
     sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({"NPROC_PER_NODE": "2", "PORT": "29500"},
+     ["--nnodes=1", "--node_rank=0", "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29500"]),
+    ({"NNODES": "2", "NODE_RANK": "1", "ADDR": "10.0.0.1", "PORT": "1234"},
+     ["--nnodes=2", "--node_rank=1", "--nproc_per_node=1", "--master_addr=10.0.0.1", "--master_port=1234"]),
+])
+def test_launcher_torchrun(inputs, monkeypatch, tmp_path: Path, env: dict, expected: list[str]) -> None:
+    script = tmp_path / "xtuner_train.py"
+    stand_in_xtuner_train(monkeypatch, script)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     cmd = train.launcher(["cfg.py", "--work-dir", "w"])
@@ -234,13 +238,7 @@ def test_launcher_torchrun(inputs, monkeypatch, tmp_path: Path, env: dict, expec
 
 
 def test_launcher_picks_a_port_when_none_is_given(inputs, monkeypatch, tmp_path: Path) -> None:
-    module = ModuleType("xtuner.tools.train")
-    module.__file__ = str(tmp_path / "t.py")
-    for name in ("xtuner", "xtuner.tools"):
-        monkeypatch.setitem(sys.modules, name, ModuleType(name))
-    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
-    sys.modules["xtuner.tools"].train = module
-    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+    stand_in_xtuner_train(monkeypatch, tmp_path / "t.py")
     monkeypatch.setenv("NPROC_PER_NODE", "2")
     ports = {int(arg.split("=")[1]) for arg in train.launcher([]) if arg.startswith("--master_port=")}
     assert len(ports) == 1 and 20000 <= ports.pop() <= 29999
@@ -264,12 +262,18 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
     monkeypatch.setattr(train, "run", recording_run(calls, xtuner_writes_a_checkpoint))
     # the GPU check needs torch (the train env's test_multiprocess.py covers it); here: the command
     monkeypatch.setattr(train, "check_deepspeed", lambda deepspeed: None)
+    script = work.with_name("xtuner_train.py")
+    stand_in_xtuner_train(monkeypatch, script)
+    monkeypatch.setenv("PORT", "29500")
     argv = [str(inputs["config"]), "--work-dir", str(work), "--deepspeed", "deepspeed_zero2", "--",
             "--cfg-options", "a=1", "--seed", "3"]
     assert train.main(argv) == 0
+    # DeepSpeed in one process: under torchrun all the same, which sets the ranks DeepSpeed reads
     assert calls == [("train", [
-        sys.executable, "-m", "xtuner.tools.train", str(inputs["config"]), "--work-dir", str(work),
-        "--deepspeed", "deepspeed_zero2", "--cfg-options", "a=1", "--seed", "3",
+        str(Path(sys.executable).with_name("torchrun")), "--nnodes=1", "--node_rank=0", "--nproc_per_node=1",
+        "--master_addr=127.0.0.1", "--master_port=29500", str(script), str(inputs["config"]),
+        "--work-dir", str(work), "--deepspeed", "deepspeed_zero2", "--cfg-options", "a=1", "--seed", "3",
+        "--launcher", "pytorch",
     ])]
     assert capsys.readouterr().out == f"train: done; checkpoints in {work}\n"
 

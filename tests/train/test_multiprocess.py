@@ -2,7 +2,8 @@
 
 The same launch a multi-GPU user makes (style_tune.train.train starts torchrun with XTuner's train script and
 `--launcher pytorch`); the CPU config's CPURunner creates the gloo process group that mmengine would
-create with NCCL on GPUs. The GPU path with NPROC_PER_NODE=1 is in tools/gpu_acceptance.sh.
+create with NCCL on GPUs. DeepSpeed in one process goes through the same torchrun launch (without it,
+DeepSpeed looks for MPI); XTuner's DeepSpeed training itself needs a GPU: tools/gpu_acceptance.sh.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 from test_recipe import CPU_CONFIG, FAST, make
 
+from style_tune.core import steps
 from style_tune.core.steps import iter_checkpoints
+from style_tune.train import train
 
 
 def test_two_processes_train_together_on_cpu(tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
@@ -54,3 +59,62 @@ def test_deepspeed_on_cpu_fails_with_one_line(tiny_model_dir: Path, split_dir: P
     assert len(ours) == 1, ours
     assert ours[0].startswith("train: error: DEEPSPEED=deepspeed_zero2 needs a CUDA GPU"), ours
     assert not (tmp_path / "work").exists()
+
+
+#: What DeepSpeed's init_distributed reads; where they are missing it asks MPI (mpi4py) for them.
+DIST_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK")
+#: Stands in for XTuner's train script (training with DeepSpeed needs a GPU): writes the arguments and
+#: the distributed variables it was started with, and a checkpoint, as training would.
+STAND_IN_TRAIN = f"""
+import json, os, sys
+from pathlib import Path
+work = Path(sys.argv[sys.argv.index("--work-dir") + 1])
+work.mkdir(parents=True)
+seen = {{"argv": sys.argv[1:], "env": {{name: os.environ.get(name) for name in {DIST_VARIABLES!r}}}}}
+(work / "seen.json").write_text(json.dumps(seen))
+(work / "iter_1.pth").write_bytes(b"")
+"""
+
+
+def test_deepspeed_in_one_process_starts_under_torchrun(tmp_path: Path, monkeypatch) -> None:
+    """`make train DEEPSPEED=deepspeed_zero2` on one GPU: torchrun sets what DeepSpeed reads (no MPI)."""
+    model, data, config, work = (tmp_path / name for name in ("model", "train.json", "cfg.py", "w"))
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    data.write_text("[]")
+    config.write_text("")
+    monkeypatch.setenv("STYLE_TUNE_MODEL", str(model))
+    monkeypatch.setenv("STYLE_TUNE_DATA", str(data))
+    for name in ("NNODES", "NPROC_PER_NODE", "NODE_RANK", "ADDR", "PORT", *DIST_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    # the launcher runs the file of xtuner.tools.train: the stand-in's
+    script = tmp_path / "xtuner_train.py"
+    script.write_text(STAND_IN_TRAIN)
+    module = ModuleType("xtuner.tools.train")
+    module.__file__ = str(script)
+    for name in ("xtuner", "xtuner.tools"):
+        monkeypatch.setitem(sys.modules, name, ModuleType(name))
+    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
+    sys.modules["xtuner.tools"].train = module
+    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+    # this CPU is refused by the GPU check (the test above); the launch after it is what is tested here
+    monkeypatch.setattr(train, "check_deepspeed", lambda deepspeed: None)
+    commands: list[list[str]] = []
+
+    def record_then_run(step: str, cmd: list[str], env: dict | None = None) -> None:
+        commands.append(list(cmd))
+        # `python -m xtuner.tools.train` would start XTuner's real training, not the stand-in
+        assert Path(cmd[0]).name == "torchrun", cmd
+        steps.run(step, cmd, env)
+
+    monkeypatch.setattr(train, "run", record_then_run)
+    assert train.main([str(config), "--work-dir", str(work), "--deepspeed", "deepspeed_zero2"]) == 0
+
+    [cmd] = commands
+    assert "--nnodes=1" in cmd and "--nproc_per_node=1" in cmd, cmd
+    seen = json.loads((work / "seen.json").read_text())
+    assert seen["argv"] == [str(config), "--work-dir", str(work), "--deepspeed", "deepspeed_zero2",
+                            "--launcher", "pytorch"]
+    port = next(arg.split("=")[1] for arg in cmd if arg.startswith("--master_port="))
+    assert seen["env"] == {"RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
+                           "LOCAL_RANK": "0"}
