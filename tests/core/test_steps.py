@@ -13,9 +13,9 @@ import os
 import stat
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from train_stand_ins import stand_in_xtuner_train, train_inputs
 
 from style_tune.core import io, steps
 
@@ -147,16 +147,7 @@ def test_loss_curve_joins_runs_and_skips_other_records(tmp_path: Path) -> None:
 
 @pytest.fixture()
 def inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    model, data, config = tmp_path / "model", tmp_path / "train.json", tmp_path / "cfg.py"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    data.write_text("[]")
-    config.write_text("")
-    monkeypatch.setenv("STYLE_TUNE_MODEL", str(model))
-    monkeypatch.setenv("STYLE_TUNE_DATA", str(data))
-    for name in ("NNODES", "NPROC_PER_NODE", "NODE_RANK", "ADDR", "PORT"):
-        monkeypatch.delenv(name, raising=False)
-    return {"model": model, "data": data, "config": config, "work_dir": tmp_path / "work"}
+    return train_inputs(tmp_path, monkeypatch)
 
 
 def test_train_checks_pass_on_good_inputs(inputs: dict[str, Path], capsys) -> None:
@@ -208,17 +199,6 @@ def test_resume_args(tmp_path: Path, capsys) -> None:
 
 def test_launcher_single_process(inputs) -> None:
     assert train.launcher(["cfg.py", "--x"]) == [sys.executable, "-m", "xtuner.tools.train", "cfg.py", "--x"]
-
-
-def stand_in_xtuner_train(monkeypatch: pytest.MonkeyPatch, script: Path) -> None:
-    """Only xtuner.tools.train's file location is used by the launcher: a stand-in module gives it."""
-    module = ModuleType("xtuner.tools.train")
-    module.__file__ = str(script)
-    for name in ("xtuner", "xtuner.tools"):
-        monkeypatch.setitem(sys.modules, name, ModuleType(name))
-    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
-    sys.modules["xtuner.tools"].train = module
-    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
 
 
 @pytest.mark.parametrize(("env", "expected"), [

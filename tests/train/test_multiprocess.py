@@ -11,13 +11,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 from test_recipe import CPU_CONFIG, FAST, make
+from train_stand_ins import stand_in_xtuner_train, train_inputs
 
 from style_tune.core import steps
 from style_tune.core.steps import iter_checkpoints
@@ -78,25 +77,12 @@ seen = {{"argv": sys.argv[1:], "env": {{name: os.environ.get(name) for name in {
 
 def test_deepspeed_in_one_process_starts_under_torchrun(tmp_path: Path, monkeypatch) -> None:
     """`make train DEEPSPEED=deepspeed_zero2` on one GPU: torchrun sets what DeepSpeed reads (no MPI)."""
-    model, data, config, work = (tmp_path / name for name in ("model", "train.json", "cfg.py", "w"))
-    model.mkdir()
-    (model / "config.json").write_text("{}")
-    data.write_text("[]")
-    config.write_text("")
-    monkeypatch.setenv("STYLE_TUNE_MODEL", str(model))
-    monkeypatch.setenv("STYLE_TUNE_DATA", str(data))
-    for name in ("NNODES", "NPROC_PER_NODE", "NODE_RANK", "ADDR", "PORT", *DIST_VARIABLES):
-        monkeypatch.delenv(name, raising=False)
+    paths = train_inputs(tmp_path, monkeypatch, unset=DIST_VARIABLES)
+    config, work = paths["config"], tmp_path / "w"
     # the launcher runs the file of xtuner.tools.train: the stand-in's
     script = tmp_path / "xtuner_train.py"
     script.write_text(STAND_IN_TRAIN)
-    module = ModuleType("xtuner.tools.train")
-    module.__file__ = str(script)
-    for name in ("xtuner", "xtuner.tools"):
-        monkeypatch.setitem(sys.modules, name, ModuleType(name))
-    monkeypatch.setitem(sys.modules, "xtuner.tools.train", module)
-    sys.modules["xtuner.tools"].train = module
-    sys.modules["xtuner"].tools = sys.modules["xtuner.tools"]
+    stand_in_xtuner_train(monkeypatch, script)
     # this CPU is refused by the GPU check (the test above); the launch after it is what is tested here
     monkeypatch.setattr(train, "check_deepspeed", lambda deepspeed: None)
     commands: list[list[str]] = []
