@@ -44,7 +44,11 @@ rm -rf "$env_dir"
 echo "[setup] building ${env_dir#"$root"/} (Python $py_version) from ${lock#"$root"/} ..."
 start=$(date +%s)
 "$uv" venv --quiet --python "$py_version" "$env_dir"
-"$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps -r "$lock"
+# --compile-bytecode: Python compiles every module it imports that has no .pyc, and where it may not
+# write one (PYTHONDONTWRITEBYTECODE=1, as on the CI machine; a read-only env) it does so at every start.
+# Measured on the 2-core machine: importing transformers' AutoModel 14.3 s -> 5.5 s, peft 17.1 -> 7.3 s;
+# compiling the train env once costs about 45 s.
+"$uv" pip install --quiet --compile-bytecode --python "$env_dir/bin/python" --no-deps -r "$lock"
 # The project itself (style_tune and its subpackages), the ecosystem's way: an editable install of
 # pyproject.toml without dependencies (the env's packages are the lock's).
 "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps -e "$root"
