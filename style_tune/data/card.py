@@ -22,6 +22,7 @@ from pathlib import Path
 
 from style_tune import REPO_ROOT
 from style_tune.core.io import write_atomically
+from style_tune.core.steps import main_of
 from style_tune.data import check as check_style_data
 from style_tune.data import csv_input, split_stats
 from style_tune.data import split as split_data
@@ -86,4 +87,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main_of("data-card", main)

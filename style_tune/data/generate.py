@@ -63,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from style_tune import REPO_ROOT
-from style_tune.core.io import json_objects, write_files_atomically
+from style_tune.core.io import json_objects, sweep_temporaries, write_files_atomically
 from style_tune.core.styles import Style, StylesError, StyleSet, load_styles
 from style_tune.data.check import bigrams  # the data check's near-duplicate measure
 from style_tune.data.grouping import normalise_prompt  # the split tool's grouping key
@@ -651,11 +651,10 @@ def csv_text(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def remove_stale(out: Path, rejected: Path) -> None:
     """An earlier run's outputs (a rerun must not leave them looking current if it is interrupted)
-    and temporaries an interrupted atomic write left."""
+    and the temporaries an interrupted write of them left (said in one line)."""
     for path in (out, rejected):
         path.unlink(missing_ok=True)
-        for temporary in path.parent.glob(f".{path.name}.*.tmp"):
-            temporary.unlink(missing_ok=True)
+        sweep_temporaries(path, STEP)
 
 
 def build_parser() -> argparse.ArgumentParser:

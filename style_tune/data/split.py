@@ -49,11 +49,13 @@ from pathlib import Path
 from style_tune.core import defaults
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import MODES, STYLES
+from style_tune.core.steps import main_of
 from style_tune.data.csv_input import InputError, Problem, load_rows
 from style_tune.data.grouping import SPLITS, drop_duplicates, split_rows
 from style_tune.data.split_stats import Stats, collect_stats, render_markdown, render_text
 from style_tune.data.xtuner_json import json_chunks
 
+STEP = "split_data.py"  # the name its messages have always carried
 DEFAULT_RATIOS = "0.8,0.1,0.1"
 RATIO_TOLERANCE = 1e-6
 #: At most this many problems are printed (the total is always given).
@@ -115,7 +117,7 @@ def parse_styles(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="split_data.py",
+        prog=STEP,
         description="Split a style-dialogue CSV (columns user, style, assistant) into XTuner "
         "conversation JSON train/val/test files, grouping rows by normalised prompt.",
     )
@@ -178,7 +180,7 @@ def report_problems(problems: Sequence[Problem], source: str) -> None:
         print(problem.render(source), file=sys.stderr)
     if len(problems) > len(shown):
         print(f"... and {len(problems) - len(shown)} more problem(s)", file=sys.stderr)
-    print(f"split_data.py: {len(problems)} problem(s) in {source}; nothing written", file=sys.stderr)
+    print(f"{STEP}: {len(problems)} problem(s) in {source}; nothing written", file=sys.stderr)
 
 
 def run(options: Options) -> Stats:
@@ -193,7 +195,7 @@ def run(options: Options) -> Stats:
     }
     if options.stats_md is not None:
         contents[options.stats_md] = [render_markdown(stats)]
-    write_files_atomically(contents)
+    write_files_atomically(contents, step=STEP)
     return stats
 
 
@@ -210,16 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_problems(err.problems, source)
         return EXIT_BAD_INPUT
     except OSError as err:
-        print(f"split_data.py: cannot write output: {err}", file=sys.stderr)
+        print(f"{STEP}: cannot write output: {err}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     finally:
         if gc_was_enabled:
             gc.enable()
     sys.stdout.write(render_text(stats))
     for warning in stats.warnings:
-        print(f"split_data.py: warning: {warning}", file=sys.stderr)
+        print(f"{STEP}: warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    main_of(STEP, main)

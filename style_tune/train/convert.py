@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from style_tune.core.io import atomic_dir
-from style_tune.core.steps import fail, iter_checkpoints, run
+from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, main_of, run
 
 STEP = "convert"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.config.is_file():
         fail(STEP, f"config {args.config} not found")
     iteration, pth = pick_checkpoint(args.work_dir, args.iteration)
+    if not checkpoint_complete(pth):
+        fail(STEP, f"{pth} is cut short (an interrupted training run, or not a checkpoint); run `make train` "
+                   "again: it removes it and resumes")
     trained = args.work_dir / args.config.name  # what training ran, overrides included (mmengine's dump)
     config = trained if trained.is_file() else args.config
     out = args.out or args.work_dir / f"iter_{iteration}_hf"
@@ -63,4 +66,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of(STEP, main)

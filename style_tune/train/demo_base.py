@@ -57,12 +57,11 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 
 from style_tune.core import defaults
-from style_tune.core.io import atomic_dir
+from style_tune.core.io import atomic_dir, sweep_temporaries
 from style_tune.core.prompts import (
     IM_END,
     QWEN_DEFAULT_SYSTEM,
@@ -70,6 +69,7 @@ from style_tune.core.prompts import (
     chatml_block,
     split_label,
 )
+from style_tune.core.steps import main_of
 from style_tune.core.styles import load_styles
 from style_tune.train.tiny_model import ADDED_TOKENS, SPEC_DIR, build_tokenizer
 
@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.out_dir.exists() and not args.force:
+        sweep_temporaries(args.out_dir, STEP)
         print(f"{STEP}: {args.out_dir} exists; nothing to do (use --force to rebuild).")
         return 0
     turns = training_rows(args.data)
@@ -306,4 +307,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of(STEP, main)

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import shutil
 from pathlib import Path
 
 from style_tune.core.io import atomic_dir
-from style_tune.core.steps import fail
+from style_tune.core.steps import fail, main_of
 
 STEP = "merge"
 
@@ -49,6 +49,24 @@ def merge(base: Path, adapter: Path, out: Path, device: str) -> str:
     return written
 
 
+#: What a merged model holds beside its weights (tokenizer, configs) is small; this much room is kept
+#: on top of the weights' size.
+SPARE_BYTES = 64 * 2**20
+
+
+def check_free_space(base: Path, out: Path) -> None:
+    """Stop before loading anything if OUT's file system cannot hold a copy of BASE's weights (the merged
+    model has the base's shapes and dtype), rather than after minutes with a half-written temporary."""
+    needed = sum(path.stat().st_size for pattern in ("*.safetensors", "*.bin") for path in base.glob(pattern))
+    needed += SPARE_BYTES
+    existing = next(parent for parent in (out.absolute(), *out.absolute().parents) if parent.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed:
+        fail(STEP, f"{existing} has {free / 2**30:.2f} GiB free; the merged model needs about "
+                   f"{needed / 2**30:.2f} GiB (the size of {base}'s weights): free some space, or set "
+                   "MERGED= to a disk with room")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Merge a LoRA adapter into its base model.")
     parser.add_argument("base", type=Path)
@@ -62,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(STEP, f"base model {args.base} has no config.json; run `make download` (or `make tiny-model`)")
     if not (args.adapter / "adapter_config.json").is_file():
         fail(STEP, f"adapter {args.adapter} has no adapter_config.json; run `make convert`")
+    check_free_space(args.base, args.out)
     with atomic_dir(args.out, force=args.force, step=STEP) as tmp:
         dtype = merge(args.base, args.adapter, tmp, args.device)
     print(f"{STEP}: merged model ({dtype}, the base model's dtype) written to {args.out}")
@@ -69,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of(STEP, main)

@@ -36,10 +36,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
-from style_tune.core.io import atomic_dir
+from style_tune.core.io import atomic_dir, sweep_temporaries
+from style_tune.core.steps import main_of
+
+STEP = "build_tiny_model"
 
 SPEC_DIR = Path(__file__).resolve().parent / "qwen2_5_1_5b_instruct"
 
@@ -130,7 +132,7 @@ def installed_package_dir(name: str) -> Path:
     """Where an installed package lives (found without importing it)."""
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(f"build_tiny_model: the {name} package is not installed (run `make setup`).")
+        raise SystemExit(f"{STEP}: the {name} package is not installed (run `make setup`).")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -138,7 +140,7 @@ def qwen_tiktoken_path() -> Path:
     """Where the dashscope package keeps qwen.tiktoken (found without importing dashscope)."""
     path = installed_package_dir("dashscope") / "resources" / "qwen.tiktoken"
     if not path.is_file():
-        raise SystemExit(f"build_tiny_model: {path} is missing; reinstall dashscope (`make setup`)")
+        raise SystemExit(f"{STEP}: {path} is missing; reinstall dashscope (`make setup`)")
     return path
 
 
@@ -202,7 +204,7 @@ def build_internlm2(out: Path, seed: int):
     code_dir = installed_package_dir("xtuner") / "_lite" / "modelings" / "internlm2"
     for name in INTERNLM2_CODE:
         if not (code_dir / name).is_file():
-            raise SystemExit(f"build_tiny_model: {code_dir / name} is missing; reinstall xtuner: make setup")
+            raise SystemExit(f"{STEP}: {code_dir / name} is missing; reinstall xtuner: make setup")
         shutil.copyfile(code_dir / name, out / name)
     tokenizer = build_tokenizer()
     tokenizer.chat_template = CHATML_TEMPLATE
@@ -237,9 +239,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out: Path = args.out_dir
     if out.exists() and not args.force:
-        print(f"build_tiny_model: {out} exists; nothing to do (use --force to rebuild).")
+        sweep_temporaries(out, STEP)
+        print(f"{STEP}: {out} exists; nothing to do (use --force to rebuild).")
         return 0
-    with atomic_dir(out, force=True, step="build_tiny_model") as tmp:
+    with atomic_dir(out, force=True, step=STEP) as tmp:
         if args.arch == "internlm2":
             model = build_internlm2(tmp, args.seed)
         else:
@@ -248,9 +251,9 @@ def main(argv: list[str] | None = None) -> int:
             model.save_pretrained(tmp, safe_serialization=True)
     n_params = sum(p.numel() for p in model.parameters())
     what = f"{args.arch} {args.size}, {n_params / 1e6:.1f} M parameters, {model.dtype}, seed {args.seed}"
-    print(f"build_tiny_model: wrote {out} ({what})")
+    print(f"{STEP}: wrote {out} ({what})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of(STEP, main)

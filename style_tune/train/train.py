@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from style_tune.core.cli import split_passthrough
-from style_tune.core.steps import fail, iter_checkpoints, run
+from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, main_of, run
 
 STEP = "train"
 
@@ -58,7 +58,13 @@ def check_deepspeed(deepspeed: str) -> None:
 
 
 def resume_args(work_dir: Path) -> list[str]:
+    """``--resume`` with the newest complete checkpoint; one a kill cut short is removed first (said in
+    one line): resuming from it would fail, and training writes it again."""
     checkpoints = iter_checkpoints(work_dir)
+    while checkpoints and not checkpoint_complete(checkpoints[-1][1]):
+        _, broken = checkpoints.pop()
+        broken.unlink()
+        print(f"{STEP}: removed {broken}: an interrupted run left it cut short", flush=True)
     if not checkpoints:
         return []
     iteration, path = checkpoints[-1]
@@ -112,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of(STEP, main, after_ctrl_c="the checkpoints so far are kept: run the same command again to resume")

@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # (`make mutation`) tells mutants apart by those module names.
 train = importlib.import_module("style_tune.train.train")
 convert = importlib.import_module("style_tune.train.convert")
+
+
+def checkpoint(path: Path) -> None:
+    """A stand-in checkpoint file: a complete zip archive, as torch.save writes (never unpickled here)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", b"")
 
 
 def exits(capsys: pytest.CaptureFixture[str], function, *args, **kwargs) -> str:
@@ -192,9 +199,33 @@ def test_resume_args(tmp_path: Path, capsys) -> None:
     assert train.resume_args(tmp_path) == []
     assert capsys.readouterr().out == ""
     for n in (4, 12, 8):
-        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+        checkpoint(tmp_path / f"iter_{n}.pth")
     assert train.resume_args(tmp_path) == ["--resume", str(tmp_path / "iter_12.pth")]
     assert capsys.readouterr().out == f"train: resuming from {tmp_path / 'iter_12.pth'} (iteration 12)\n"
+
+
+def test_resume_removes_a_checkpoint_a_kill_cut_short(tmp_path: Path, capsys) -> None:
+    """A kill in the middle of saving iter_8.pth leaves a file without the zip directory torch.save writes
+    last: resuming from it would fail. It goes (one line) and training resumes from iter_4.pth."""
+    checkpoint(tmp_path / "iter_4.pth")
+    checkpoint(tmp_path / "iter_8.pth")
+    whole = (tmp_path / "iter_8.pth").read_bytes()
+    (tmp_path / "iter_8.pth").write_bytes(whole[: len(whole) // 2])
+    assert not steps.checkpoint_complete(tmp_path / "iter_8.pth")
+    assert train.resume_args(tmp_path) == ["--resume", str(tmp_path / "iter_4.pth")]
+    assert capsys.readouterr().out.splitlines() == [
+        f"train: removed {tmp_path / 'iter_8.pth'}: an interrupted run left it cut short",
+        f"train: resuming from {tmp_path / 'iter_4.pth'} (iteration 4)",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["iter_4.pth"]
+    (tmp_path / "iter_4.pth").write_bytes(b"")  # cut before its first byte: nothing left to resume from
+    assert train.resume_args(tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_deepspeed_checkpoint_directory_counts_as_complete(tmp_path: Path) -> None:
+    (tmp_path / "iter_3.pth").mkdir()
+    assert steps.checkpoint_complete(tmp_path / "iter_3.pth")
 
 
 def test_launcher_single_process(inputs) -> None:
@@ -237,7 +268,7 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
     calls: list = []
     def xtuner_writes_a_checkpoint(cmd: list[str]) -> None:
         work.mkdir()
-        (work / "iter_3.pth").write_bytes(b"")
+        checkpoint(work / "iter_3.pth")
 
     monkeypatch.setattr(train, "run", recording_run(calls, xtuner_writes_a_checkpoint))
     # the GPU check needs torch (the train env's test_multiprocess.py covers it); here: the command
@@ -261,7 +292,7 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
 def test_train_main_resumes_and_passes_no_extra(inputs, monkeypatch) -> None:
     work = inputs["work_dir"]
     work.mkdir()
-    (work / "iter_2.pth").write_bytes(b"")
+    checkpoint(work / "iter_2.pth")
     calls: list = []
     monkeypatch.setattr(train, "run", recording_run(calls))
     assert train.main([str(inputs["config"]), "--work-dir", str(work)]) == 0
@@ -290,7 +321,7 @@ def test_train_main_checks_inputs_before_running(inputs, monkeypatch, capsys) ->
 
 def test_pick_checkpoint(tmp_path: Path, capsys) -> None:
     for n in (2, 10, 4):
-        (tmp_path / f"iter_{n}.pth").write_bytes(b"")
+        checkpoint(tmp_path / f"iter_{n}.pth")
     assert convert.pick_checkpoint(tmp_path, None) == (10, tmp_path / "iter_10.pth")
     assert convert.pick_checkpoint(tmp_path, 4) == (4, tmp_path / "iter_4.pth")
     assert exits(capsys, convert.pick_checkpoint, tmp_path, 3) == (
@@ -315,7 +346,7 @@ def test_convert_main(tmp_path: Path, monkeypatch, capsys) -> None:
     config, work = tmp_path / "cfg.py", tmp_path / "work"
     config.write_text("")
     work.mkdir()
-    (work / "iter_5.pth").write_bytes(b"")
+    checkpoint(work / "iter_5.pth")
     calls: list = []
     monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
     assert convert.main([str(config), "--work-dir", str(work)]) == 0
@@ -344,11 +375,24 @@ def test_convert_fails_without_adapter_files_and_leaves_nothing(tmp_path: Path, 
     config, work = tmp_path / "cfg.py", tmp_path / "work"
     config.write_text("")
     work.mkdir()
-    (work / "iter_1.pth").write_bytes(b"")
+    checkpoint(work / "iter_1.pth")
     monkeypatch.setattr(convert, "run", recording_run([], xtuner_writes("adapter_config.json")))
     line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
     assert line == f"convert: error: XTuner wrote no adapter_model.safetensors; is {config} a LoRA config?"
     assert sorted(p.name for p in work.iterdir()) == ["iter_1.pth"]
+
+
+def test_convert_refuses_a_checkpoint_a_kill_cut_short(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    (work / "iter_8.pth").write_bytes(b"PK\x03\x04 cut")
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls))
+    line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
+    assert line == (f"convert: error: {work / 'iter_8.pth'} is cut short (an interrupted training run, or "
+                    "not a checkpoint); run `make train` again: it removes it and resumes")
+    assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["cfg.py", "work"]
 
 
 def test_convert_refuses_a_missing_config(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -367,7 +411,7 @@ def test_announcements_come_before_the_child_output(tmp_path: Path) -> None:
     flushed before XTuner's own output, not after it."""
     import subprocess
 
-    (tmp_path / "iter_2.pth").write_bytes(b"")
+    checkpoint(tmp_path / "iter_2.pth")
     code = (
         "import sys, importlib\n"
         "steps = importlib.import_module('style_tune.core.steps')\n"
@@ -399,7 +443,7 @@ def test_train_reads_sys_argv(inputs, monkeypatch) -> None:
     monkeypatch.setattr(train, "run", recording_run(calls))
     work = inputs["work_dir"]
     work.mkdir()
-    (work / "iter_1.pth").write_bytes(b"")
+    checkpoint(work / "iter_1.pth")
     monkeypatch.setattr(sys, "argv", ["train.py", str(inputs["config"]), "--work-dir", str(work)])
     assert train.main() == 0
     assert calls[0][1][3:6] == [str(inputs["config"]), "--work-dir", str(work)]
@@ -417,7 +461,7 @@ def test_convert_uses_the_iteration_asked_for(tmp_path: Path, monkeypatch, capsy
     config.write_text("")
     work.mkdir()
     for n in (2, 5):
-        (work / f"iter_{n}.pth").write_bytes(b"")
+        checkpoint(work / f"iter_{n}.pth")
     calls: list = []
     monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
     assert convert.main([str(config), "--work-dir", str(work), "--iter", "2"]) == 0
@@ -431,7 +475,7 @@ def test_convert_names_every_missing_adapter_file(tmp_path: Path, monkeypatch, c
     config, work = tmp_path / "cfg.py", tmp_path / "work"
     config.write_text("")
     work.mkdir()
-    (work / "iter_1.pth").write_bytes(b"")
+    checkpoint(work / "iter_1.pth")
     monkeypatch.setattr(convert, "run", recording_run([]))
     line = exits(capsys, convert.main, [str(config), "--work-dir", str(work)])
     assert line == (f"convert: error: XTuner wrote no adapter_config.json, adapter_model.safetensors; "

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import kill_points
 import pytest
 from fault_proxy import RETRY_AFTER_S, FaultProxy
 
@@ -174,3 +175,23 @@ def test_sigint_and_sigkill_then_rerun_equal_an_uninterrupted_run(
     assert out.read_bytes() == reference.read_bytes()
     assert out.with_name("resumed.rejected.csv").read_bytes() == reference.with_name(
         "reference.rejected.csv").read_bytes()
+    assert kill_points.leftovers(tmp_path) == []
+
+    # A kill in the final write, after OUT was renamed into place and before the rejected rows were: the
+    # rerun (every answer in the journal: nothing asked) removes the temporary, says so, writes both again.
+    command = gen_command(prompts, out, cpu_server.base_url, "--concurrency", "2")
+    log = tmp_path.parent / f"{tmp_path.name}.gen.log"
+    env = {**kill_points.recording(tmp_path, log), **gen_env(lenient_styles)}
+    recorded = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert recorded.returncode == 0, recorded.stderr[-2000:]
+    at = next(n for n, change in enumerate(kill_points.changes(log), 1) if change == f"os.rename {out}")
+    env = {**kill_points.recording(tmp_path, log), **gen_env(lenient_styles), "STYLE_TUNE_KILL_AT": str(at)}
+    killed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            start_new_session=True)
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = kill_points.leftovers(tmp_path)
+    assert left.startswith(".resumed.rejected.csv.") and left.endswith(".tmp")
+    rerun = subprocess.run(command, cwd=ROOT, env=gen_env(lenient_styles), capture_output=True, text=True)
+    assert rerun.returncode == 0 and "removed what an interrupted run left" in rerun.stderr, rerun.stderr
+    assert kill_points.leftovers(tmp_path) == []
+    assert out.read_bytes() == reference.read_bytes()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import kill_points
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -13,7 +14,8 @@ BUILD_TOOL = ("-m", "style_tune.train.tiny_model")
 TINY_SEED = 0
 
 
-def _build(out_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def _build(out_dir: Path, *args: str, timeout: float = 600, env: dict[str, str] | None = None
+           ) -> subprocess.CompletedProcess[str]:
     """Run style_tune/train/tiny_model.py OUT_DIR ARGS... with this interpreter; fail the test on error."""
     proc = subprocess.run(
         [sys.executable, *BUILD_TOOL, str(out_dir), *args],
@@ -21,6 +23,7 @@ def _build(out_dir: Path, *args: str, timeout: float = 600) -> subprocess.Comple
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
     assert proc.returncode == 0, f"build_tiny_model failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -28,9 +31,12 @@ def _build(out_dir: Path, *args: str, timeout: float = 600) -> subprocess.Comple
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Qwen2.5 stand-in (--size tiny, seed 0) built once per session in a tmp dir; read-only."""
+    """A tiny Qwen2.5 stand-in (--size tiny, seed 0) built once per session in a tmp dir; read-only.
+    The build's file-system changes are recorded in ``tiny-qwen2.5.log`` beside it: the kill points of
+    `make tiny-model` (tests/kill_points.py)."""
     out = tmp_path_factory.mktemp("tiny_model") / "tiny-qwen2.5"
-    _build(out, "--size", "tiny", "--seed", str(TINY_SEED))
+    recorded = kill_points.recording(out.parent, kill_points.TINY_LOG)
+    _build(out, "--size", "tiny", "--seed", str(TINY_SEED), env=recorded)
     return out
 
 

@@ -12,9 +12,9 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+import kill_points
 import pytest
 import torch
 from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
@@ -60,21 +60,35 @@ def make(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One short training run, converted and merged, shared by the tests below."""
+    """One short training run, converted and merged, shared by the tests below. Each step's changes to
+    the file system are recorded (``logs``): the kill points of the interrupted runs below."""
     root = tmp_path_factory.mktemp("recipe")
     paths = dict(
-        model=tiny_model_dir, work_dir=root / "work", adapter=root / "adapter", merged=root / "merged"
+        model=tiny_model_dir, work_dir=root / "work", adapter=root / "adapter", merged=root / "merged",
+        logs={step: root.parent / f"recipe-{step}.log" for step in ("train", "convert", "merge")},
     )
-    common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={paths['work_dir']}"]
-    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={FAST.format(iters=ITERS)}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = make("convert", *common, f"ADAPTER={paths['adapter']}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = make(
-        "merge", f"MODEL={tiny_model_dir}", f"ADAPTER={paths['adapter']}", f"MERGED={paths['merged']}"
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    steps = {
+        "train": train_args(tiny_model_dir, split_dir, paths["work_dir"]),
+        "convert": convert_args(tiny_model_dir, paths["work_dir"], paths["adapter"]),
+        "merge": merge_args(tiny_model_dir, paths["adapter"], paths["merged"]),
+    }
+    for step, args in steps.items():
+        proc = kill_points.make(args, root=root, log=paths["logs"][step])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return paths
+
+
+def train_args(model: Path, split_dir: Path, work_dir: Path) -> list[str]:
+    return ["train", f"CONFIG={CPU_CONFIG}", f"MODEL={model}", f"DATA={split_dir}/train.json",
+            f"WORK_DIR={work_dir}", f"TRAIN_ARGS={FAST.format(iters=ITERS)}"]
+
+
+def convert_args(model: Path, work_dir: Path, adapter: Path) -> list[str]:
+    return ["convert", f"CONFIG={CPU_CONFIG}", f"MODEL={model}", f"WORK_DIR={work_dir}", f"ADAPTER={adapter}"]
+
+
+def merge_args(model: Path, adapter: Path, merged: Path) -> list[str]:
+    return ["merge", f"MODEL={model}", f"ADAPTER={adapter}", f"MERGED={merged}"]
 
 
 def checkpoint_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -235,52 +249,148 @@ def test_rerunning_a_finished_train_is_safe(trained: dict, split_dir: Path) -> N
     assert sorted(p.name for p in trained["work_dir"].glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
 
 
-def test_interrupted_training_resumes(trained: dict, split_dir: Path, tmp_path: Path) -> None:
-    """Kill a run after its iter_4 checkpoint; `make train` again continues at iteration 5 and ends
-    where the uninterrupted run of the same seed (the `trained` fixture) ended: the same loss at
-    every iteration and the same adapter weights and optimizer moments in iter_8.pth."""
-    work_dir = tmp_path / "work"
-    args = [
-        f"CONFIG={CPU_CONFIG}",
-        f"MODEL={trained['model']}",
-        f"DATA={split_dir}/train.json",
-        f"WORK_DIR={work_dir}",
-        f"TRAIN_ARGS={FAST.format(iters=ITERS)}",
-    ]
-    first = subprocess.Popen(
-        ["make", "train", *args],
-        cwd=REPO_ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 600
-    while not (work_dir / "iter_4.pth").exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # let the checkpoint file finish
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    assert (work_dir / "iter_4.pth").exists() and not (work_dir / "iter_8.pth").exists()
-    first_iters = {i for i, _ in loss_curve(work_dir)}
-    assert max(first_iters) < 8
+def train_points(log: Path) -> dict[str, int]:
+    """Kill points of the 8-iteration run: right after it made its work dir (no checkpoint: the rerun
+    starts over); right after iter_4.pth was written whole (XTuner then writes last_checkpoint: the rerun
+    resumes); in the middle of saving iter_8.pth (opened, nothing written: the rerun removes it and
+    resumes from iter_4.pth)."""
+    recorded = kill_points.changes(log)
+    def first(suffix: str) -> int:
+        return next(n for n, change in enumerate(recorded, 1) if change.endswith(suffix))
 
-    proc = make("train", *args)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resuming from" in proc.stdout and "iter_4.pth" in proc.stdout
-    assert (work_dir / "iter_8.pth").exists()
-    runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
-    resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
-    assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
+    return {"early": 1, "middle": first("/last_checkpoint"), "late": first("/iter_8.pth")}
 
-    reference = loss_curve(trained["work_dir"])
+
+def assert_same_training(work_dir: Path, reference_dir: Path) -> None:
+    """The same loss at every iteration and the same adapter weights and optimizer moments in iter_8.pth
+    as the uninterrupted run of the same seed."""
+    reference = loss_curve(reference_dir)
     got = loss_curve(work_dir)
     assert [i for i, _ in got] == [i for i, _ in reference]
     assert [loss for _, loss in got] == pytest.approx([loss for _, loss in reference], abs=RESUME_LOSS_ATOL)
-    expected = checkpoint_tensors(trained["work_dir"] / "iter_8.pth")
+    expected = checkpoint_tensors(reference_dir / "iter_8.pth")
     tensors = checkpoint_tensors(work_dir / "iter_8.pth")
     assert sorted(tensors) == sorted(expected) and any(name.startswith("optimizer.") for name in tensors)
     worst = max((tensors[name] - expected[name]).abs().max().item() for name in expected)
     assert worst <= RESUME_WEIGHT_ATOL, f"resumed and uninterrupted runs differ by up to {worst}"
+
+
+@pytest.mark.parametrize("point", ["early", "middle", "late"])
+def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split_dir: Path,
+                                                             tmp_path: Path, point: str) -> None:
+    """`make train` killed (SIGKILL to its process group) at three points; `make train` again ends where
+    the uninterrupted run of the same seed (the `trained` fixture) ended, loss by loss, weight by weight."""
+    work_dir = tmp_path / "work"
+    at = train_points(trained["logs"]["train"])[point]
+    args = train_args(trained["model"], split_dir, work_dir)
+    _, rerun = kill_points.kill_and_rerun(args, root=tmp_path, at=at)
+    said = rerun.stdout
+    if point == "early":
+        assert "resuming from" not in said
+    else:
+        assert f"resuming from {work_dir / 'iter_4.pth'}" in said
+        runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
+        resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
+        assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
+    assert (f"removed {work_dir / 'iter_8.pth'}: an interrupted run left it cut short" in said) == (
+        point == "late")
+    assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
+    assert_same_training(work_dir, trained["work_dir"])
+    print(f"kill point: train {point} ({kill_points.describe(trained['logs']['train'], at)}): the rerun "
+          f"{'resumes' if point != 'early' else 'starts over'}, same losses and weights, nothing left")
+
+
+def test_training_ctrl_c_stops_xtuner_and_says_one_line(trained: dict, split_dir: Path,
+                                                         tmp_path: Path) -> None:
+    proc = kill_points.make(train_args(trained["model"], split_dir, tmp_path / "work"), root=tmp_path,
+                            log=tmp_path.parent / "train-int.log", at=1, sig="INT")  # XTuner has begun
+    line = kill_points.interrupted_cleanly(proc, "train")
+    assert line.endswith("the checkpoints so far are kept: run the same command again to resume")
+    assert kill_points.leftovers(tmp_path) == []
+
+
+def comparable(root: Path) -> dict[str, object]:
+    """Every file under ROOT with its bytes; an adapter config parsed, its target_modules as a set (peft
+    writes them from a set: their order changes with the string hash seed of the run)."""
+    files: dict[str, object] = dict(kill_points.tree(root))
+    if "adapter_config.json" in files:
+        config = json.loads(files["adapter_config.json"])
+        files["adapter_config.json"] = {**config, "target_modules": set(config["target_modules"])}
+    return files
+
+
+def step_matrix(name: str, args: list[str], root: Path, log: Path, reference: Path, out: Path,
+                point: str) -> None:
+    """`make NAME` killed at POINT, then run again: exit 0, byte for byte REFERENCE, nothing left."""
+    at = kill_points.points(log)[point]
+    left, _ = kill_points.kill_and_rerun(args, root=root, at=at)
+    assert comparable(out) == comparable(reference)
+    print(f"kill point: {name} {point} ({kill_points.describe(log, at)}): left {left or 'nothing'}; the "
+          "rerun exits 0, the same files as the uninterrupted run's, nothing left")
+
+
+@pytest.mark.parametrize("point", ["early", "middle", "late"])
+def test_killed_convert_reruns_to_the_same_adapter(trained: dict, tmp_path: Path, point: str) -> None:
+    args = convert_args(trained["model"], trained["work_dir"], tmp_path / "adapter")
+    step_matrix("convert", args, tmp_path, trained["logs"]["convert"], trained["adapter"],
+                tmp_path / "adapter", point)
+
+
+@pytest.mark.parametrize("point", ["early", "middle", "late"])
+def test_killed_merge_reruns_to_the_same_model(trained: dict, tmp_path: Path, point: str) -> None:
+    args = merge_args(trained["model"], trained["adapter"], tmp_path / "merged")
+    step_matrix("merge", args, tmp_path, trained["logs"]["merge"], trained["merged"], tmp_path / "merged",
+                point)
+
+
+@pytest.mark.parametrize("point", ["early", "middle", "late"])
+def test_killed_tiny_model_build_reruns_to_the_same_model(tiny_model_dir: Path, tmp_path: Path,
+                                                          point: str) -> None:
+    log = tiny_model_dir.parent.parent / kill_points.TINY_LOG
+    step_matrix("tiny-model", ["tiny-model", f"TINY_MODEL={tmp_path / 'tiny'}"], tmp_path, log,
+                tiny_model_dir, tmp_path / "tiny", point)
+
+
+@pytest.mark.parametrize("step", ["convert", "merge", "tiny-model"])
+def test_ctrl_c_in_a_step_says_one_line_and_leaves_nothing(trained: dict, tmp_path: Path,
+                                                           step: str) -> None:
+    args, log, name = {
+        "convert": (convert_args(trained["model"], trained["work_dir"], tmp_path / "out"),
+                    trained["logs"]["convert"], "convert"),
+        "merge": (merge_args(trained["model"], trained["adapter"], tmp_path / "out"),
+                  trained["logs"]["merge"], "merge"),
+        "tiny-model": (["tiny-model", f"TINY_MODEL={tmp_path / 'out'}"],
+                       trained["model"].parent.parent / kill_points.TINY_LOG, "build_tiny_model"),
+    }[step]
+    at = kill_points.points(log)["middle"]  # the tool is at work (for convert: XTuner's converter)
+    log = tmp_path.parent / f"{tmp_path.name}.log"
+    proc = kill_points.make(args, root=tmp_path, log=log, at=at, sig="INT")
+    kill_points.interrupted_cleanly(proc, name)
+    assert kill_points.leftovers(tmp_path) == [] and not (tmp_path / "out").exists()
+
+
+def test_a_second_merge_of_the_same_output_stops_and_leaves_the_first_alone(trained: dict,
+                                                                             tmp_path: Path) -> None:
+    """The first merge is held (SIGSTOP) in the middle of writing its temporary; a second `make merge` of
+    the same MERGED stops with one line and touches nothing; the first, continued, finishes."""
+    out = tmp_path / "merged"
+    args = merge_args(trained["model"], trained["adapter"], out)
+    at = kill_points.points(trained["logs"]["merge"])["middle"]
+    first = kill_points.start(args, root=tmp_path, log=tmp_path.parent / "first.log", at=at, sig="STOP")
+    try:
+        stopped = kill_points.wait_stopped(first)
+        (temporary,) = kill_points.leftovers(tmp_path)
+        before = kill_points.tree(tmp_path / temporary)
+        second = kill_points.make(args, root=tmp_path, log=tmp_path.parent / "second.log")
+        assert second.returncode != 0
+        assert f"merge: error: another run (pid {stopped}) is writing {out}" in second.stderr, second.stderr
+        assert kill_points.leftovers(tmp_path) == [temporary] and not out.exists()
+        assert kill_points.tree(tmp_path / temporary) == before
+    finally:
+        os.killpg(first.pid, signal.SIGCONT)
+    assert first.wait(timeout=600) == 0
+    assert kill_points.leftovers(tmp_path) == []
+    assert kill_points.tree(out) == kill_points.tree(trained["merged"])
 
 
 @pytest.mark.parametrize(
