@@ -20,6 +20,7 @@ from pathlib import Path
 
 from style_tune.core import defaults
 from style_tune.core.cli import split_passthrough
+from style_tune.core.steps import main_of
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main_of("demo", main, after_ctrl_c="each step cleaned what it was writing: run the same command again")
