@@ -167,8 +167,13 @@ merge: env-train  ## MODEL + ADAPTER -> MERGED (refuses to overwrite without FOR
 # in; STYLE= (controllable mode) the style whose system text to send: 温柔|毒舌 or gentle|snarky.
 # MODEL defaults to the merged model here. lmdeploy (chat, serve) needs a CUDA GPU; chat-cpu does not.
 STYLE ?=
-SERVER_HOST ?= 0.0.0.0
+# Loopback by default; any other address needs a key (API_KEY=, or API_KEY_FILE= with one key a line;
+# clients send it as OPENAI_API_KEY): docs/serving.md#security. API_KEY reaches the step in its environment.
+SERVER_HOST ?= 127.0.0.1
 SERVER_PORT ?= 23333
+API_KEY ?=
+export API_KEY
+API_KEY_FILE ?=
 CHAT_MAX_NEW_TOKENS ?= 512
 # more arguments for `lmdeploy chat|serve api_server` or `xtuner chat`, e.g. CHAT_ARGS="--temperature 0"
 CHAT_ARGS ?=
@@ -187,10 +192,11 @@ chat: env-dev  ## lmdeploy chat on MODEL (default: MERGED) with its training tem
 	@$(DEV_PY) -m style_tune.deploy.chat chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 serve: env-dev  ## OpenAI-compatible server (model style-tune) on SERVER_HOST:SERVER_PORT, same prompt: lmdeploy on a CUDA GPU, else the CPU server
-	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --check
+	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' \
+		$(if $(API_KEY_FILE),--api-key-file '$(API_KEY_FILE)') --check
 	@$(MAKE) -s env-deploy
 	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
-		$(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+		$(if $(API_KEY_FILE),--api-key-file '$(API_KEY_FILE)') $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 chat-cpu: env-dev  ## XTuner's chat (transformers, CPU) on MODEL, same template and system text: slow but real
 	@$(DEV_PY) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --check

@@ -2,7 +2,8 @@
 """`make chat`, `make serve`, `make chat-cpu`: the merged model, prompted as it was trained.
 
     python3 -m style_tune.deploy.chat chat     MODEL [--mode label|controllable] [--style S]
-    python3 -m style_tune.deploy.chat serve    MODEL [--mode ...] [--style S] [--host 0.0.0.0] [--port 23333]
+    python3 -m style_tune.deploy.chat serve    MODEL [--mode ...] [--style S] [--host 127.0.0.1]
+                                               [--port 23333] [--api-key-file FILE]   (key: $API_KEY)
     python3 -m style_tune.deploy.chat chat-cpu MODEL [--mode ...] [--style S] [--max-new-tokens 512]
     ... [--check | --dry-run] [-- EXTRA ARGS for lmdeploy / xtuner chat]
 
@@ -19,6 +20,9 @@ The template and system text come from style_tune/core/prompts.py (``MODE``: the
 trained in; ``STYLE`` in controllable mode: 温柔|毒舌 or gentle|snarky). lmdeploy has no CPU engine:
 without a CUDA GPU, chat stops at once with a one-line message pointing to chat-cpu, and serve runs
 the CPU server.
+serve listens on loopback unless told otherwise, and refuses any other address without an API key:
+``$API_KEY`` (`make serve API_KEY=...`) and/or ``--api-key-file`` (one key a line). lmdeploy takes them
+as ``--api-keys`` (shown masked); the CPU server from the environment (docs/serving.md#security).
 ``--check`` validates the arguments (and, for chat/serve, the GPU) and runs nothing; ``--dry-run``
 prints the command without any check of the machine. Standard library only.
 """
@@ -47,7 +51,12 @@ from style_tune.core.prompts import (
     system_text,
 )
 from style_tune.core.steps import fail
-from style_tune.deploy.serving import SERVED_MODEL_NAME  # clients send it as ``model``
+from style_tune.deploy.serving import (  # clients send SERVED_MODEL_NAME as ``model``
+    API_KEYS_ENV,
+    SERVED_MODEL_NAME,
+    check_exposure,
+    read_api_keys,
+)
 
 DEPLOY_ENV = REPO_ROOT / ".envs" / "deploy"
 TRAIN_ENV = REPO_ROOT / ".envs" / "train"
@@ -60,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", help="the merged model directory (make merge)")
     parser.add_argument("--mode", default=defaults.MODE, help="the data format the model was trained in")
     parser.add_argument("--style", default=None, help=f"controllable mode: {STYLE_CHOICES}")
-    parser.add_argument("--host", default="0.0.0.0", help="serve: the address to listen on")
+    parser.add_argument("--host", default="127.0.0.1", help="serve: the address to listen on")
+    parser.add_argument("--api-key-file", help="serve: API keys, one a line (also $API_KEY)")
     parser.add_argument("--port", type=int, default=23333, help="serve: the port")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="chat-cpu: longest reply")
     parser.add_argument("--cpu", action="store_true", help="serve: the CPU server even where a GPU is")
@@ -140,14 +150,16 @@ def check_template(step: str, mode: str, style: str | None) -> Path:
     return path
 
 
-def build_command(args: argparse.Namespace, style: str | None, template: Path) -> list[str]:
+def build_command(args: argparse.Namespace, style: str | None, template: Path,
+                  keys: list[str] = ()) -> list[str]:
     if args.command == "chat":
         return [str(DEPLOY_ENV / "bin" / "lmdeploy"), "chat", args.model, "--chat-template", str(template),
                 *args.extra]
     if args.command == "serve":
         return [str(DEPLOY_ENV / "bin" / "lmdeploy"), "serve", "api_server", args.model,
                 "--chat-template", str(template), "--model-name", SERVED_MODEL_NAME,
-                "--server-name", args.host, "--server-port", str(args.port), *args.extra]
+                "--server-name", args.host, "--server-port", str(args.port),
+                *(["--api-keys", *keys] if keys else []), *args.extra]
     return [str(TRAIN_ENV / "bin" / "python"), "-m", "xtuner.tools.chat", args.model,
             "--prompt-template", XTUNER_PROMPT_TEMPLATE, "--system", system_text(args.mode, style),
             "--torch-dtype", "fp32", "--max-new-tokens", str(args.max_new_tokens), *args.extra]
@@ -165,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     step = args.command
     style = resolve_mode_and_style(step, args.mode, args.style)
     on_cpu = step == "serve" and (args.cpu or (not args.dry_run and gpu_problem() is not None))
+    keys = read_api_keys(step, os.environ.get("API_KEY", ""), args.api_key_file) if step == "serve" else []
+    if step == "serve":
+        check_exposure(step, args.host, keys)
     if step == "chat" and not args.dry_run:
         check_gpu(step)
     if not args.dry_run and not (Path(args.model) / "config.json").is_file():
@@ -172,11 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     if on_cpu:
         command = cpu_serve_command(args, style)
     else:
-        command = build_command(args, style, check_template(step, args.mode, style))
+        command = build_command(args, style, check_template(step, args.mode, style), keys)
+    shown = shlex.join("***" if part in keys else part for part in command)  # keys never printed
     if args.check:
         return 0
     if args.dry_run:
-        print(shlex.join(command))
+        print(shown)
         return 0
     if step == "chat" or (step == "serve" and not on_cpu):
         check_deploy_torch(step)
@@ -189,8 +205,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{SERVED_MODEL_NAME!r}; the system message picks the style (README: make serve)")
     elif step == "chat-cpu":
         print("chat-cpu: XTuner chat on the CPU; end a message with an empty line; EXIT quits, RESET forgets")
-    print(f"{step}: $ {shlex.join(command)}", flush=True)
-    os.execv(command[0], command)
+    print(f"{step}: $ {shown}", flush=True)
+    env = {key: value for key, value in os.environ.items() if key != "API_KEY"}
+    if on_cpu and keys:
+        env[API_KEYS_ENV] = "\n".join(keys)
+    os.execve(command[0], command, env)
     return 1  # not reached
 
 

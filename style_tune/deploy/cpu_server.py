@@ -22,14 +22,21 @@ that:
   the engine renders the training prompt (tests/deploy/test_cpu_server.py);
 - ``"stream": false`` collects the engine's stream into one ``chat.completion`` with ``usage``;
   streamed chunks carry the served model name and end with ``data: [DONE]``;
-- each request starts from an empty KV cache (the engine's cross-request cache reuse is switched off).
+- each request starts from an empty KV cache (the engine's cross-request cache reuse is switched off);
+- with API keys (``$STYLE_TUNE_API_KEYS``, one a line: `make serve API_KEY=...`), every ``/v1`` request
+  must send one as ``Authorization: Bearer KEY`` or gets a 401 with OpenAI's error object (code
+  ``invalid_api_key``), which never repeats the key; ``/health`` stays open. Without a key the server
+  listens on loopback only (style_tune.deploy.serving.check_exposure);
+- a request body over ``--max-body-bytes`` (1 MiB) gets a 413 before it is read further.
 
 Everything else (loading, templating, sampling, decoding) is the engine's code.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations (Request) at run time.
 import argparse
+import hmac
 import json
+import os
 import sys
 import time
 import uuid
@@ -38,9 +45,11 @@ from pathlib import Path
 
 from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, resolve_style, system_text
-from style_tune.deploy.serving import SERVED_MODEL_NAME
+from style_tune.deploy.serving import API_KEYS_ENV, SERVED_MODEL_NAME, check_exposure
 
 ROLES = ("system", "user", "assistant")
+#: The largest request body read: a chat request near the context limit is a few hundred KB of text.
+MAX_BODY_BYTES = 2**20
 #: Request fields the engine cannot honour on this path (tools, stop strings, logprobs, ...): refused.
 UNSUPPORTED = ("stop", "tools", "tool_choice", "functions", "logprobs", "top_logprobs", "response_format",
                "logit_bias")
@@ -132,7 +141,23 @@ def parse_sse(lines: Iterator[str]) -> Iterator[dict]:
             yield payload
 
 
-def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int | None):
+def unauthorized(authorization: str | None, keys: list[str]) -> dict | None:
+    """OpenAI's 401 error object for a request whose ``Authorization`` header carries none of KEYS (None
+    when it carries one). The message never repeats what was sent."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() == "bearer" and token:
+        if any(hmac.compare_digest(token.strip().encode(), key.encode()) for key in keys):
+            return None
+        message = "Incorrect API key provided: send one of the keys the server was started with"
+    else:
+        message = ("You didn't provide an API key: send it as 'Authorization: Bearer KEY' (the openai client "
+                   "reads OPENAI_API_KEY)")
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                      "code": "invalid_api_key"}}
+
+
+def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int | None,
+               keys: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES):
     import torch  # noqa: F401  (the engine's dependency; imported first so a broken env fails here)
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
@@ -175,6 +200,14 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
 
     app = FastAPI(title="style-tune CPU server (transformers serve)")
 
+    @app.middleware("http")
+    async def check_key(http_request: Request, call_next):
+        if keys and http_request.url.path.startswith("/v1"):
+            refusal = unauthorized(http_request.headers.get("authorization"), keys)
+            if refusal is not None:
+                return JSONResponse(refusal, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return await call_next(http_request)
+
     @app.exception_handler(RequestError)
     async def request_error(_: Request, err: RequestError):
         return JSONResponse(err.body(), status_code=err.status)
@@ -190,7 +223,16 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
 
     @app.post("/v1/chat/completions")
     async def chat_completions(http_request: Request):
-        raw = await http_request.body()
+        too_big = RequestError(413, f"the request body is over {max_body_bytes} bytes: shorten the messages",
+                               param="messages")
+        declared = http_request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise too_big
+        raw = bytearray()
+        async for part in http_request.stream():  # a body sent without a length is counted as it comes
+            raw += part
+            if len(raw) > max_body_bytes:
+                raise too_big
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
@@ -261,7 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-model-len", type=int, default=None,
                         help="longest prompt + reply in tokens (default: max_position_embeddings)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
+                        help=f"largest request body (default {MAX_BODY_BYTES}); larger: 413")
     args = parser.parse_args(argv)
+    keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split("\n") if key.strip()]
+    check_exposure("cpu_server", args.host, keys)
     style = resolve_style(args.style) if args.style else None
     if args.threads:
         import torch
@@ -269,9 +315,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     import uvicorn
 
-    app = create_app(args.model, args.mode, style, args.max_model_len)
+    app = create_app(args.model, args.mode, style, args.max_model_len, keys, args.max_body_bytes)
     print(f"cpu_server: {args.model} as {SERVED_MODEL_NAME!r} on http://{args.host}:{args.port}/v1 "
-          f"(mode {args.mode}{', style ' + style if style else ''})", flush=True)
+          f"(mode {args.mode}{', style ' + style if style else ''}; "
+          f"{f'{len(keys)} API key(s) required' if keys else 'no API key'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -18,6 +18,7 @@ dies or the time runs out. Standard library only.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -32,11 +33,52 @@ from types import TracebackType
 
 from style_tune import REPO_ROOT
 from style_tune.core import defaults
+from style_tune.core.steps import fail
 
 #: The model name the servers register (`make serve` on a GPU and on a CPU): clients send it as ``model``.
 SERVED_MODEL_NAME = "style-tune"
 #: How long a server may take to answer after its start; each waiting helper takes it as its default.
 READY_TIMEOUT_S = 120.0
+#: The server's API key(s) (`make serve API_KEY=`), passed in the environment, never on a command line
+#: the CPU server runs with (one key a line). Clients send theirs from OPENAI_API_KEY.
+API_KEYS_ENV = "STYLE_TUNE_API_KEYS"
+
+
+def read_api_keys(step: str, key: str = "", key_file: str | Path | None = None) -> list[str]:
+    """The API keys a server accepts: KEY and the lines of KEY_FILE (blank lines and # comments skipped);
+    a key file that cannot be read, or holds none, stops STEP with one line."""
+    keys = [key.strip()] if key.strip() else []
+    if key_file:
+        try:
+            lines = Path(key_file).read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            fail(step, f"API_KEY_FILE={key_file}: {err.strerror or err}; give a file with one key a line")
+        found = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not found:
+            fail(step, f"API_KEY_FILE={key_file} holds no key (one key a line; # starts a comment)")
+        keys += found
+    bad = [n for n, k in enumerate(keys, 1) if any(c.isspace() or not c.isprintable() for c in k)]
+    if bad:
+        fail(step, f"API key {bad[0]} has a space or a control character; a key is one printable word")
+    return keys
+
+
+def is_loopback(host: str) -> bool:
+    """Whether HOST is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(step: str, host: str, keys: Sequence[str]) -> None:
+    """Listening beyond loopback without a key lets anyone who reaches the port use the model: refuse."""
+    if not keys and not is_loopback(host):
+        fail(step, f"listening on {host} without an API key would let anyone who reaches the port use the "
+                   "model: set API_KEY=... (or API_KEY_FILE=FILE; clients send it as OPENAI_API_KEY), or "
+                   "keep SERVER_HOST=127.0.0.1 (docs/serving.md#security)")
 
 
 class ServerError(RuntimeError):
@@ -57,14 +99,17 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def list_models(base_url: str, timeout: float = 5.0) -> list[str]:
+def list_models(base_url: str, timeout: float = 5.0, api_key: str | None = None) -> list[str]:
     """The model ids ``GET {base_url}/models`` lists (``base_url`` ends with ``/v1``)."""
-    with urllib.request.urlopen(f"{base_url}/models", timeout=timeout) as response:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    request = urllib.request.Request(f"{base_url}/models", headers=headers)
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return [entry["id"] for entry in json.load(response)["data"]]
 
 
 def wait_until_ready(base_url: str, model: str = SERVED_MODEL_NAME, *, timeout: float = READY_TIMEOUT_S,
-                     process: subprocess.Popen | None = None, log: Path | None = None) -> float:
+                     process: subprocess.Popen | None = None, log: Path | None = None,
+                     api_key: str | None = None) -> float:
     """Wait until the server lists ``model``; return the seconds waited. Fail early if ``process`` ends."""
     start = time.monotonic()
     while True:
@@ -72,7 +117,7 @@ def wait_until_ready(base_url: str, model: str = SERVED_MODEL_NAME, *, timeout: 
             raise ServerError(f"the server exited with code {process.returncode} before it answered"
                               f"{_log_tail(log)}")
         try:
-            if model in list_models(base_url):
+            if model in list_models(base_url, api_key=api_key):
                 return time.monotonic() - start
         except (OSError, ValueError, KeyError):
             pass  # not listening yet, or not answering JSON yet
@@ -94,12 +139,13 @@ class Server:
 
     ``command``: the argv that starts it (e.g. ``python -m style_tune.deploy.chat serve MODEL --port N``);
     ``port``: where it listens on 127.0.0.1; ``log``: where its stdout and stderr go (default: a file
-    under the system temp dir, named after the port).
+    under the system temp dir, named after the port); ``api_key``: the key it wants (sent while waiting).
     """
 
     def __init__(self, command: Sequence[str], port: int, *, model: str = SERVED_MODEL_NAME,
                  ready_timeout: float = READY_TIMEOUT_S, stop_timeout: float = 20.0,
-                 log: Path | None = None, env: dict[str, str] | None = None, cwd: Path | None = None):
+                 log: Path | None = None, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 api_key: str | None = None):
         self.command = [str(part) for part in command]
         self.port = port
         self.model = model
@@ -108,6 +154,7 @@ class Server:
         self.log = log or Path(os.environ.get("TMPDIR", "/tmp")) / f"style-tune-server-{port}.log"
         self.env = {**os.environ, **(env or {})}
         self.cwd = cwd
+        self.api_key = api_key
         self.process: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
@@ -134,7 +181,7 @@ class Server:
         """Wait (at most ready_timeout) until the launched server lists its model; stop it if it fails."""
         try:
             self.startup_s = wait_until_ready(self.base_url, self.model, timeout=self.ready_timeout,
-                                              process=self.process, log=self.log)
+                                              process=self.process, log=self.log, api_key=self.api_key)
         except BaseException:
             self.stop()
             raise
@@ -184,8 +231,9 @@ def _group_alive(pgid: int) -> bool:
 def serve_model(model_dir: Path | str, *, mode: str = defaults.MODE, style: str | None = None,
                 port: int | None = None,
                 ready_timeout: float = READY_TIMEOUT_S, log: Path | None = None,
-                make_args: Sequence[str] = ()) -> Server:
-    """`make serve` for ``model_dir`` on 127.0.0.1 (a free port unless given), as a :class:`Server`.
+                make_args: Sequence[str] = (), api_key: str | None = None) -> Server:
+    """`make serve` for ``model_dir`` on 127.0.0.1 (a free port unless given), as a :class:`Server`;
+    with ``api_key``, `make serve API_KEY=...` (given in the environment, as a user's shell would).
 
     Exactly what a user runs (on a CPU machine: the CPU server; with a CUDA GPU: lmdeploy), so a test or a
     tool that needs a live model gets the real thing. Use it as a context manager.
@@ -194,4 +242,5 @@ def serve_model(model_dir: Path | str, *, mode: str = defaults.MODE, style: str 
     command = ["make", "-s", "-C", str(REPO_ROOT), "serve", f"MODEL={model_dir}", f"MODE={mode}",
                "SERVER_HOST=127.0.0.1", f"SERVER_PORT={port}", *([f"STYLE={style}"] if style else []),
                *make_args]
-    return Server(command, port, ready_timeout=ready_timeout, log=log)
+    env = {"API_KEY": api_key or ""}  # without one, none: not an API_KEY this process's caller exported
+    return Server(command, port, ready_timeout=ready_timeout, log=log, env=env, api_key=api_key)

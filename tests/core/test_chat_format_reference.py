@@ -50,9 +50,10 @@ TEMPLATE_FILES = [
 ]
 
 
-def run(*cmd: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(*cmd: str | Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {key: value for key, value in os.environ.items() if key != "API_KEY"}
     return subprocess.run([str(part) for part in cmd], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "MAKEFLAGS": ""})
+                          timeout=timeout, env={**base, "MAKEFLAGS": "", **env})
 
 
 def has_gpu() -> bool:
@@ -199,7 +200,48 @@ def test_make_serve_without_a_gpu_checks_its_model_then_serves_on_the_cpu() -> N
     assert cpu.returncode == 0, cpu.stderr
     assert cpu.stdout.strip().endswith(
         "-m style_tune.deploy.cpu_server models/merged --mode controllable --style '温柔' "
-        "--host 0.0.0.0 --port 8000")
+        "--host 127.0.0.1 --port 8000")
+
+
+def test_serve_listens_on_loopback_unless_given_a_key() -> None:
+    """Any other address without a key is refused with one line; a key (API_KEY=, API_KEY_FILE=) goes to
+    lmdeploy as --api-keys and is never printed."""
+    for host in ("0.0.0.0", "192.168.1.5", "::"):
+        proc = run("make", "serve", f"SERVER_HOST={host}", "MODEL=/nonexistent/merged")
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("serve: error:")]
+        assert proc.returncode != 0 and len(errors) == 1, proc.stderr
+        assert f"listening on {host} without an API key" in errors[0] and "API_KEY=" in errors[0]
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        proc = run(sys.executable, *LAUNCHER, "--dry-run", "serve", "models/merged", "--host", host)
+        assert proc.returncode == 0, proc.stderr
+        assert "--api-keys" not in proc.stdout
+    secret = "sk-never-printed-1234"
+    proc = run(sys.executable, *LAUNCHER, "--dry-run", "serve", "models/merged", "--host", "0.0.0.0",
+               API_KEY=secret)
+    assert proc.returncode == 0 and "--server-name 0.0.0.0" in proc.stdout
+    assert "--api-keys '***'" in proc.stdout
+    assert secret not in proc.stdout + proc.stderr
+    cpu = run(sys.executable, *LAUNCHER, "--dry-run", "--cpu", "serve", "models/merged", "--host", "0.0.0.0",
+              API_KEY=secret)
+    assert cpu.returncode == 0 and secret not in cpu.stdout + cpu.stderr  # the CPU server: in its env
+
+
+def test_api_key_files_are_read_or_refused_with_one_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\nsk-one\n\n  sk-two  \n", encoding="utf-8")
+    proc = run(sys.executable, *LAUNCHER, "--dry-run", "serve", "models/merged", "--host", "0.0.0.0",
+               "--api-key-file", keys, API_KEY="sk-zero")
+    assert proc.returncode == 0 and "--api-keys '***' '***' '***'" in proc.stdout, proc.stdout
+    assert "sk-" not in proc.stdout
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# none yet\n", encoding="utf-8")
+    spaced = tmp_path / "spaced.txt"
+    spaced.write_text("sk one\n", encoding="utf-8")
+    for path, words in ((tmp_path / "missing.txt", "No such file"), (empty, "holds no key"),
+                        (spaced, "has a space or a control character")):
+        proc = run(sys.executable, *LAUNCHER, "--dry-run", "serve", "models/merged", "--api-key-file", path)
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+        assert "sk one" not in proc.stderr
 
 
 def test_commands_use_the_template_and_system_text_of_mode_and_style() -> None:

@@ -64,7 +64,7 @@ COMMAND_TESTS = {
     # chat and serve (GPU: the lmdeploy command line the target runs, checked without a GPU)
     "make chat":
         "tests/core/test_chat_format_reference.py::test_commands_use_the_template_and_system_text_of_mode_and_style",
-    "make serve": "tests/deploy/test_cpu_server.py::test_make_serve_stops_cleanly",
+    "make serve": "tests/deploy/test_cpu_server.py::test_make_serve_with_a_key_stops_cleanly",
     "make chat-cpu MODEL=models/tiny-qwen2.5-demo-label-merged":
         "tests/train/test_chat_format.py::test_chat_cpu_runs_on_the_tiny_model_with_the_reference_prompts",
     "make chat-cpu MODE=controllable STYLE=毒舌 MODEL=models/tiny-qwen2.5-demo-controllable-merged":

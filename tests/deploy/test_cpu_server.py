@@ -8,6 +8,8 @@ asked with the official `openai` client, on the tiny model built from the curren
   streamed completions, 8 concurrent requests, the system text choosing the style, and bad requests
   (unknown model, malformed JSON, empty messages, over-long input) each answered with a 4xx and a
   message while the server stays up; `make` stops it cleanly (no process left, port freed).
+- A server started with a key (`make serve API_KEY=...`): 401 without it or with a wrong one, 413 for
+  a body over the limit.
 """
 
 from __future__ import annotations
@@ -161,9 +163,11 @@ def test_eight_concurrent_requests_are_all_answered(client: OpenAI) -> None:
     assert len(replies) == 8 and all(replies)
 
 
-def post_raw(base_url: str, data: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(f"{base_url}/chat/completions", data=data,
-                                     headers={"Content-Type": "application/json"})
+def post_raw(base_url: str, data: bytes | object, path: str = "/chat/completions", method: str = "POST",
+             **headers: str) -> tuple[int, dict]:
+    """Raw HTTP, for what the client cannot send (no key at all; a body without a length: an iterable)."""
+    request = urllib.request.Request(f"{base_url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.load(response)
@@ -185,14 +189,40 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_server_stays_up(client: O
     assert ask(client, "还在吗？", max_tokens=4)  # still answering
 
 
-def test_make_serve_stops_cleanly(fresh_tiny_model_dir: Path, tmp_path: Path) -> None:
-    server = serve_model(fresh_tiny_model_dir, mode="label", log=tmp_path / "server.log")
+def test_make_serve_with_a_key_stops_cleanly(fresh_tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`make serve API_KEY=...`: the official client with the key is answered, with a wrong one gets
+    OpenAI's 401 (no key repeated), a request without any key too (raw HTTP); /health stays open; a body
+    over 1 MiB gets a 413, with or without a declared length; the server answers after each; the key is
+    nowhere in its log; `make` stops it cleanly (no process left, port freed)."""
+    secret = "sk-style-tune-test-0123456789"
+    server = serve_model(fresh_tiny_model_dir, mode="label", log=tmp_path / "server.log", api_key=secret)
     with server:
-        pid, port = server.process.pid, server.port
-        assert ask(OpenAI(base_url=server.base_url, api_key="none", max_retries=0), "你好", max_tokens=4)
+        pid, port, url = server.process.pid, server.port, server.base_url
+        keyed = OpenAI(base_url=url, api_key=secret, max_retries=0)
+        assert ask(keyed, "你好", max_tokens=4)
+        for wrong in ("sk-wrong", secret + "x", secret[:-1]):
+            with pytest.raises(openai.AuthenticationError) as info:
+                ask(OpenAI(base_url=url, api_key=wrong, max_retries=0), "你好", max_tokens=4)
+            assert info.value.status_code == 401 and info.value.body["code"] == "invalid_api_key"
+            assert "Incorrect API key" in info.value.message
+            assert wrong not in json.dumps(info.value.body) and secret not in json.dumps(info.value.body)
+        hello = json.dumps({"model": SERVED_MODEL_NAME, "messages": [{"role": "user", "content": "你好"}],
+                            "max_tokens": 4}).encode()
+        for path, method, data in (("/chat/completions", "POST", hello), ("/models", "GET", None)):
+            status, body = post_raw(url, data, path, method)
+            assert status == 401 and "didn't provide an API key" in body["error"]["message"]
+        status, _ = post_raw(url.removesuffix("/v1"), None, "/health", "GET")
+        assert status == 200
+        big = json.dumps({"model": SERVED_MODEL_NAME, "messages": [
+            {"role": "user", "content": "你" * (2**20 // 3 + 10)}]}).encode()
+        for data in (big, iter([big[:2**19], big[2**19:]])):  # declared length; chunked, no length
+            status, body = post_raw(url, data, Authorization=f"Bearer {secret}")
+            assert status == 413 and "over 1048576 bytes" in body["error"]["message"]
+        assert ask(keyed, "还在吗？", max_tokens=4)  # still answering
         group = [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pid]
         assert len(group) >= 2, "make and the server it started"
     assert not port_in_use(port)
+    assert secret not in (tmp_path / "server.log").read_text(encoding="utf-8", errors="replace")
     time.sleep(0.5)
     assert [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pid] == []  # no orphan
 
