@@ -24,9 +24,9 @@ import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -51,7 +51,8 @@ _FRESH_S = 60.0
 
 def _temporary_pattern(target_name: str) -> re.Pattern[str]:
     """The names of TARGET's temporaries: ``.NAME.tmp-[PID-]XXXXXXXX`` (atomic_dir) and
-    ``.NAME.[PID-]XXXXXXXX.tmp`` (the file writer), XXXXXXXX being tempfile's 8 random characters.
+    ``.NAME.[PID-]XXXXXXXX.tmp`` (the file writer), XXXXXXXX being 8 random characters (hex; tempfile's
+    alphabet in the names earlier versions left).
     Names without the pid are what versions before the sweep left."""
     name = re.escape(target_name)
     return re.compile(rf"\.{name}\.(?:tmp-(?:(\d+)-)?[a-z0-9_]{{8}}|(?:(\d+)-)?[a-z0-9_]{{8}}\.tmp)")
@@ -128,6 +129,16 @@ def sweep_temporaries(target: Path, step: str, *, own: Path | None = None) -> li
     return removed
 
 
+def _temporary(target: Path, *, directory: bool) -> Path:
+    """A fresh temporary name beside TARGET, with this process's pid (see `_temporary_pattern`). Named
+    here rather than by tempfile, so that the name is known before anything exists: a Ctrl-C at any
+    moment after the creation finds it in the caller's cleanup."""
+    token = secrets.token_hex(4)
+    if directory:
+        return target.parent / f".{target.name}.tmp-{os.getpid()}-{token}"
+    return target.parent / f".{target.name}.{os.getpid()}-{token}.tmp"
+
+
 def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | None = None) -> None:
     """Write each file to a temporary beside it, then rename them all; on failure leave none of them.
 
@@ -135,18 +146,22 @@ def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | Non
     names the step in what that says (default: the program's name).
     """
     step = step or Path(sys.argv[0]).stem
-    umask = _umask()
-    temporaries: list[tuple[str, Path, int]] = []
+    temporaries: list[tuple[Path, Path]] = []
+    fds: list[int] = []
     try:
         for target, data in contents.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(
-                dir=target.parent, prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp"
-            )
-            temporaries.append((temporary, target, fd))
+            while True:
+                temporary = _temporary(target, directory=False)
+                temporaries.append((temporary, target))  # before it exists: the cleanup below knows it
+                try:
+                    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask
+                    break
+                except FileExistsError:  # a dead process with this pid drew the same 8 hex digits
+                    temporaries.pop()
+            fds.append(fd)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed: ours, not stale
-            sweep_temporaries(target, step, own=Path(temporary))
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files
+            sweep_temporaries(target, step, own=temporary)
             # a second descriptor to write through: closing it keeps the lock (held by the first)
             if isinstance(data, bytes):
                 with os.fdopen(os.dup(fd), "wb") as handle:
@@ -154,15 +169,14 @@ def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | Non
             else:
                 with os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="\n") as handle:
                     handle.writelines([data] if isinstance(data, str) else data)
-        for temporary, target, _ in temporaries:
+        for temporary, target in temporaries:
             os.replace(temporary, target)
     except BaseException:
-        for temporary, _, _ in temporaries:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        for temporary, _ in temporaries:
+            temporary.unlink(missing_ok=True)
         raise
     finally:
-        for _, _, fd in temporaries:
+        for fd in fds:
             os.close(fd)
 
 
@@ -172,7 +186,7 @@ def write_atomically(path: Path, data: Contents, *, step: str | None = None) -> 
 
 
 def _make_readable(root: Path) -> None:
-    """Give a finished output the usual permissions (mkdtemp and some writers use owner-only ones)."""
+    """Give a finished output the usual permissions (the temporary and some writers use owner-only ones)."""
     umask = _umask()
     for path in (root, *root.rglob("*")):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
@@ -186,9 +200,16 @@ def atomic_dir(final: Path, *, force: bool = False, step: str) -> Iterator[Path]
     with ``force``. What interrupted runs left beside ``final`` is removed first (`sweep_temporaries`).
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
-    fd = _try_lock(tmp)  # just made: nobody else holds it
+    fd = None
+    tmp = _temporary(final, directory=True)
     try:
+        while True:
+            try:
+                os.mkdir(tmp, 0o700)
+                break
+            except FileExistsError:  # a dead process with this pid drew the same 8 hex digits
+                tmp = _temporary(final, directory=True)
+        fd = _try_lock(tmp)  # just made: nobody else holds it
         sweep_temporaries(final, step, own=tmp)
         if final.exists() and not force:
             fail(step, f"{final} already exists; remove it or pass --force (make: FORCE=1) to replace it")
