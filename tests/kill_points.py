@@ -26,10 +26,11 @@ TINY_LOG = "tiny-qwen2.5.log"
 LEFTOVER = re.compile(r"^\..*(\.tmp-.*|\.tmp|\.lock)$")
 
 
-def make(args: list[str], *, root: Path, log: Path, at: int = 0, sig: str = "KILL",
+def make(args: list[str], *, root: Path, log: Path, at: int | str = 0, sig: str = "KILL",
          timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """`make ARGS` in a session of its own, counting changes under ROOT into LOG, signalled after change AT
-    (0: never). Returns when the whole process group is done (make waits for its children)."""
+    (0: never; "/SUFFIX": the first change to a path ending so). Returns when the whole process group is
+    done (make waits for its children)."""
     env = {**recording(root, log), "MAKEFLAGS": "", "STYLE_TUNE_KILL_AT": str(at),
            "STYLE_TUNE_KILL_SIGNAL": sig}
     return subprocess.run(["make", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,

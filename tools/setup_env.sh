@@ -44,14 +44,14 @@ rm -rf "$env_dir"
 echo "[setup] building ${env_dir#"$root"/} (Python $py_version) from ${lock#"$root"/} ..."
 start=$(date +%s)
 "$uv" venv --quiet --python "$py_version" "$env_dir"
-# Bytecode compiled at install for the train env (uv's own UV_COMPILE_BYTECODE overrides it either way):
-# Python compiles every module it imports that has no .pyc, and where it may not write one
-# (PYTHONDONTWRITEBYTECODE=1, as on the CI machine; a read-only env) it does so in every process. The
-# train env's steps each start a process importing torch, transformers, peft and XTuner: measured on the
-# 2-core machine, transformers' AutoModel 14.3 s -> 5.5 s, peft 17.1 -> 7.3 s, for about 36 s of compiling
-# once. For the other envs compiling cost more than it saved (cold CI: setup +133 s for all seven, their
-# suites 34 s faster).
-export UV_COMPILE_BYTECODE=${UV_COMPILE_BYTECODE:-$([[ $env_name == train ]] && echo 1 || echo 0)}
+# Bytecode compiled at install for the envs whose steps and suites start many processes (train, eval,
+# deploy; uv's own UV_COMPILE_BYTECODE overrides it either way): Python compiles every module it imports
+# that has no .pyc, and where it may not write one (PYTHONDONTWRITEBYTECODE=1, as on the CI machine; a
+# read-only env) it does so in every process. Measured on the 2-core machine: importing transformers'
+# AutoModel 14.3 s -> 5.5 s, peft 17.1 -> 7.3 s. Cold, compiling cost train 36 s, eval 10 s, deploy 21 s,
+# eval-lmdeploy 55 s and webui 12 s (those two start few processes: not compiled). docs/environments.md.
+case $env_name in train|eval|deploy) compile=1 ;; *) compile=0 ;; esac
+export UV_COMPILE_BYTECODE=${UV_COMPILE_BYTECODE:-$compile}
 "$uv" pip install --quiet --python "$env_dir/bin/python" --no-deps -r "$lock"
 # The project itself (style_tune and its subpackages), the ecosystem's way: an editable install of
 # pyproject.toml without dependencies (the env's packages are the lock's).

@@ -5,7 +5,8 @@ own process). Inert unless STYLE_TUNE_KILL_ROOT is set.
 It counts the changes to the file system under STYLE_TUNE_KILL_ROOT that Python's audit events announce
 (an open for writing, mkdir, rename, remove, rmdir, rmtree) in the order they happen, across the step's
 processes, one line each in STYLE_TUNE_KILL_LOG ("N PID EVENT PATH"). With STYLE_TUNE_KILL_AT=N it acts
-right after change N took effect, at the next thing the process does:
+right after change N took effect (STYLE_TUNE_KILL_AT=/SUFFIX: the first change to a path ending so), at the
+next thing the process does:
 STYLE_TUNE_KILL_SIGNAL=KILL (default) or INT sends the signal to the whole process group, as `kill -9` of
 the job or Ctrl-C at its terminal would; STOP stops this process alone, holding it mid-write.
 Writes Python does not announce (safetensors' and torch's own C++ writers) are not counted: a kill point
@@ -21,10 +22,11 @@ import sys
 
 _ROOT = os.environ.get("STYLE_TUNE_KILL_ROOT")
 _LOG = os.environ.get("STYLE_TUNE_KILL_LOG", "")
-_AT = int(os.environ.get("STYLE_TUNE_KILL_AT") or 0)
+_AT = os.environ.get("STYLE_TUNE_KILL_AT") or "0"
 _SIGNAL = os.environ.get("STYLE_TUNE_KILL_SIGNAL", "KILL")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _busy = False
+_fired: set[str] = set()
 
 
 def _path(value: object) -> str | None:
@@ -85,7 +87,9 @@ def _hook(event: str, args: tuple) -> None:
         path = _change(event, args)
         if path is None or path == _LOG or not (path == _ROOT or path.startswith(_ROOT + os.sep)):
             return
-        if _count(f"{event} {path}") == _AT:
+        number = _count(f"{event} {path}")
+        if (number == int(_AT)) if _AT.isdigit() else (path.endswith(_AT) and _AT not in _fired):
+            _fired.add(_AT)
             sys.setprofile(_after)  # act once the change is made, at this thread's next call or return
     finally:
         _busy = False

@@ -275,29 +275,35 @@ def assert_same_training(work_dir: Path, reference_dir: Path) -> None:
     assert worst <= RESUME_WEIGHT_ATOL, f"resumed and uninterrupted runs differ by up to {worst}"
 
 
-@pytest.mark.parametrize("point", ["early", "middle", "late"])
 def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split_dir: Path,
-                                                             tmp_path: Path, point: str) -> None:
-    """`make train` killed (SIGKILL to its process group) at three points; `make train` again ends where
-    the uninterrupted run of the same seed (the `trained` fixture) ended, loss by loss, weight by weight."""
+                                                             tmp_path: Path) -> None:
+    """`make train` killed (SIGKILL to its process group) at its early, middle and late points, each kill a
+    rerun of the one before; the last rerun ends where the uninterrupted run of the same seed (the `trained`
+    fixture) ended, loss by loss, weight by weight, and nothing is left."""
     work_dir = tmp_path / "work"
-    at = train_points(trained["logs"]["train"])[point]
     args = train_args(trained["model"], split_dir, work_dir)
-    _, rerun = kill_points.kill_and_rerun(args, root=tmp_path, at=at)
-    said = rerun.stdout
-    if point == "early":
-        assert "resuming from" not in said
-    else:
-        assert f"resuming from {work_dir / 'iter_4.pth'}" in said
-        runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
-        resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
-        assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
-    assert (f"removed {work_dir / 'iter_8.pth'}: an interrupted run left it cut short" in said) == (
-        point == "late")
+    points = train_points(trained["logs"]["train"])
+    log = tmp_path.parent / f"{tmp_path.name}.kill.log"
+    # early: the work dir made, nothing else; middle (a fresh start again: the reference's sequence):
+    # iter_4.pth written whole; late (a resumed run, its own sequence): iter_8.pth opened, empty
+    for point, at in (("early", points["early"]), ("middle", points["middle"]), ("late", "/iter_8.pth")):
+        proc = kill_points.make(args, root=tmp_path, log=log, at=at)
+        assert kill_points.killed(proc), (point, proc.returncode, proc.stderr[-2000:])
+        assert ("resuming from" in proc.stdout) == (point == "late"), (point, proc.stdout[-2000:])
+    assert (work_dir / "iter_8.pth").stat().st_size == 0 and (work_dir / "iter_4.pth").stat().st_size > 0
+    rerun = kill_points.make(args, root=tmp_path, log=log)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"removed {work_dir / 'iter_8.pth'}: an interrupted run left it cut short" in rerun.stdout
+    assert f"resuming from {work_dir / 'iter_4.pth'}" in rerun.stdout
+    runs = sorted(work_dir.glob("*/vis_data/scalars.json"))
+    resumed = [json.loads(line)["iter"] for line in runs[-1].read_text().splitlines() if "loss" in line]
+    assert resumed == [5, 6, 7, 8], "the resumed run started over instead of continuing"
     assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
+    assert kill_points.leftovers(tmp_path) == []
     assert_same_training(work_dir, trained["work_dir"])
-    print(f"kill point: train {point} ({kill_points.describe(trained['logs']['train'], at)}): the rerun "
-          f"{'resumes' if point != 'early' else 'starts over'}, same losses and weights, nothing left")
+    print("kill point: train early (its work dir made), middle (iter_4.pth written), late (iter_8.pth "
+          "opened, empty), each killed run a rerun of the one before: the middle one started over, the late "
+          "one resumed at 5, the last rerun removed the cut iter_8.pth, resumed at 5, same losses, weights")
 
 
 def test_training_ctrl_c_stops_xtuner_and_says_one_line(trained: dict, split_dir: Path,
@@ -319,40 +325,51 @@ def comparable(root: Path) -> dict[str, object]:
     return files
 
 
-def step_matrix(name: str, args: list[str], root: Path, log: Path, reference: Path | dict, out: Path,
-                point: str) -> None:
-    """`make NAME` killed at POINT, then run again: exit 0, REFERENCE's files (or `comparable` of them),
-    nothing left."""
-    at = kill_points.points(log)[point]
-    left, _ = kill_points.kill_and_rerun(args, root=root, at=at)
+def step_matrix(name: str, args: list[str], root: Path, log: Path, reference: Path | dict,
+                out: Path) -> None:
+    """`make NAME` killed (SIGKILL to its process group) at its early, middle and late points in turn, each
+    kill a rerun of the one before: each rerun first removes the temporary the kill before left (one line),
+    then is killed with its own left; the last rerun exits 0 with REFERENCE's files (or `comparable` of
+    them) and leaves nothing."""
+    kill_log = root.parent / f"{root.name}.kill.log"
+    for point, at in kill_points.points(log).items():
+        before = kill_points.leftovers(root)
+        # a rerun's sweep (one rmtree) comes right after its temporary is made: later points move by one
+        shift = len(before) if point != "early" else 0
+        proc = kill_points.make(args, root=root, log=kill_log, at=at + shift)
+        assert kill_points.killed(proc), (point, proc.returncode, proc.stderr[-2000:])
+        left = kill_points.leftovers(root)
+        assert len(left) == 1 and left[0] not in before, (point, before, left)
+        assert ("removed what an interrupted run left" in proc.stderr) == bool(before), proc.stderr[-2000:]
+        print(f"kill point: {name} {point} ({kill_points.describe(log, at)}): left {left}")
+    rerun = kill_points.make(args, root=root, log=kill_log)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "removed what an interrupted run left" in rerun.stderr, rerun.stderr[-3000:]
+    assert kill_points.leftovers(root) == []
     assert comparable(out) == (reference if isinstance(reference, dict) else comparable(reference))
-    print(f"kill point: {name} {point} ({kill_points.describe(log, at)}): left {left or 'nothing'}; the "
-          "rerun exits 0, the same files as the uninterrupted run's, nothing left")
+    print(f"kill point: {name}: the last rerun exits 0, the same files as the uninterrupted run's, "
+          "nothing left")
 
 
-@pytest.mark.parametrize("point", ["early", "middle", "late"])
-def test_killed_convert_reruns_to_the_same_adapter(trained: dict, tmp_path: Path, point: str) -> None:
+def test_killed_convert_reruns_to_the_same_adapter(trained: dict, tmp_path: Path) -> None:
     args = convert_args(trained["model"], trained["work_dir"], tmp_path / "adapter")
     # XTuner copies the config it converted with, the work dir's dump, which a later `make train` in that
     # work dir (test_rerunning_a_finished_train_is_safe) dumps again with its resume settings
     expected = {**comparable(trained["adapter"]),
                 "xtuner_config.py": (trained["work_dir"] / Path(CPU_CONFIG).name).read_bytes()}
-    step_matrix("convert", args, tmp_path, trained["logs"]["convert"], expected, tmp_path / "adapter", point)
+    step_matrix("convert", args, tmp_path, trained["logs"]["convert"], expected, tmp_path / "adapter")
 
 
-@pytest.mark.parametrize("point", ["early", "middle", "late"])
-def test_killed_merge_reruns_to_the_same_model(trained: dict, tmp_path: Path, point: str) -> None:
+def test_killed_merge_reruns_to_the_same_model(trained: dict, tmp_path: Path) -> None:
     args = merge_args(trained["model"], trained["adapter"], tmp_path / "merged")
-    step_matrix("merge", args, tmp_path, trained["logs"]["merge"], trained["merged"], tmp_path / "merged",
-                point)
+    step_matrix("merge", args, tmp_path, trained["logs"]["merge"], trained["merged"], tmp_path / "merged")
 
 
-@pytest.mark.parametrize("point", ["early", "middle", "late"])
-def test_killed_tiny_model_build_reruns_to_the_same_model(tiny_model_dir: Path, tmp_path: Path,
-                                                          point: str) -> None:
+def test_killed_tiny_model_build_reruns_to_the_same_model(tiny_model_dir: Path,
+                                                          tmp_path: Path) -> None:
     log = tiny_model_dir.parent.parent / kill_points.TINY_LOG
     step_matrix("tiny-model", ["tiny-model", f"TINY_MODEL={tmp_path / 'tiny'}"], tmp_path, log,
-                tiny_model_dir, tmp_path / "tiny", point)
+                tiny_model_dir, tmp_path / "tiny")
 
 
 @pytest.mark.parametrize("step", ["convert", "merge", "tiny-model"])
