@@ -179,6 +179,7 @@ CHAT_MAX_NEW_TOKENS ?= 512
 CHAT_ARGS ?=
 chat serve chat-cpu: MODEL = $(MERGED)
 CHAT_OPTS = '$(MODEL)' --mode '$(MODE)' $(if $(STYLE),--style '$(STYLE)')
+SERVE_OPTS = $(CHAT_OPTS) --host '$(SERVER_HOST)' $(if $(API_KEY_FILE),--api-key-file '$(API_KEY_FILE)')
 
 metric-table: env-dev  ## regenerate README.md's metric table from the metric definitions (style_tune/eval/style_metrics.py)
 	$(DEV_PY) -m style_tune.eval.metric_table
@@ -192,11 +193,9 @@ chat: env-dev  ## lmdeploy chat on MODEL (default: MERGED) with its training tem
 	@$(DEV_PY) -m style_tune.deploy.chat chat $(CHAT_OPTS) $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 serve: env-dev  ## OpenAI-compatible server (model style-tune) on SERVER_HOST:SERVER_PORT, same prompt: lmdeploy on a CUDA GPU, else the CPU server
-	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' \
-		$(if $(API_KEY_FILE),--api-key-file '$(API_KEY_FILE)') --check
+	@$(DEV_PY) -m style_tune.deploy.chat serve $(SERVE_OPTS) --check
 	@$(MAKE) -s env-deploy
-	@$(DEV_PY) -m style_tune.deploy.chat serve $(CHAT_OPTS) --host '$(SERVER_HOST)' --port '$(SERVER_PORT)' \
-		$(if $(API_KEY_FILE),--api-key-file '$(API_KEY_FILE)') $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
+	@$(DEV_PY) -m style_tune.deploy.chat serve $(SERVE_OPTS) --port '$(SERVER_PORT)' $(if $(CHAT_ARGS),-- $(CHAT_ARGS))
 
 chat-cpu: env-dev  ## XTuner's chat (transformers, CPU) on MODEL, same template and system text: slow but real
 	@$(DEV_PY) -m style_tune.deploy.chat chat-cpu $(CHAT_OPTS) --check

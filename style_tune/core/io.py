@@ -87,14 +87,14 @@ def _alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-def sweep_temporaries(target: Path, step: str, *, own: Path | None = None) -> list[str]:
+def sweep_temporaries(target: Path, step: str, *, own: Path | None = None) -> None:
     """Remove the temporaries interrupted runs left beside TARGET (matched by name and owner, unlocked)
     and say so in one line; stop with one line if another running process is writing TARGET."""
     pattern = _temporary_pattern(target.name)
     try:
         entries = sorted(os.scandir(target.parent), key=lambda entry: entry.name)
     except FileNotFoundError:
-        return []
+        return
     removed = []
     for entry in entries:
         match = pattern.fullmatch(entry.name)
@@ -126,7 +126,6 @@ def sweep_temporaries(target: Path, step: str, *, own: Path | None = None) -> li
     if removed:
         print(f"{step}: removed what an interrupted run left beside {target}: {', '.join(removed)}",
               file=sys.stderr, flush=True)
-    return removed
 
 
 def _temporary(target: Path, *, directory: bool) -> Path:
