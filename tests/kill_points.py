@@ -34,7 +34,13 @@ def make(args: list[str], *, root: Path, log: Path, at: int | str = 0, sig: str 
     env = {**recording(root, log), "MAKEFLAGS": "", "STYLE_TUNE_KILL_AT": str(at),
            "STYLE_TUNE_KILL_SIGNAL": sig}
     return subprocess.run(["make", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+                          timeout=timeout, start_new_session=True, preexec_fn=as_in_a_terminal)
+
+
+def as_in_a_terminal() -> None:
+    """Ctrl-C's default action, as a terminal's foreground job has it: a shell's background job (pytest
+    started with `&`) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start(args: list[str], *, root: Path, log: Path, at: int, sig: str) -> subprocess.Popen[str]:
@@ -42,7 +48,8 @@ def start(args: list[str], *, root: Path, log: Path, at: int, sig: str) -> subpr
     env = {**recording(root, log), "MAKEFLAGS": "", "STYLE_TUNE_KILL_AT": str(at),
            "STYLE_TUNE_KILL_SIGNAL": sig}
     return subprocess.Popen(["make", *args], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+                            preexec_fn=as_in_a_terminal)
 
 
 def wait_stopped(proc: subprocess.Popen[str], timeout: float = 600) -> int:
