@@ -9,8 +9,8 @@ and every toolchain are compared with these texts, so a change to any of them fa
     tests/train/test_chat_format.py            XTuner's dataset code, the tokenizer template, `xtuner chat`
     tests/deploy/test_chat_template.py         lmdeploy's rendering of style_data/chat_template*.json
     tests/eval/test_opencompass_chat_format.py OpenCompass's HuggingFacewithChatTemplate
-    tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): transformers'
-                                               ServeCommand behind style_tune/deploy/cpu_server.py
+    tests/deploy/test_cpu_server.py            the CPU server (`make serve` without a GPU): the ids
+                                               style_tune/deploy/cpu_server.py hands generate
 
 Turn ``k`` (1-based) is asked with the prompt ``prompt(k)``; the model must answer ``output(k)`` and
 end it with ``<|im_end|>``.

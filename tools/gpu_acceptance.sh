@@ -189,20 +189,29 @@ chat_turn() {  # one scripted `make chat` turn: the question, the empty line tha
 }
 
 # `make serve` through the shared helper (style_tune/deploy/serving.py: its wait ends when the server
-# answers, or at once when the server process exits, or after serve_ready_s), one request from the
-# official openai client, then the server's whole process group is stopped.
+# answers, or at once when the server process exits, or after serve_ready_s), started with an API key
+# (make serve API_KEY=...: lmdeploy's --api-keys), one request from the official openai client with the
+# key and one without, then the server's whole process group is stopped.
 serve_py='
+import os
 import sys
 from pathlib import Path
 
+import openai
 from openai import OpenAI
 
 from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
 
 model, log, ready_s, max_tokens = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-with serve_model(model, mode="label", ready_timeout=ready_s, log=log) as server:
+key = "sk-gpu-check-" + os.urandom(8).hex()
+with serve_model(model, mode="label", ready_timeout=ready_s, log=log, api_key=key) as server:
     print(f"make serve: ready after {server.startup_s:.0f} s at {server.base_url}", flush=True)
-    client = OpenAI(base_url=server.base_url, api_key="none", timeout=120, max_retries=0)
+    try:
+        OpenAI(base_url=server.base_url, api_key="sk-wrong", max_retries=0).models.list()
+        print("a wrong key: answered (NOT refused)")
+    except openai.AuthenticationError as err:
+        print("a wrong key:", type(err).__name__, err.status_code)
+    client = OpenAI(base_url=server.base_url, api_key=key, timeout=120, max_retries=0)
     reply = client.chat.completions.create(model=SERVED_MODEL_NAME, max_tokens=max_tokens,
                                            messages=[{"role": "user", "content": "你好"}])
     choice = reply.choices[0]

@@ -1,17 +1,17 @@
-"""`make serve` without a CUDA GPU: transformers' own server (`transformers serve`), behind a thin
-OpenAI-protocol layer that makes it answer like lmdeploy's api_server does on a GPU.
+"""`make serve` without a CUDA GPU: an OpenAI-protocol server that answers like lmdeploy's api_server does
+on a GPU, with transformers ``generate`` as its engine, batching concurrent requests
+(style_tune.deploy.batcher).
 
     python -m style_tune.deploy.cpu_server MODEL --mode label|controllable [--style S] [--host H] [--port P]
-                                    [--max-model-len N] [--threads N]
+        [--max-model-len N] [--threads N] [--max-batch 8] [--max-waiting 32] [--timeout 300]
+        [--max-body-bytes 1048576]
 
-The engine is transformers 4.57's ``transformers.commands.serving.ServeCommand``: it loads the model,
-renders the messages with the model's own chat template (Qwen2.5's: ChatML), maps the request's
-sampling fields to ``generate`` and streams the reply (``generate_chat_completion``). Measured as
-shipped (docs/serving.md), it streams even for ``"stream": false`` (the official client then fails),
-lists hub model names instead of the served one, ignores the requested model name, answers an empty
-``messages`` list with a 500 and drops the connection on an over-long input, and reuses one KV cache
-across requests that follow each other (wrong under concurrency). This layer, and only it, fixes
-that:
+The model and tokenizer load with transformers' Auto classes (float32, no remote code); the prompt is the
+tokenizer's own chat template (Qwen2.5's: ChatML), the text every other front end renders
+(tests/deploy/test_cpu_server.py). ``transformers serve``, the first engine here, was dropped: as shipped
+(4.57) it streams even for ``"stream": false``, reuses one KV cache across requests, runs concurrent
+requests one beside the other in threads (8 clients got 111.8 tokens/s against one client's 123.8), and
+its continuous batching forces greedy decoding and drops the logits processors (docs/serving.md).
 
 - ``GET /v1/models`` lists one model, ``style-tune``; any other requested name gets a 404;
 - requests are checked before the engine sees them: malformed JSON, a body that is not an object,
@@ -19,17 +19,22 @@ that:
   tokens each get a 400 (OpenAI's error object, with a message saying what to fix);
 - a conversation without a system message gets the mode's system text (style_tune.core.prompts; in
   controllable mode ``--style``'s), exactly what lmdeploy's ``meta_instruction`` does on a GPU, so
-  the engine renders the training prompt (tests/deploy/test_cpu_server.py);
-- ``"stream": false`` collects the engine's stream into one ``chat.completion`` with ``usage``;
-  streamed chunks carry the served model name and end with ``data: [DONE]``;
-- each request starts from an empty KV cache (the engine's cross-request cache reuse is switched off);
+  the engine renders the training prompt;
+- ``"stream": false`` gets one ``chat.completion`` with ``usage``; streamed chunks end with
+  ``data: [DONE]``;
 - with API keys (``$STYLE_TUNE_API_KEYS``, one a line: `make serve API_KEY=...`), every ``/v1`` request
   must send one as ``Authorization: Bearer KEY`` or gets a 401 with OpenAI's error object (code
   ``invalid_api_key``), which never repeats the key; ``/health`` stays open. Without a key the server
   listens on loopback only (style_tune.deploy.serving.check_exposure);
-- a request body over ``--max-body-bytes`` (1 MiB) gets a 413 before it is read further.
+- limits, each answered while the server goes on: a body over ``--max-body-bytes`` gets a 413 before it
+  is read further; with ``--max-batch`` generations running and ``--max-waiting`` more waiting, a new
+  request gets a 503 with ``Retry-After`` (the openai client waits that long and retries); a request
+  still unanswered ``--timeout`` seconds after it arrived gets a 504 (streamed: an error event); a
+  client that disconnects stops its generation at the next token; one that never reads its stream
+  holds only its own connection.
 
-Everything else (loading, templating, sampling, decoding) is the engine's code.
+``GET /health`` reports the engine's load: generations running and waiting, batches run, requests
+cancelled, timed out and refused.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoint annotations (Request) at run time.
@@ -40,7 +45,6 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from style_tune.core import defaults
@@ -50,6 +54,9 @@ from style_tune.deploy.serving import API_KEYS_ENV, SERVED_MODEL_NAME, check_exp
 ROLES = ("system", "user", "assistant")
 #: The largest request body read: a chat request near the context limit is a few hundred KB of text.
 MAX_BODY_BYTES = 2**20
+#: Generations run together, requests waiting for a place, seconds a request may take: --max-batch,
+#: --max-waiting, --timeout. 8 rows cost a 2-core CPU little more per token than 1 (serve_bench_cpu.md).
+MAX_BATCH, MAX_WAITING, TIMEOUT_S = 8, 32, 300.0
 #: Request fields the engine cannot honour on this path (tools, stop strings, logprobs, ...): refused.
 UNSUPPORTED = ("stop", "tools", "tool_choice", "functions", "logprobs", "top_logprobs", "response_format",
                "logit_bias")
@@ -59,13 +66,14 @@ class RequestError(Exception):
     """A bad request: HTTP status, OpenAI error type and a message that says what to fix."""
 
     def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 param: str | None = None):
+                 param: str | None = None, code: str | int | None = None, headers: dict | None = None):
         super().__init__(message)
         self.status, self.message, self.kind, self.param = status, message, kind, param
+        self.code, self.headers = code or status, headers
 
     def body(self) -> dict:
         return {"error": {"message": self.message, "type": self.kind, "param": self.param,
-                          "code": self.status}}
+                          "code": self.code}}
 
 
 def check_request(body: object, *, default_system: str) -> dict:
@@ -129,18 +137,6 @@ def check_request(body: object, *, default_system: str) -> dict:
             "include_usage": bool((body.get("stream_options") or {}).get("include_usage")), **request}
 
 
-def parse_sse(lines: Iterator[str]) -> Iterator[dict]:
-    """The JSON payloads of the engine's ``data: {...}`` events; an error event raises RuntimeError."""
-    for event in lines:
-        for line in event.splitlines():
-            if not line.startswith("data: "):
-                continue
-            payload = json.loads(line[len("data: "):])
-            if "error" in payload:
-                raise RuntimeError(f"the engine failed: {payload['error']}")
-            yield payload
-
-
 def unauthorized(authorization: str | None, keys: list[str]) -> dict | None:
     """OpenAI's 401 error object for a request whose ``Authorization`` header carries none of KEYS (None
     when it carries one). The message never repeats what was sent."""
@@ -157,71 +153,74 @@ def unauthorized(authorization: str | None, keys: list[str]) -> dict | None:
 
 
 def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int | None,
-               keys: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES):
-    import torch  # noqa: F401  (the engine's dependency; imported first so a broken env fails here)
-    from fastapi import FastAPI, Request
+               keys: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES, *,
+               max_batch: int = MAX_BATCH, max_waiting: int = MAX_WAITING, timeout_s: float = TIMEOUT_S):
+    import asyncio
+
+    import torch
+    from fastapi import Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
-    from transformers.commands.serving import ServeArguments, ServeCommand
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from style_tune.deploy.batcher import Batcher, Busy, Job
 
     default_system = system_text(mode, style)
-    # model_timeout: transformers unloads an idle model after it; the server keeps its one model loaded.
-    args = ServeArguments(force_model=str(model_dir), device="cpu", dtype="float32", model_timeout=10**9,
-                          log_level="warning")
-    engine = ServeCommand(args)
-    engine.is_continuation = lambda request: False  # the engine's shared KV cache is unsafe across requests
-    model_id = engine.process_model_name(str(model_dir))
-    model, tokenizer = engine.load_model_and_processor(model_id)  # loaded before the port opens
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()  # before the port
+    # opens: a client never sees a server that is still loading
+    batcher = Batcher(model, tokenizer, max_batch=max_batch, max_waiting=max_waiting,
+                      timeout_s=timeout_s).start()
     limit = max_model_len or int(model.config.max_position_embeddings)
     default_max_tokens = int(model.generation_config.max_new_tokens or 1024)
     created = int(time.time())
 
-    def prompt_tokens(messages: list[dict[str, str]]) -> int:
-        return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-
-    def prepare(body: object) -> tuple[dict, int]:
+    def prepare(body: object) -> tuple[dict, list[int]]:
         request = check_request(body, default_system=default_system)
-        n_prompt = prompt_tokens(request["messages"])
+        prompt_ids = render(tokenizer, request["messages"])
         max_tokens = request.get("max_tokens", default_max_tokens)
-        if n_prompt + max_tokens > limit:
+        if len(prompt_ids) + max_tokens > limit:
             raise RequestError(400, f"this model's maximum context length is {limit} tokens; the messages "
-                                    f"take {n_prompt} and max_tokens asks for {max_tokens} more: shorten the "
-                                    "input or lower max_tokens", param="messages")
+                                    f"take {len(prompt_ids)} and max_tokens asks for {max_tokens} more: "
+                                    "shorten the input or lower max_tokens", param="messages")
         request["max_tokens"] = max_tokens
-        return request, n_prompt
+        return request, prompt_ids
 
-    def completion_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    def submit(request: dict, prompt_ids: list[int]) -> tuple[Job, asyncio.Queue]:
+        loop, items = asyncio.get_running_loop(), asyncio.Queue()
+        sampling = batcher.sampling(request.get("temperature"), request.get("top_p"), request.get("seed"))
+        job = Job(prompt_ids, request["max_tokens"], sampling,
+                  deliver=lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
+        try:
+            batcher.submit(job)
+        except Busy as busy:
+            raise RequestError(503, f"the server is busy ({max_batch} generations running, {max_waiting} "
+                                    f"waiting): retry after {busy.retry_after_s} s", kind="server_busy",
+                               headers={"Retry-After": str(busy.retry_after_s)}) from None
+        return job, items
 
-    def run(request: dict) -> Iterator[dict]:
-        """The engine's chunks for one request (its generate runs in a thread of its own)."""
-        engine_request = {k: v for k, v in request.items() if k not in ("stream", "include_usage")}
-        engine_request["request_id"] = request["id"]
-        yield from parse_sse(engine.generate_chat_completion(engine_request))
+    app = FastAPI(title="style-tune CPU server (transformers generate, batched)")
 
-    app = FastAPI(title="style-tune CPU server (transformers serve)")
-
-    @app.middleware("http")
-    async def check_key(http_request: Request, call_next):
-        if keys and http_request.url.path.startswith("/v1"):
+    def check_key(http_request: Request) -> None:
+        if keys:
             refusal = unauthorized(http_request.headers.get("authorization"), keys)
             if refusal is not None:
-                return JSONResponse(refusal, status_code=401, headers={"WWW-Authenticate": "Bearer"})
-        return await call_next(http_request)
+                raise RequestError(401, refusal["error"]["message"], param=None, code="invalid_api_key",
+                                   headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(RequestError)
     async def request_error(_: Request, err: RequestError):
-        return JSONResponse(err.body(), status_code=err.status)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     @app.get("/health")
     def health():
-        return {"status": "ok"}
+        return {"status": "ok", **batcher.load()}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", dependencies=[Depends(check_key)])
     def models():
         return {"object": "list", "data": [{"id": SERVED_MODEL_NAME, "object": "model", "created": created,
                                             "owned_by": "style-tune", "max_model_len": limit}]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
     async def chat_completions(http_request: Request):
         too_big = RequestError(413, f"the request body is over {max_body_bytes} bytes: shorten the messages",
                                param="messages")
@@ -237,50 +236,72 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as err:
             raise RequestError(400, f"the request body is not valid JSON: {err}") from None
-        request, n_prompt = prepare(body)
+        request, prompt_ids = prepare(body)
+        job, items = submit(request, prompt_ids)
         request["id"] = f"chatcmpl-{uuid.uuid4().hex}"
         if request["stream"]:
-            return StreamingResponse(stream(request, n_prompt), media_type="text/event-stream")
-        from starlette.concurrency import run_in_threadpool
+            return StreamingResponse(stream(request, len(prompt_ids), job, items),
+                                     media_type="text/event-stream")
+        return JSONResponse(await collect(request, len(prompt_ids), job, items, http_request))
 
-        return JSONResponse(await run_in_threadpool(collect, request, n_prompt))
-
-    def finish(text: str, max_tokens: int) -> tuple[str, int]:
-        """finish_reason and usage.completion_tokens: the engine streams text, not token ids, so the reply is
-        tokenized again (a reply the model wrote re-tokenizes to its own tokens; random text may not)."""
-        n = completion_tokens(text)
-        return ("length" if n >= max_tokens else "stop"), min(n, max_tokens)
-
-    def stream(request: dict, n_prompt: int) -> Iterator[str]:
-        text = ""
+    async def stream(request: dict, n_prompt: int, job: Job, items: asyncio.Queue):
         base = {"id": request["id"], "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": SERVED_MODEL_NAME}
         try:
-            for chunk in run(request):
-                choice = chunk["choices"][0]
-                delta = choice.get("delta", {})
-                if choice.get("finish_reason"):
-                    reason, n = finish(text, request["max_tokens"])
-                    yield _event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-                    if request["include_usage"]:
-                        yield _event({**base, "choices": [], "usage": _usage(n_prompt, n)})
+            yield _event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                               "finish_reason": None}]})
+            while True:
+                kind, *rest = await items.get()
+                if kind == "text":
+                    yield _event({**base, "choices": [{"index": 0, "delta": {"content": rest[0]},
+                                                       "finish_reason": None}]})
                     continue
-                text += delta.get("content") or ""
-                yield _event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
-        except Exception as err:  # mid-stream the status is sent already: the error goes in the stream
-            yield _event({"error": {"message": str(err), "type": "server_error", "code": 500}})
-        yield "data: [DONE]\n\n"
+                if kind == "end":
+                    yield _event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": rest[0]}]})
+                    if request["include_usage"]:
+                        yield _event({**base, "choices": [], "usage": _usage(n_prompt, rest[1])})
+                else:  # mid-stream the status is sent already: the error goes in the stream
+                    yield _event({"error": failure(rest[0], rest[1]).body()["error"]})
+                break
+            yield "data: [DONE]\n\n"
+        finally:  # the client is gone (Starlette cancels the stream) or the reply is complete
+            job.cancel()
 
-    def collect(request: dict, n_prompt: int) -> dict:
-        text = "".join(chunk["choices"][0].get("delta", {}).get("content") or "" for chunk in run(request))
-        reason, n = finish(text, request["max_tokens"])
-        return {"id": request["id"], "object": "chat.completion", "created": int(time.time()),
-                "model": SERVED_MODEL_NAME,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": reason}],
-                "usage": _usage(n_prompt, n)}
+    async def collect(request: dict, n_prompt: int, job: Job, items: asyncio.Queue,
+                      http_request: Request) -> dict:
+        text = []
+        while True:
+            try:
+                kind, *rest = await asyncio.wait_for(items.get(), timeout=1.0)
+            except TimeoutError:
+                if await http_request.is_disconnected():
+                    job.cancel()
+                    return {}
+                continue
+            if kind == "text":
+                text.append(rest[0])
+            elif kind == "end":
+                return {"id": request["id"], "object": "chat.completion", "created": int(time.time()),
+                        "model": SERVED_MODEL_NAME,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(text)},
+                                     "finish_reason": rest[0]}],
+                        "usage": _usage(n_prompt, rest[1])}
+            else:
+                raise failure(rest[0], rest[1])
 
     return app
+
+
+def render(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """The prompt's token ids: the tokenizer's own chat template, as every other front end renders it."""
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+
+
+def failure(kind: str, message: str) -> RequestError:
+    """The error for an engine's failure: 504 when the request ran past the server's timeout, else 500."""
+    if kind == "timeout":
+        return RequestError(504, message + ": ask for fewer tokens, or retry later", kind="timeout_error")
+    return RequestError(500, message, kind="server_error")
 
 
 def _event(payload: dict) -> str:
@@ -305,6 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--max-body-bytes", type=int, default=MAX_BODY_BYTES,
                         help=f"largest request body (default {MAX_BODY_BYTES}); larger: 413")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                        help=f"generations run together (default {MAX_BATCH}): more is more throughput, "
+                             "slower replies each")
+    parser.add_argument("--max-waiting", type=int, default=MAX_WAITING,
+                        help=f"requests that may wait for a place (default {MAX_WAITING}); more: 503")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
+                        help=f"seconds a request may take from arrival to its last token (default "
+                             f"{TIMEOUT_S:g}); longer: 504")
     args = parser.parse_args(argv)
     keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split("\n") if key.strip()]
     check_exposure("cpu_server", args.host, keys)
@@ -315,7 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     import uvicorn
 
-    app = create_app(args.model, args.mode, style, args.max_model_len, keys, args.max_body_bytes)
+    for name in ("max_body_bytes", "max_batch", "max_waiting", "timeout"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    app = create_app(args.model, args.mode, style, args.max_model_len, keys, args.max_body_bytes,
+                     max_batch=args.max_batch, max_waiting=args.max_waiting, timeout_s=args.timeout)
     print(f"cpu_server: {args.model} as {SERVED_MODEL_NAME!r} on http://{args.host}:{args.port}/v1 "
           f"(mode {args.mode}{', style ' + style if style else ''}; "
           f"{f'{len(keys)} API key(s) required' if keys else 'no API key'})", flush=True)

@@ -219,6 +219,30 @@ class Server:
         self.stop()
 
 
+def process_group(pgid: int) -> list[int]:
+    """The pids of a process group's live processes (from /proc): a server and what it started."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.getpgid(int(name)) == pgid:
+                    pids.append(int(name))
+            except ProcessLookupError:
+                continue
+    return pids
+
+
+def find_process(pgid: int, word: bytes) -> int:
+    """The pid of the process of group PGID whose command line holds WORD (ServerError if none)."""
+    for pid in process_group(pgid):
+        try:
+            if word in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        except OSError:
+            continue
+    raise ServerError(f"no process of group {pgid} runs {word.decode()!r}")
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether any process of the process group is still alive."""
     try:

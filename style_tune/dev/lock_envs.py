@@ -93,11 +93,11 @@ ENVS: dict[str, Env] = {
                  "lmdeploy.cli.entrypoint", *CORE, "style_tune.eval.turbomind",
                  "style_tune.eval.run_opencompass", "style_tune.eval.evaluator"),
     ),
-    # lmdeploy (GPU) and the CPU server (transformers' serving code) in one set: requirements/deploy.txt.
+    # lmdeploy (GPU) and the CPU server (transformers generate, FastAPI) in one set: requirements/deploy.txt.
     "deploy": Env(
         reqs=("deploy.txt", "test.txt"), suite="tests/deploy",
         imports=("torch", "transformers", "lmdeploy", "lmdeploy.cli.entrypoint", "fastapi", "uvicorn",
-                 "openai", "transformers.commands.serving", *CORE, "style_tune.deploy.cpu_server",
+                 "openai", *CORE, "style_tune.deploy.batcher", "style_tune.deploy.cpu_server",
                  "style_tune.deploy.serving", "benchmarks.bench_serve"),
     ),
     # `make webui` and its browser test: no torch (see requirements/webui.txt).
