@@ -365,7 +365,8 @@ webui: env-webui env-deploy  ## web page: base vs tuned replies side by side, st
 		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)'
 
 # make bench-serve: the CPU server vs transformers `generate` in one process, 1 and 8 clients, on the
-# tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md}
+# tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md};
+# BENCH_SERVE_ARGS=--soak: 500 requests, a tenth of them bad -> benchmarks/serve_soak_cpu.{json,md}
 BENCH_SERVE_MODEL ?= $(TINY_MODEL)
 BENCH_SERVE_ARGS ?=
 bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and 8 clients, vs in-process generate

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""`make bench-serve`: the CPU server (`make serve`) against transformers ``generate`` in one process.
+"""`make bench-serve`: the CPU server (`make serve`) against transformers ``generate`` in one process;
+`make bench-serve BENCH_SERVE_ARGS=--soak`: the server under a long mixed load.
 
     python -m benchmarks.bench_serve --model DIR [--max-tokens 32] [--rounds 1]
         [--out benchmarks/serve_bench_cpu]
+    python -m benchmarks.bench_serve --model DIR --soak [--requests 500] [--concurrency 8]
+        [--out benchmarks/serve_soak_cpu]
 
 Both run the same model (float32, CPU), the same 8 prompts (the first distinct user prompts of the
 shipped CSV, with the label-mode system text), greedy decoding and the same reply length, side by side
@@ -14,27 +17,39 @@ in one run:
   streaming; 1 client asks the prompts one after another, 8 clients ask them at once; time to first
   token = until the first streamed content; tokens = the server's ``usage.completion_tokens``.
 
-tokens/s = reply tokens / wall time. Prints a table and writes OUT.json and OUT.md atomically, with the
-machine's core count and load averages before and after (other work on the machine shows there).
+tokens/s = reply tokens / wall time.
+
+The soak: the server started with an API key (`make serve API_KEY=...`), then ``--requests`` requests
+from ``--concurrency`` clients at once, raw HTTP; every tenth is bad, in turn a malformed JSON body, a body
+over the server's 1 MiB limit and a wrong key. Every good request must get a 200 (or a 503 with
+Retry-After), every bad one its 4xx (400, 413, 401); the server's resident memory after a warm-up (the
+first ``--concurrency`` * 4 requests) and at the end; p50/p95 latency of the good requests; their tokens/s.
+
+Both print a table and write OUT.json and OUT.md atomically, with the machine's core count and load
+averages before and after. A run that starts on a busy machine (1-minute load over half its cores) is
+labelled so in its table: its figures mix engine speed with CPU share.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import http.client
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from style_tune import REPO_ROOT
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import system_text
-from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
+from style_tune.deploy.serving import SERVED_MODEL_NAME, find_process, serve_model
 
 CLIENTS = (1, 8)
 
@@ -91,8 +106,9 @@ def bench_server(model_dir: Path, conversations: list[list[dict]], max_tokens: i
                  log: Path) -> tuple[list[dict], float]:
     from openai import OpenAI
 
-    with serve_model(model_dir, mode="label", log=log) as server:
-        client = OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=600)
+    with serve_model(model_dir, mode="label", log=log) as server:  # loopback, no key
+        client = OpenAI(base_url=server.base_url, api_key=os.environ.get("OPENAI_API_KEY") or "none",
+                        max_retries=0, timeout=600)
 
         def ask(messages: list[dict]) -> tuple[float, int]:
             start, first, usage = time.perf_counter(), None, None
@@ -131,13 +147,7 @@ def render(result: dict) -> str:
              f"{result['server_startup_s']:.1f} s. Load average (1/5/15 min) before "
              f"{before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, "
              f"after {after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f}."]
-    if max(before[0], after[0]) > result["cpus"]:
-        lines += ["", f"**The machine was shared with other work during this run** (load above its "
-                      f"{result['cpus']} cores): each runnable thread gets a slice of the CPU, so the "
-                      "server's "
-                      "concurrent request threads win a larger share than one in-process `generate`, and the "
-                      "figures mix engine speed with CPU share. Rerun `make bench-serve` on an idle machine "
-                      "before comparing engines."]
+    lines += busy_warning(result)
     lines += ["", "| engine | clients | requests | reply tokens | tokens/s | time to first token (median) |",
               "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['engine']} | {r['clients']} | {r['requests']} | {r['tokens']} | "
@@ -145,6 +155,127 @@ def render(result: dict) -> str:
     lines += ["", "| clients | served / in-process tokens/s |", "|---:|---:|"]
     lines += [f"| {c} | {by[('make', c)]['tokens_per_s'] / by[('transformers', c)]['tokens_per_s']:.2f} |"
               for c in CLIENTS]
+    lines += ["", f"| engine | {max(CLIENTS)} clients / 1 client, tokens/s |", "|---|---:|"]
+    lines += [f"| {r['engine']} | {by[(key, max(CLIENTS))]['tokens_per_s'] / r['tokens_per_s']:.2f} |"
+              for key in ("transformers", "make") for r in [by[(key, 1)]]]
+    return "\n".join(lines) + "\n"
+
+
+def busy(result: dict) -> bool:
+    """Whether the run started on a busy machine: a 1-minute load over half its cores."""
+    return result["loadavg_before"][0] > result["cpus"] / 2
+
+
+def busy_warning(result: dict) -> list[str]:
+    if not busy(result):
+        return []
+    return ["", f"**The machine was busy when this run started** (1-minute load "
+                f"{result['loadavg_before'][0]:.1f} on {result['cpus']} cores): the figures mix engine speed "
+                "with the CPU share other work left. Rerun on an idle machine before comparing."]
+
+
+#: The soak's bad requests, in turn (every tenth request), and the status each must get.
+BAD = {"malformed JSON": 400, "body over 1 MiB": 413, "wrong key": 401}
+
+
+def soak(model_dir: Path, conversations: list[list[dict]], max_tokens: int, requests: int, concurrency: int,
+         log: Path) -> dict:
+    key = "sk-bench-" + os.urandom(8).hex()
+    with serve_model(model_dir, mode="label", log=log, api_key=key) as server:
+        pid = find_process(server.process.pid, b"style_tune.deploy.cpu_server")
+        url = urlsplit(server.base_url)
+
+        def send(i: int) -> dict:
+            kind = list(BAD)[(i // 10) % len(BAD)] if i % 10 == 9 else "good"
+            body = json.dumps({"model": SERVED_MODEL_NAME, "messages": conversations[i % len(conversations)],
+                               "max_tokens": max_tokens, "temperature": 0}).encode()
+            if kind == "malformed JSON":
+                body = body[:-5]
+            elif kind == "body over 1 MiB":
+                body = json.dumps({"model": SERVED_MODEL_NAME, "messages": [
+                    {"role": "user", "content": "你" * (2**20 // 3 + 10)}]}).encode()
+            headers = {"Content-Type": "application/json",
+                       "Authorization": f"Bearer {'sk-wrong' if kind == 'wrong key' else key}"}
+            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+            start = time.perf_counter()
+            try:
+                connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
+                response = connection.getresponse()
+                answer = json.loads(response.read() or b"{}")
+                status, retry_after = response.status, response.getheader("Retry-After")
+            except OSError as err:  # the connection broke: counted, never expected
+                status, retry_after, answer = f"{type(err).__name__}", None, {}
+            finally:
+                connection.close()
+            tokens = answer.get("usage", {}).get("completion_tokens", 0) if status == 200 else 0
+            return {"kind": kind, "status": status, "retry_after": retry_after,
+                    "latency_s": time.perf_counter() - start, "tokens": tokens}
+
+        warm_up = min(requests, concurrency * 4)
+        with ThreadPoolExecutor(concurrency) as pool:
+            results = list(pool.map(send, range(warm_up)))
+            rss_warm = rss_kib(pid)
+            start = time.perf_counter()
+            measured = list(pool.map(send, range(warm_up, requests)))
+            wall = time.perf_counter() - start
+        rss_end = rss_kib(pid)
+        load = json.load(urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/health", timeout=10))
+    results += measured
+
+    def expected(r: dict) -> bool:
+        if r["kind"] == "good":
+            return r["status"] == 200 or (r["status"] == 503 and r["retry_after"] is not None)
+        return r["status"] == BAD[r["kind"]]
+
+    good = [r for r in measured if r["kind"] == "good" and r["status"] == 200]
+    latencies = sorted(r["latency_s"] for r in good)
+    statuses: dict[str, dict[str, int]] = {}
+    for r in results:
+        row = statuses.setdefault(r["kind"], {})
+        row[str(r["status"])] = row.get(str(r["status"]), 0) + 1
+    return {"requests": requests, "concurrency": concurrency, "warm_up": warm_up, "statuses": statuses,
+            "unexpected": sum(not expected(r) for r in results), "rss_kib_after_warm_up": rss_warm,
+            "rss_kib_end": rss_end, "rss_growth": rss_end / rss_warm - 1, "measured_s": wall,
+            "good_answered": len(good), "tokens": sum(r["tokens"] for r in good),
+            "tokens_per_s": sum(r["tokens"] for r in good) / wall, "requests_per_s": len(measured) / wall,
+            "latency_p50_s": statistics.median(latencies),
+            "latency_p95_s": statistics.quantiles(latencies, n=20)[-1], "server": load}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def render_soak(result: dict) -> str:
+    """The Markdown report of a soak (also from its JSON)."""
+    s = result["soak"]
+    before, after = result["loadavg_before"], result["loadavg_after"]
+    lines = [f"# CPU server soak ({result['date']})", "",
+             f"`make bench-serve BENCH_SERVE_ARGS=--soak` on `{result['model']}`: {s['requests']} requests "
+             f"from {s['concurrency']} clients at once, {result['max_tokens']} reply tokens each, greedy; "
+             f"every tenth request bad ({', '.join(f'{k}: {v}' for k, v in BAD.items())} expected). "
+             f"{result['cpus']} cores, torch {result['torch']} ({result['torch_threads']} threads), "
+             f"transformers {result['transformers']}. "
+             f"Load average (1/5/15 min) before {before[0]:.1f}/{before[1]:.1f}/{before[2]:.1f}, after "
+             f"{after[0]:.1f}/{after[1]:.1f}/{after[2]:.1f}."]
+    lines += busy_warning(result)
+    lines += ["", "| requests | statuses |", "|---|---|"]
+    lines += [f"| {kind} | {', '.join(f'{n} × {status}' for status, n in sorted(counts.items()))} |"
+              for kind, counts in s["statuses"].items()]
+    lines += ["", "| measure | value |", "|---|---:|",
+              f"| answers not as expected | {s['unexpected']} |",
+              f"| good requests answered after the warm-up ({s['warm_up']} requests) | "
+              f"{s['good_answered']} |",
+              f"| latency p50 / p95 (good, answered) | {s['latency_p50_s']:.2f} s / "
+              f"{s['latency_p95_s']:.2f} s |",
+              f"| throughput | {s['tokens_per_s']:.1f} tokens/s, {s['requests_per_s']:.1f} requests/s |",
+              f"| server RSS after the warm-up / at the end | {s['rss_kib_after_warm_up'] / 1024:.0f} MiB / "
+              f"{s['rss_kib_end'] / 1024:.0f} MiB ({s['rss_growth']:+.1%}) |",
+              f"| server: batches / rows / refused | {s['server'].get('batches', 0)} / "
+              f"{s['server'].get('rows', 0)} / {s['server'].get('refused', 0)} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -153,33 +284,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--max-tokens", type=int, default=32, help="reply length of every request")
     parser.add_argument("--rounds", type=int, default=1, help="times each client set asks the 8 prompts")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "serve_bench_cpu")
+    parser.add_argument("--soak", action="store_true", help="the soak instead: many requests, some bad")
+    parser.add_argument("--requests", type=int, default=500, help="soak: requests in all")
+    parser.add_argument("--concurrency", type=int, default=8, help="soak: clients at once")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/serve_bench_cpu (soak: benchmarks/serve_soak_cpu)")
     args = parser.parse_args(argv)
+    out = args.out or REPO_ROOT / "benchmarks" / ("serve_soak_cpu" if args.soak else "serve_bench_cpu")
     import torch
     import transformers
 
     conversations = prompts(max(CLIENTS))
     load_before = os.getloadavg()
-    print(f"bench_serve: {args.model}, {len(conversations)} prompts, {args.max_tokens} tokens each, "
-          f"{args.rounds} rounds; in process first ...", flush=True)
-    rows = bench_generate(args.model, conversations, args.max_tokens, args.rounds)
-    print("bench_serve: the server ...", flush=True)
-    served, startup = bench_server(args.model, conversations, args.max_tokens, args.rounds,
-                                   REPO_ROOT / "outputs" / "bench_serve" / "server.log")
-    rows += served
-    load_after = os.getloadavg()
-    result = {
-        "model": str(args.model), "max_tokens": args.max_tokens, "rounds": args.rounds,
-        "server_startup_s": startup, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-        "loadavg_before": load_before, "loadavg_after": load_after, "torch": torch.__version__,
-        "transformers": transformers.__version__, "python": platform.python_version(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows,
-    }
-    table = render(result)
-    write_atomically(args.out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
-    write_atomically(args.out.with_suffix(".md"), table)
+    log = REPO_ROOT / "outputs" / "bench_serve" / "server.log"
+    result = {"model": str(args.model), "max_tokens": args.max_tokens, "cpus": os.cpu_count(),
+              "torch_threads": torch.get_num_threads(), "loadavg_before": load_before,
+              "torch": torch.__version__,
+              "transformers": transformers.__version__, "python": platform.python_version(),
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.soak:
+        print(f"bench_serve: soak, {args.requests} requests from {args.concurrency} clients ...", flush=True)
+        result["soak"] = soak(args.model, conversations, args.max_tokens, args.requests, args.concurrency,
+                              log)
+    else:
+        print(f"bench_serve: {args.model}, {len(conversations)} prompts, {args.max_tokens} tokens each, "
+              f"{args.rounds} rounds; in process first ...", flush=True)
+        rows = bench_generate(args.model, conversations, args.max_tokens, args.rounds)
+        print("bench_serve: the server ...", flush=True)
+        served, startup = bench_server(args.model, conversations, args.max_tokens, args.rounds, log)
+        result.update(rounds=args.rounds, server_startup_s=startup, rows=rows + served)
+    result["loadavg_after"] = os.getloadavg()
+    table = render_soak(result) if args.soak else render(result)
+    write_atomically(out.with_suffix(".json"), json.dumps(result, indent=2) + "\n")
+    write_atomically(out.with_suffix(".md"), table)
     print(table)
-    print(f"bench_serve: wrote {args.out.with_suffix('.json')} and {args.out.with_suffix('.md')}")
+    print(f"bench_serve: wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    if args.soak and result["soak"]["unexpected"]:
+        print(f"bench_serve: {result['soak']['unexpected']} answers were not as expected (table above)",
+              file=sys.stderr)
+        return 1
     return 0
 
 
