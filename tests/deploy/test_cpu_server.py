@@ -378,13 +378,13 @@ def test_the_soak_benchmark_counts_every_answer(fresh_tiny_model_dir: Path, tmp_
     from benchmarks import bench_serve
 
     out = tmp_path / "soak"
-    assert bench_serve.main(["--model", str(fresh_tiny_model_dir), "--soak", "--requests", "40",
+    assert bench_serve.main(["--model", str(fresh_tiny_model_dir), "--soak", "--requests", "30",
                              "--concurrency", "4", "--max-tokens", "4", "--out", str(out)]) == 0
     soak = json.loads(out.with_suffix(".json").read_text(encoding="utf-8"))["soak"]
-    assert soak["unexpected"] == 0 and soak["statuses"]["good"] == {"200": 36}
-    assert soak["statuses"]["malformed JSON"] == {"400": 2}
+    assert soak["unexpected"] == 0 and soak["statuses"]["good"] == {"200": 27}
+    assert soak["statuses"]["malformed JSON"] == {"400": 1}
     assert soak["statuses"]["body over 1 MiB"] == {"413": 1}
     assert soak["statuses"]["wrong key"] == {"401": 1}
     assert soak["rss_kib_end"] > 0 and 0 < soak["latency_p50_s"] <= soak["latency_p95_s"]
-    assert soak["tokens"] > 0 and soak["server"]["rows"] >= 36
+    assert soak["tokens"] > 0 and soak["server"]["rows"] >= 27
     assert "| wrong key | 1 × 401 |" in out.with_suffix(".md").read_text(encoding="utf-8")
