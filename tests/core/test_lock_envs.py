@@ -148,3 +148,22 @@ def test_resolver_errors_become_one_line() -> None:
     line = lock_envs.one_line(err)
     assert "\n" not in line
     assert line.startswith("Because lmdeploy==0.18.0 depends on triton>=3.4.0 and torch==2.5.1")
+
+
+def test_imports_are_checked_again_only_after_a_change(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-envs repeats an env's import check only when a module of the project is newer than the
+    env's stamp (setup writes it right after its own import check)."""
+    for folder in ("style_tune", "benchmarks"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "m.py").write_text("")
+    (tmp_path / ".envs" / "eval").mkdir(parents=True)
+    stamp = tmp_path / ".envs" / "eval" / ".installed"
+    monkeypatch.setattr(lock_envs, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(lock_envs, "ENVS_DIR", tmp_path / ".envs")
+    assert not lock_envs.imports_checked_since_last_change("eval")  # not built
+    stamp.touch()
+    os.utime(stamp, (2_000_000_000, 2_000_000_000))
+    assert lock_envs.imports_checked_since_last_change("eval")
+    os.utime(tmp_path / "benchmarks" / "m.py", (2_000_000_001, 2_000_000_001))  # edited after the build
+    assert not lock_envs.imports_checked_since_last_change("eval")
