@@ -328,9 +328,9 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
 
-report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
-		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED)
+		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)'
 
 # score-replies: replies from anywhere (an API, another framework), one JSON object a line: "user", "style"
 # (温柔|毒舌|gentle|snarky) or "system" (the system text sent), "reply", optional "finish_reason". Scored by
@@ -346,10 +346,12 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE), on the C
 		SPLIT_DIR=data/$(MODE) TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo-$(MODE) EVAL_DEVICE=cpu
 
 # ---------------------------------------------------------------- web page and serving benchmark
-# make webui: base vs tuned side by side (style_tune/webui/app.py, Gradio, webui env). BASE_API=/TUNED_API= any
-# OpenAI-compatible .../v1 URL (lmdeploy on a GPU, `make serve` on a CPU); without them the page starts
-# the CPU server for WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s models) and stops it on exit.
-.PHONY: webui bench-serve
+# make webui: a blind rating session, base vs tuned (style_tune/webui/app.py, Gradio, webui env): N held-out
+# prompts per style, replies as A and B in an order drawn per prompt from SEED, revealed after each verdict
+# (BLIND=0: named, for demos). BASE_API=/TUNED_API= any OpenAI-compatible .../v1 URL (lmdeploy on a GPU,
+# `make serve` on a CPU, a hosted API); without them the page starts the CPU server for
+# WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s models) and stops it on exit. make verdicts counts them.
+.PHONY: webui verdicts bench-serve
 BASE_API ?=
 TUNED_API ?=
 WEBUI_BASE ?= $(DEMO_BASE)
@@ -358,11 +360,17 @@ WEBUI_HOST ?= 127.0.0.1
 WEBUI_PORT ?= 7860
 WEBUI_TEST ?= $(SPLIT_DIR)/test.json
 VERDICTS ?= outputs/webui/verdicts.jsonl
+N ?= 20
+BLIND ?= 1
 
-webui: env-webui env-deploy  ## web page: base vs tuned replies side by side, streaming, verdicts to VERDICTS (WEBUI_PORT=)
+webui: env-webui env-deploy  ## blind rating page: base vs tuned as A/B, streaming, verdicts to VERDICTS (N=, BLIND=0, WEBUI_PORT=)
 	$(WEBUI_PY) -m style_tune.webui.app --mode '$(MODE)' --base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
 		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)') \
-		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)'
+		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)' \
+		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind)
+
+verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates with 95 % intervals, position bias
+	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS)
 
 # make bench-serve: the CPU server vs transformers `generate` in one process, 1 and 8 clients, on the
 # tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md};

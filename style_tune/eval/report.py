@@ -38,6 +38,7 @@ from style_tune.eval.style_metrics import (
     load_rows,
     score_replies,
 )
+from style_tune.eval.verdicts import report_section as verdicts_section
 
 MODELS = ("base", "tuned")
 
@@ -150,7 +151,8 @@ def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str,
     return lines
 
 
-def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int) -> str:
+def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int,
+                 verdicts: Path | None = None) -> str:
     run_dir = run_dir.resolve()
     settings = run_settings(run_dir)
     mode = settings["mode"]
@@ -200,6 +202,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "prompt): lengths and distinct-n near it mean replies shaped like the data.",
         "",
         *(report_section(judged) + [""] if judged else []),
+        *(verdicts_section(verdicts) if verdicts and verdicts.is_file() else []),
         "## Training loss",
         "",
     ]
@@ -248,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-work-dir", type=Path, help="the XTuner work dir of the tuned model")
     parser.add_argument("--samples", type=int, default=10, help="prompts for the side-by-side check")
     parser.add_argument("--seed", type=int, default=defaults.SEED, help="seed of that draw")
+    parser.add_argument("--verdicts", type=Path, help="the web page's verdicts: counted when the file exists")
     args = parser.parse_args(argv)
-    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed)
+    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts)
     print(f"[report] {args.out}")
     return 0
 

@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""`make webui`: judge the style by eye. The base and the tuned model answer side by side, streaming.
+"""`make webui`: judge the style by eye, blind. Two models answer the same held-out prompt as "A" and "B".
 
     python -m style_tune.webui.app [--base-api URL] [--tuned-api URL] [--port 7860] [--verdicts FILE]
-                          [--test data/label/test.json] [--mode label|controllable]
-                          [--base-model DIR] [--tuned-model DIR]
+                          [--test data/label/test.json] [--mode label|controllable] [--n 20] [--seed 42]
+                          [--no-blind] [--base-model DIR] [--tuned-model DIR]
 
-- Type a message or pick one of the held-out test prompts (``--test``: a split's test.json).
+- A rating session: the first ``--n`` distinct held-out prompts per style of ``--test`` (a split's
+  test.json; controllable mode: each with its style's system text, the styles taking turns), shown one at
+  a time with the progress ("Prompt 7 of 20"); the page opens on the first prompt not yet judged, ready
+  to send. The verdict file is the session's state: a reload, or the same rater tomorrow, continues there.
+- Blind (the default): the replies are "A" and "B" in an order drawn per prompt from ``--seed``; which
+  model wrote which is revealed only after the verdict. Nothing the browser gets before then names an
+  endpoint (its name, URL or model name). ``--no-blind``: A is base, B is tuned, each labelled (demos).
 - Both models get the same messages: the system text the tuned model was trained with (label mode:
-  Qwen's default; controllable mode: the chosen style's, so the style picker is shown), then the
-  user's message. Temperature and max tokens apply to both.
-- A verdict button appends one JSON line to ``--verdicts`` (prompt, system text, both replies,
-  settings, endpoints, verdict), written with a single append so a line is never half there.
+  Qwen's default; controllable mode: the prompt's style's), then the prompt (editable before sending).
+- Verdicts: A better, B better, tie, both bad (keys a, b, t, x). Each appends one JSON line to
+  ``--verdicts`` with a single write (never half a line): prompt, style, system text, both replies,
+  which endpoint was A and which B (name, URL, model), the verdict, the settings, the rater's name (if
+  given), the seed and the time. `make verdicts` counts them (style_tune/eval/verdicts.py).
 - ``--base-api``/``--tuned-api`` (make: ``BASE_API=``, ``TUNED_API=``): any OpenAI-compatible
-  ``.../v1`` endpoint (lmdeploy on a GPU, `make serve` on a CPU); each endpoint's first listed model
-  is asked. Without one, the page starts `python -m style_tune.deploy.chat serve` for
-  ``--base-model``/``--tuned-model`` (default: `make demo`'s models) on a free local port and stops
-  it on exit.
+  ``.../v1`` endpoint (lmdeploy on a GPU, `make serve` on a CPU, a hosted API; the key from
+  OPENAI_API_KEY); each endpoint's first listed model is asked. Without one, the page starts
+  `python -m style_tune.deploy.chat serve` for ``--base-model``/``--tuned-model`` (default: `make demo`'s
+  models) on a free local port and stops it on exit.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import queue
+import random
 import signal
 import sys
 import threading
@@ -37,7 +45,6 @@ from style_tune.core.prompts import MODES, STYLES, system_text
 from style_tune.core.steps import fail
 from style_tune.deploy.serving import Server, free_port, list_models
 
-VERDICTS = ("base better", "tie", "tuned better", "both bad")
 #: Defaults of the sliders (also what a verdict records when they were not moved).
 DEFAULT_TEMPERATURE = 0.7
 DEFAULT_MAX_TOKENS = 256
@@ -57,6 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", type=Path, default=REPO_ROOT / defaults.split_dir() / "test.json",
                         help="held-out prompts to pick from (a split's test.json); optional")
     parser.add_argument("--verdicts", type=Path, default=REPO_ROOT / "outputs" / "webui" / "verdicts.jsonl")
+    parser.add_argument("--n", type=int, default=20, help="held-out prompts per style in a rating session")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="draws which reply is A for each prompt (the same on a reload)")
+    parser.add_argument("--no-blind", dest="blind", action="store_false",
+                        help="name the models beside their replies (demos), A = base, B = tuned")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--ready-timeout", type=float, default=180.0,
@@ -64,18 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--logs", type=Path, default=REPO_ROOT / "outputs" / "webui",
                         help="the local servers' logs")
     return parser.parse_args(argv)
-
-
-def held_out_prompts(test_json: Path) -> list[str]:
-    """The distinct first-turn prompts of a split file, in file order; [] when there is none."""
-    if not test_json.is_file():
-        return []
-    try:
-        rows = json.loads(test_json.read_text(encoding="utf-8"))
-        prompts = [row["conversation"][0]["input"] for row in rows]
-    except (ValueError, KeyError, IndexError, TypeError) as err:
-        fail("webui", f"{test_json} is not a split file (make split): {err}")
-    return list(dict.fromkeys(prompts))
 
 
 def record_verdict(path: Path, record: dict) -> None:
@@ -124,86 +124,177 @@ class Endpoint:
         out.put((self.name, None))
 
 
-def build_page(base: Endpoint, tuned: Endpoint, mode: str, prompts: list[str], verdicts: Path):
+def session_items(test_json: Path, mode: str, n: int) -> list[dict[str, str | None]]:
+    """The prompts of a rating session: the first N distinct held-out prompts per style (controllable
+    mode: with that style's system text; label mode: one set, no style asked), the styles taking turns."""
+    if not test_json.is_file():
+        return []
+    try:
+        turns = [row["conversation"][0] for row in json.loads(test_json.read_text(encoding="utf-8"))]
+        pairs = [(turn["input"], turn.get("system", "")) for turn in turns]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        fail("webui", f"{test_json} is not a split file (make split): {err}")
+    if mode != "controllable":
+        return [{"prompt": p, "style": None} for p in list(dict.fromkeys(p for p, _ in pairs))[:n]]
+    per_style = {style: list(dict.fromkeys(p for p, system in pairs if system == system_text(mode, style)))
+                 for style in STYLES}
+    per_style = {style: prompts[:n] for style, prompts in per_style.items()}
+    return [{"prompt": per_style[style][i], "style": style}
+            for i in range(max(map(len, per_style.values()), default=0)) for style in STYLES
+            if i < len(per_style[style])]
+
+
+def shown_order(seed: int, item: dict) -> tuple[str, str]:
+    """Which endpoint is "A" and which "B" for this prompt: drawn from the seed and the prompt alone, so a
+    reload (or another rater with the same seed) sees the same order."""
+    draw = random.Random(f"{seed}\n{item['style']}\n{item['prompt']}").random()
+    return ("tuned", "base") if draw < 0.5 else ("base", "tuned")
+
+
+def judged(verdicts: Path, seed: int, rater: str) -> set[tuple[str, str | None]]:
+    """The (prompt, style) pairs this rater already judged in this seed's session: the verdict file is the
+    session's state (a line that is not a record is left to `make verdicts` to report)."""
+    done = set()
+    if verdicts.is_file():
+        for line in verdicts.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                if record.get("seed") == seed and (record.get("rater") or "") == rater:
+                    done.add((record["prompt"], record.get("style")))
+            except (ValueError, KeyError, AttributeError):
+                continue
+    return done
+
+
+def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], verdicts: Path, *,
+               blind: bool = True, seed: int = 0):
+    """The rating page. Blind: the replies are "A" and "B" in a per-prompt order drawn from SEED, and which
+    endpoint wrote which is revealed only after the verdict; nothing the browser receives before then names
+    an endpoint (names, URLs and model names stay in this process). Not blind: A is base, B is tuned,
+    each labelled."""
     import gradio as gr
 
-    def messages_for(message: str, style: str | None) -> list[dict[str, str]]:
-        return [{"role": "system", "content": system_text(mode, style if mode == "controllable" else None)},
-                {"role": "user", "content": message}]
+    def order(item: dict) -> tuple[str, str]:
+        return shown_order(seed, item) if blind else ("base", "tuned")
 
-    def answer(message: str, style: str | None, temperature: float, max_tokens: int):
+    def describe(name: str) -> str:
+        return f"{name} (`{endpoints[name].model}` at {endpoints[name].base_url})"
+
+    def position(rater: str) -> tuple[int, str, str]:
+        """The first item this rater has not judged, its progress line and its prompt."""
+        done = judged(verdicts, seed, (rater or "").strip())
+        index = next((i for i, item in enumerate(items) if (item["prompt"], item["style"]) not in done),
+                     len(items))
+        if not items:
+            return 0, "No held-out prompts (--test): type a message.", ""
+        if index == len(items):
+            return index, f"All {len(items)} prompts judged: `make verdicts VERDICTS={verdicts}` counts.", ""
+        item = items[index]
+        style = f" · style **{item['style']}**" if item["style"] else ""
+        return index, f"Prompt **{index + 1} of {len(items)}**{style}", item["prompt"]
+
+    def start(rater: str):
+        index, progress, prompt = position(rater)
+        return {"index": index}, progress, prompt, "", ""
+
+    def answer(message: str, rater: str, temperature: float, max_tokens: int, state: dict):
         message = (message or "").strip()
         if not message:
-            raise gr.Error("Type a message or pick a held-out prompt first.")
-        messages = messages_for(message, style)
+            raise gr.Error("Type a message first.")
+        index = (state or {}).get("index", 0)
+        item = items[index] if index < len(items) else {"prompt": message, "style": None}
+        style = (item["style"] or STYLES[0]) if mode == "controllable" else None
+        messages = [{"role": "system", "content": system_text(mode, style)},
+                    {"role": "user", "content": message}]
+        shown = order(item)
         out: queue.Queue = queue.Queue()
-        for side in (base, tuned):
-            threading.Thread(target=side.stream, args=(messages, temperature, int(max_tokens), out),
-                             daemon=True).start()
-        replies, running, start = {"base": "", "tuned": ""}, 2, time.monotonic()
+        for name in shown:
+            threading.Thread(target=endpoints[name].stream, daemon=True,
+                             args=(messages, temperature, int(max_tokens), out)).start()
+        replies, running, begun = {name: "" for name in shown}, 2, time.monotonic()
         while running:
             name, text = out.get()
             if text is None:
                 running -= 1
             else:
                 replies[name] = text
-            state = {"message": message, "messages": messages, **replies, "temperature": temperature,
-                     "max_tokens": int(max_tokens)}
-            status = f"done in {time.monotonic() - start:.1f} s" if not running else "streaming ..."
-            yield replies["base"], replies["tuned"], state, status
+            state = {"index": index, "item": item, "message": message, "messages": messages, "shown": shown,
+                     "replies": replies, "temperature": temperature, "max_tokens": int(max_tokens)}
+            status = f"done in {time.monotonic() - begun:.1f} s" if not running else "streaming ..."
+            yield replies[shown[0]], replies[shown[1]], state, status, ""  # the last reveal goes
 
-    def judge(last: dict | None, verdict: str):
-        if not last or not (last.get("base") or last.get("tuned")):
-            raise gr.Error("Send a prompt and wait for both replies first.")
-        record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "verdict": verdict,
-            "prompt": last["message"],
-            "system": last["messages"][0]["content"],
-            "base_reply": last["base"],
-            "tuned_reply": last["tuned"],
-            "temperature": last["temperature"],
-            "max_tokens": last["max_tokens"],
-            "mode": mode,
-            "base": {"api": base.base_url, "model": base.model},
-            "tuned": {"api": tuned.base_url, "model": tuned.model},
-        }
-        record_verdict(verdicts, record)
-        return f"Recorded **{verdict}** in `{verdicts}`."
+    def judge(state: dict | None, rater: str, verdict: str):
+        if not state or "replies" not in state or not any(state["replies"].values()):
+            raise gr.Error("Send the prompt and wait for both replies first.")
+        shown, replies = state["shown"], state["replies"]
+        record_verdict(verdicts, {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "verdict": verdict, "prompt": state["message"],
+            "style": state["item"]["style"], "system": state["messages"][0]["content"],
+            "replies": {"A": replies[shown[0]], "B": replies[shown[1]]},
+            "endpoints": {side: {"name": name, "api": endpoints[name].base_url,
+                                 "model": endpoints[name].model}
+                          for side, name in zip(("A", "B"), shown, strict=True)},
+            "settings": {"temperature": state["temperature"], "max_tokens": state["max_tokens"]},
+            "mode": mode, "blind": blind, "seed": seed, "rater": (rater or "").strip() or None})
+        said = {"A": "A better", "B": "B better"}.get(verdict, verdict)
+        reveal = (f"Recorded **{said}**. A was {describe(shown[0])}; B was {describe(shown[1])}. "
+                  f"(`{verdicts}`)")
+        index, progress, prompt = position(rater)
+        return reveal, {"index": index}, progress, prompt, "", "", ""
 
-    with gr.Blocks(title="style-tune: base vs tuned") as page:
-        gr.Markdown(f"## style-tune: base vs tuned\nBase: `{base.model}` at {base.base_url} · "
-                    f"Tuned: `{tuned.model}` at {tuned.base_url} · mode: {mode}")
+    title = "Which reply is better? (blind)" if blind else "style-tune: base vs tuned"
+    with gr.Blocks(title=title) as page:
+        if blind:
+            gr.Markdown(f"## {title}\nTwo models answer the same prompt as **A** and **B**, in an order "
+                        "drawn per prompt; which is which shows after your verdict. Keys: **a** A better, "
+                        "**b** B better, **t** tie, **x** both bad.")
+        else:
+            gr.Markdown(f"## {title}\nA: {describe('base')} · B: {describe('tuned')} · mode: {mode}")
         with gr.Row():
             with gr.Column(scale=3):
-                pick = gr.Dropdown(prompts, label=f"held-out test prompts ({len(prompts)})", value=None,
-                                   interactive=True, elem_id="held-out")
-                message = gr.Textbox(label="message", lines=2, elem_id="message")
+                progress = gr.Markdown(elem_id="progress")
+                message = gr.Textbox(label="prompt", lines=2, elem_id="message")
             with gr.Column(scale=1):
-                style = gr.Radio(list(STYLES), value=STYLES[0], label="style (system text)",
-                                 visible=mode == "controllable", elem_id="style")
+                rater = gr.Textbox(label="your name (optional: each rater has a session)", elem_id="rater")
                 temperature = gr.Slider(0.0, 1.5, value=DEFAULT_TEMPERATURE, step=0.05, label="temperature",
                                         elem_id="temperature")
                 max_tokens = gr.Slider(8, 1024, value=DEFAULT_MAX_TOKENS, step=8, label="max tokens",
                                        elem_id="max-tokens")
         send = gr.Button("Send to both", variant="primary", elem_id="send")
         with gr.Row():
-            base_reply = gr.Textbox(label=f"base · {base.model}", lines=10, elem_id="base-reply")
-            tuned_reply = gr.Textbox(label=f"tuned · {tuned.model}", lines=10, elem_id="tuned-reply")
+            reply_a = gr.Textbox(label="A" if blind else f"A · base · {endpoints['base'].model}", lines=10,
+                                 elem_id="reply-a")
+            reply_b = gr.Textbox(label="B" if blind else f"B · tuned · {endpoints['tuned'].model}", lines=10,
+                                 elem_id="reply-b")
         answer_status = gr.Markdown(elem_id="answer-status")
-        last = gr.State(None)
+        state = gr.State(None)
         with gr.Row():
-            buttons = [gr.Button(v, elem_id="verdict-" + v.replace(" ", "-")) for v in VERDICTS]
-        status = gr.Markdown(elem_id="verdict-status")
+            buttons = {verdict: gr.Button(label, elem_id=f"verdict-{key}") for verdict, label, key in (
+                ("A", "A better [a]", "A"), ("B", "B better [b]", "B"), ("tie", "tie [t]", "tie"),
+                ("both bad", "both bad [x]", "both-bad"))}
+        reveal = gr.Markdown(elem_id="reveal")
 
-        pick.change(lambda p: p or gr.update(), inputs=pick, outputs=message)
-        inputs = [message, style, temperature, max_tokens]
-        outputs = [base_reply, tuned_reply, last, answer_status]
+        page.load(start, inputs=rater, outputs=[state, progress, message, reply_a, reply_b])
+        rater.blur(start, inputs=rater, outputs=[state, progress, message, reply_a, reply_b])
+        inputs = [message, rater, temperature, max_tokens, state]
+        outputs = [reply_a, reply_b, state, answer_status, reveal]
         send.click(answer, inputs=inputs, outputs=outputs)
         message.submit(answer, inputs=inputs, outputs=outputs)
-        for button, verdict in zip(buttons, VERDICTS, strict=True):
-            button.click(lambda state, v=verdict: judge(state, v), inputs=last, outputs=status)
+        for verdict, button in buttons.items():
+            button.click(lambda s, r, v=verdict: judge(s, r, v), inputs=[state, rater],
+                         outputs=[reveal, state, progress, message, reply_a, reply_b, answer_status])
     return page
+
+
+#: The verdict keys: a, b, t, x click the verdict buttons, except while typing in a text field.
+SHORTCUTS = """<script>
+document.addEventListener("keydown", (event) => {
+  const target = event.target;
+  if (event.ctrlKey || event.metaKey || event.altKey || target.closest("textarea, input")) return;
+  const id = {a: "verdict-A", b: "verdict-B", t: "verdict-tie", x: "verdict-both-bad"}[event.key];
+  if (id) { document.getElementById(id)?.click(); event.preventDefault(); }
+});
+</script>"""
 
 
 def local_servers(stack: ExitStack, models: dict[str, Path], args: argparse.Namespace) -> dict[str, str]:
@@ -223,7 +314,8 @@ def local_servers(stack: ExitStack, models: dict[str, Path], args: argparse.Name
         servers[name] = server.launch()
     for name, server in servers.items():
         server.wait()
-        print(f"webui: {name} server ready in {server.startup_s:.0f} s (log: {server.log})", flush=True)
+        print(f"webui: {name} server ready at {server.base_url} in {server.startup_s:.0f} s "
+              f"(log: {server.log})", flush=True)
     return {name: server.base_url for name, server in servers.items()}
 
 
@@ -238,11 +330,14 @@ def main(argv: list[str] | None = None) -> int:
         urls = {"base": args.base_api, "tuned": args.tuned_api}
         models = {"base": args.base_model, "tuned": args.tuned_model}
         urls.update(local_servers(stack, {name: models[name] for name, url in urls.items() if not url}, args))
-        page = build_page(Endpoint("base", urls["base"]), Endpoint("tuned", urls["tuned"]), args.mode,
-                          held_out_prompts(args.test), args.verdicts)
-        print(f"webui: http://{args.host}:{args.port}  (verdicts: {args.verdicts}; Ctrl-C stops)", flush=True)
+        endpoints = {name: Endpoint(name, urls[name]) for name in ("base", "tuned")}
+        items = session_items(args.test, args.mode, args.n)
+        page = build_page(endpoints, args.mode, items, args.verdicts, blind=args.blind, seed=args.seed)
+        print(f"webui: http://{args.host}:{args.port}  ({'blind, ' if args.blind else ''}{len(items)} "
+              f"prompts; verdicts: {args.verdicts}; Ctrl-C stops)", flush=True)
         page.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
-                                                       prevent_thread_lock=False, show_error=True)
+                                                       prevent_thread_lock=False, show_error=True,
+                                                       head=SHORTCUTS)
     return 0
 
 

@@ -71,7 +71,8 @@ COMMAND_TESTS = {
         "tests/train/test_chat_format.py::test_chat_cpu_runs_on_the_tiny_model_with_the_reference_prompts",
     "make serve MODE=controllable STYLE=温柔 MODEL=models/tiny-qwen2.5-demo-controllable-merged":
         "tests/deploy/test_cpu_server.py::test_the_system_text_selects_the_style",
-    "make webui": "tests/webui/test_webui.py::test_pick_send_stream_and_record_a_verdict",
+    "make webui": "tests/webui/test_webui.py::test_a_blind_session_reveals_after_each_verdict_and_resumes",
+    "make verdicts": "tests/eval/test_verdicts.py::test_make_verdicts_counts_a_file",
     # evaluation (the real models: the same targets on the tiny stand-ins)
     "make eval-select":
         "tests/eval/test_eval_make_targets.py::test_eval_select_runs_both_candidates_into_the_articles_table",

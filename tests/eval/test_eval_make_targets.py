@@ -164,7 +164,8 @@ def test_report_is_written(style_run: dict, models: dict[str, Path]) -> None:
 def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, models: dict[str, Path],
                                                           cpu_server, tmp_path: Path) -> None:
     """`make judge` (what eval-style runs when JUDGE_API is set) on a copy of the run, with the real CPU
-    server as the judge: the tiny model's verdicts are junk, all unparsable; `make report` shows them."""
+    server as the judge: the tiny model's verdicts are junk, all unparsable; `make report` shows them,
+    and the web page's verdicts (VERDICTS=) when there are some."""
     shutil.copytree(style_run["run_dir"], tmp_path / "run", symlinks=True)
     (tmp_path / "latest").symlink_to("run")
     make("judge", f"STYLE_DIR={tmp_path}", f"JUDGE_API={cpu_server.base_url}",
@@ -172,8 +173,15 @@ def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, model
     judged = json.loads((tmp_path / "run" / "llm_judge.json").read_text(encoding="utf-8"))
     assert [judged["models"][m]["counts"] for m in ("base", "tuned")] == [
         {"replies": 12, "parsed": 0, "unparsable": 12, "failed": 0}] * 2
-    make("report", f"STYLE_DIR={tmp_path}", f"TRAIN_WORK_DIR={models['work_dir']}")
+    # a verdict file of the web page (one person, one bad line): the report counts it too
+    verdicts = tmp_path / "verdicts.jsonl"
+    mapping = {"A": {"name": "tuned"}, "B": {"name": "base"}}
+    record = {"prompt": "p", "style": None, "verdict": "A", "endpoints": mapping}
+    verdicts.write_text(json.dumps(record) + "\n{broken\n", encoding="utf-8")
+    make("report", f"STYLE_DIR={tmp_path}", f"TRAIN_WORK_DIR={models['work_dir']}", f"VERDICTS={verdicts}")
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Side-by-side verdicts" in report and "| people | all | 1 | 1 | 1 | 1 | 0 | 0 | 0 |" in report
+    assert "1 line(s) of it are not verdicts and are not counted" in report
     assert "## LLM judge" in report and "| llm_unparsable_rate | 100.0 | 100.0 |" in report
     assert "| llm_style | – | – |" in report  # no verdict parsed: no score
     side_by_side = report.split("## Subjective check")[1]

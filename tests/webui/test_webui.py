@@ -2,16 +2,20 @@
 
 The page starts its own CPU servers (`python -m style_tune.deploy.chat serve`, the default when no
 BASE_API/TUNED_API is given) for the tiny model built from the current code in this session, in
-controllable mode (the style picker shows). The browser picks a held-out prompt, sends it, watches
-both replies stream in, records a verdict and finds it in the JSONL file, with both replies as the
-page showed them.
-``WEBUI_SCREENSHOT=PATH`` saves a screenshot of the page there (docs/webui.png was made so).
+controllable mode: a blind rating session of 2 held-out prompts per style. The browser finds the first
+prompt ready to send and nothing that names a model (page, element ids, the config the browser gets),
+sends it, watches both replies stream in as A and B, gives a verdict by key, sees the reveal right after
+it, gives the next one by button (the seed makes the two prompts' orders differ), and after a reload
+continues at the third prompt. The verdict file holds both records, each with the mapping the page used
+and the replies as the page showed them.
+``WEBUI_SCREENSHOT=PATH`` saves a screenshot of the page there.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,15 +31,25 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MAX_TOKENS = 24
 PROMPTS = ["今天都没来道早安作业一大堆啊写死了", "周末下雨，哪儿也去不了"]
+#: The session's items: the 2 prompts per style, the styles taking turns (style_tune/webui/app.py).
+ITEMS = [{"prompt": p, "style": s} for p in PROMPTS for s in ("温柔", "毒舌")]
+
+
+def differing_seed() -> int:
+    """A seed under which the first two prompts are shown in different orders (both mappings tested)."""
+    from style_tune.webui.app import shown_order
+
+    return next(seed for seed in range(100) if shown_order(seed, ITEMS[0]) != shown_order(seed, ITEMS[1]))
 
 
 @pytest.fixture(scope="module")
 def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """style_tune.webui.app on a free port, the tiny model as both base and tuned; yields (url, verdicts)."""
+    """style_tune.webui.app on a free port, the tiny model as both base and tuned; yields (url, verdicts,
+    the local servers' URLs)."""
     tmp = tmp_path_factory.mktemp("webui")
     test_json = tmp / "test.json"
-    rows = [{"conversation": [{"system": STYLE_SYSTEMS["毒舌"], "input": p, "output": "..."}]}
-            for p in PROMPTS]
+    rows = [{"conversation": [{"system": STYLE_SYSTEMS[style], "input": p, "output": "..."}]}
+            for p in PROMPTS for style in ("温柔", "毒舌")]
     test_json.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     verdicts = tmp / "verdicts.jsonl"
     port = free_port()
@@ -45,7 +59,7 @@ def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             [sys.executable, "-m", "style_tune.webui.app", "--mode", "controllable",
              "--base-model", str(fresh_tiny_model_dir), "--tuned-model", str(fresh_tiny_model_dir),
              "--test", str(test_json), "--verdicts", str(verdicts), "--port", str(port),
-             "--logs", str(tmp)],
+             "--logs", str(tmp), "--n", "2", "--seed", str(differing_seed())],
             cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -54,7 +68,8 @@ def webui(fresh_tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
             assert proc.poll() is None, f"webui exited {proc.returncode}:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"webui did not start:\n{log.read_text()}"
             time.sleep(0.5)
-        yield url, verdicts
+        servers = re.findall(r"http://127\.0\.0\.1:\d+/v1", log.read_text(encoding="utf-8"))
+        yield url, verdicts, servers
     finally:
         proc.terminate()  # the page stops the servers it started (its ExitStack)
         try:
@@ -86,44 +101,96 @@ def as_shown(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def test_pick_send_stream_and_record_a_verdict(webui, browser) -> None:
-    url, verdicts = webui
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(url, wait_until="load")
-    page.locator("#send").wait_for(state="visible", timeout=60_000)
-    assert page.locator("#style").is_visible()  # controllable mode: the style picker shows
-    page.get_by_label("毒舌").check()
+def wait_for_text(page, elem_id: str, words: str, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while words not in (text := page.locator(f"#{elem_id}").inner_text()):
+        assert time.monotonic() < deadline, f"#{elem_id} never said {words!r}: {text!r}"
+        time.sleep(0.05)
+    return text
 
-    # pick a held-out prompt from the dropdown: it fills the message box
-    page.locator("#held-out input").click()
-    page.get_by_role("option", name=PROMPTS[1]).click()
-    page.wait_for_function("p => document.querySelector('#message textarea').value === p", arg=PROMPTS[1])
 
-    # a short reply keeps the test fast on a busy 2-core machine (the tiny model never stops by itself)
+def wait_for_message(page, prompt: str) -> None:
+    page.wait_for_function("p => document.querySelector('#message textarea').value === p", arg=prompt)
+
+
+def send_and_wait(page) -> tuple[str, str]:
+    """Send the prompt; wait for both replies, checking they grew while they came in (streamed)."""
     max_tokens = page.locator("#max-tokens input[type=number]")
-    max_tokens.fill(str(MAX_TOKENS))
+    max_tokens.fill(str(MAX_TOKENS))  # short: fast on a busy 2-core machine (the tiny model never stops)
     max_tokens.press("Enter")
     page.locator("#send").click()
     lengths: set[tuple[int, int]] = set()
     deadline = time.monotonic() + 120
     while "done in" not in page.locator("#answer-status").inner_text():
         assert time.monotonic() < deadline, "the replies did not finish within 120 s"
-        lengths.add((len(reply_text(page, "base-reply")), len(reply_text(page, "tuned-reply"))))
+        lengths.add((len(reply_text(page, "reply-a")), len(reply_text(page, "reply-b"))))
         time.sleep(0.05)
-    base, tuned = reply_text(page, "base-reply"), reply_text(page, "tuned-reply")
-    assert base and tuned, "both replies appear"
-    assert len({b for b, _ in lengths if b}) > 1 or len({t for _, t in lengths if t}) > 1, \
+    a, b = reply_text(page, "reply-a"), reply_text(page, "reply-b")
+    assert a and b, "both replies appear"
+    assert len({x for x, _ in lengths if x}) > 1 or len({y for _, y in lengths if y}) > 1, \
         f"the replies did not grow while they came in (not streamed): {sorted(lengths)}"
-    if os.environ.get("WEBUI_SCREENSHOT"):
-        page.screenshot(path=os.environ["WEBUI_SCREENSHOT"], full_page=True)
+    return a, b
 
-    page.locator("#verdict-tuned-better").click()
-    page.wait_for_function("() => document.querySelector('#verdict-status').innerText.includes('Recorded')")
+
+def assert_nothing_names_a_model(page, url: str, servers: list[str]) -> None:
+    """Neither the page, its element ids nor the config the browser gets names an endpoint."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/config", timeout=30) as response:
+        config = response.read().decode("utf-8")
+    html = page.content()
+    ids = page.eval_on_selector_all("[id]", "nodes => nodes.map(n => n.id).join(' ')")
+    for received in (html, config, ids, page.locator("body").inner_text()):
+        for secret in (*servers, *(s.removesuffix("/v1").rsplit(":", 1)[1] for s in servers), "tuned",
+                       "style-tune"):
+            assert secret not in received, f"{secret!r} shows before the verdict"
+
+
+def test_a_blind_session_reveals_after_each_verdict_and_resumes(webui, browser) -> None:
+    from style_tune.webui.app import shown_order
+
+    url, verdicts, servers = webui
+    seed = differing_seed()
+    assert len(servers) == 2
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(url, wait_until="load")
+    page.locator("#send").wait_for(state="visible", timeout=60_000)
+    # the session opens on its first prompt, ready to send, and names no model
+    wait_for_text(page, "progress", "Prompt 1 of 4")
+    assert "温柔" in page.locator("#progress").inner_text()
+    wait_for_message(page, ITEMS[0]["prompt"])
+    assert_nothing_names_a_model(page, url, servers)
+
+    shown = []
+    for n, (item, how) in enumerate(zip(ITEMS[:2], ("key", "button"), strict=True)):
+        a, b = send_and_wait(page)
+        assert_nothing_names_a_model(page, url, servers)
+        if os.environ.get("WEBUI_SCREENSHOT") and n == 0:
+            page.screenshot(path=os.environ["WEBUI_SCREENSHOT"], full_page=True)
+        if how == "key":
+            page.locator("#progress").click()  # focus off the text fields: the keys are the verdicts
+            page.keyboard.press("a")
+        else:
+            page.locator("#verdict-B").click()
+        reveal = wait_for_text(page, "reveal", "Recorded")
+        order = shown_order(seed, item)
+        assert f"A was {order[0]} (" in reveal and f"B was {order[1]} (" in reveal
+        assert f"Prompt {n + 2} of 4" in wait_for_text(page, "progress", f"Prompt {n + 2} of 4")
+        shown.append((order, a, b))
+    assert shown[0][0] != shown[1][0], "the seed was picked so that the two orders differ"
+
     records = [json.loads(line) for line in verdicts.read_text(encoding="utf-8").splitlines()]
-    assert len(records) == 1
-    record = records[0]
-    assert record["verdict"] == "tuned better"
-    assert record["prompt"] == PROMPTS[1] and record["system"] == STYLE_SYSTEMS["毒舌"]
-    assert (as_shown(record["base_reply"]), as_shown(record["tuned_reply"])) == (base, tuned)
-    assert record["max_tokens"] == MAX_TOKENS and record["temperature"] >= 0
-    assert record["tuned"]["model"] == "style-tune"
+    assert [r["verdict"] for r in records] == ["A", "B"]
+    for record, item, (order, a, b) in zip(records, ITEMS[:2], shown, strict=True):
+        assert (record["prompt"], record["style"]) == (item["prompt"], item["style"])
+        assert record["system"] == STYLE_SYSTEMS[item["style"]]
+        assert [record["endpoints"][side]["name"] for side in ("A", "B")] == list(order)
+        assert {record["endpoints"][side]["api"] for side in ("A", "B")} == set(servers)
+        assert (as_shown(record["replies"]["A"]), as_shown(record["replies"]["B"])) == (a, b)
+        assert record["settings"]["max_tokens"] == MAX_TOKENS and record["blind"] is True
+        assert record["seed"] == seed and record["rater"] is None and record["time"]
+
+    page.reload(wait_until="load")  # the verdict file is the state: the session goes on at prompt 3
+    wait_for_text(page, "progress", "Prompt 3 of 4")
+    wait_for_message(page, ITEMS[2]["prompt"])
+    page.close()

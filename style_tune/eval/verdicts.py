@@ -1,0 +1,194 @@
+"""`make verdicts VERDICTS=FILE`: count side-by-side verdicts (the web page's, people or an LLM judge).
+
+    python -m style_tune.eval.verdicts FILE [FILE ...] [--out verdicts.md]
+
+One JSON object a line, as the web page (`make webui`) writes them:
+
+    {"prompt": "...", "style": "温柔", "verdict": "A",                  # A | B | tie | both bad
+     "endpoints": {"A": {"name": "tuned", ...}, "B": {"name": "base", ...}},
+     "rater": "ann", "judge": null, ...}                                  # judge: the LLM judge's model
+
+For each pair of models (endpoint names) it reports, overall and per style, and apart for people and for
+each judge: wins, losses, ties and "both bad" of one model against the other; its win rate over the
+decisive verdicts (wins + losses) with a 95 % Wilson interval (scipy's ``binomtest(...).proportion_ci``);
+the number of prompts and raters; and the share of decisive verdicts won by the reply shown as "A" with
+its interval: about 50 % when the order does not sway the raters (position bias otherwise).
+
+A line that is not such a record (not JSON, an unknown verdict, no mapping of A and B, the same model on
+both sides) is reported as ``FILE:LINE: what is wrong`` and never counted; the command then exits 1
+after printing what the valid lines give.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from style_tune.core.io import write_atomically
+
+VERDICTS = ("A", "B", "tie", "both bad")
+SIDES = ("A", "B")
+#: The interval's level and method: Wilson's score interval on the decisive verdicts.
+LEVEL, METHOD = 0.95, "wilson"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    where: str  # FILE:LINE
+    prompt: str
+    style: str | None
+    a: str  # the model shown as "A"
+    b: str
+    verdict: str
+    rater: str | None
+    source: str  # "people", or "judge MODEL"
+
+    def winner(self) -> str | None:
+        return {"A": self.a, "B": self.b}.get(self.verdict)
+
+
+def parse(line: str, where: str) -> Verdict:
+    """One record, or ValueError saying what is wrong with it."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    verdict = record.get("verdict")
+    if verdict not in VERDICTS:
+        raise ValueError(f"verdict {verdict!r} is none of {', '.join(VERDICTS)}")
+    endpoints = record.get("endpoints")
+    names = [(endpoints.get(side) or {}).get("name") if isinstance(endpoints, dict) else None
+             for side in SIDES]
+    if not all(isinstance(name, str) and name for name in names):
+        raise ValueError('no mapping of A and B to models: give "endpoints": {"A": {"name": ...}, '
+                         '"B": {"name": ...}}')
+    if names[0] == names[1]:
+        raise ValueError(f"A and B are the same model ({names[0]!r}): nothing to compare")
+    prompt = record.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError("no prompt")
+    style, rater, judge = record.get("style"), record.get("rater"), record.get("judge")
+    for field, value in (("style", style), ("rater", rater), ("judge", judge)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{field} must be a string")
+    return Verdict(where, prompt, style or None, names[0], names[1], verdict, rater or None,
+                   f"judge {judge}" if judge else "people")
+
+
+def read(paths: Iterable[Path]) -> tuple[list[Verdict], list[str]]:
+    """The valid records of the files, and one ``FILE:LINE: ...`` error per invalid line."""
+    verdicts, errors = [], []
+    for path in paths:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            errors.append(f"{path}: cannot read it: {err}")
+            continue
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                verdicts.append(parse(line, f"{path}:{n}"))
+            except ValueError as err:
+                errors.append(f"{path}:{n}: {err}; this line is not counted")
+    return verdicts, errors
+
+
+def interval(successes: int, trials: int) -> tuple[float, float] | None:
+    """The 95 % Wilson interval of successes / trials (None without trials)."""
+    if not trials:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(successes, trials).proportion_ci(confidence_level=LEVEL, method=METHOD)
+    return float(ci.low), float(ci.high)
+
+
+def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
+    """FIRST against SECOND over the verdicts that compare exactly these two."""
+    pair = [v for v in verdicts if {v.a, v.b} == {first, second}]
+    wins = sum(v.winner() == first for v in pair)
+    losses = sum(v.winner() == second for v in pair)
+    a_wins = sum(v.verdict == "A" for v in pair)
+    decisive = wins + losses
+    return {"first": first, "second": second, "verdicts": len(pair), "wins": wins, "losses": losses,
+            "ties": sum(v.verdict == "tie" for v in pair),
+            "both_bad": sum(v.verdict == "both bad" for v in pair),
+            "win_rate": wins / decisive if decisive else None, "win_ci": interval(wins, decisive),
+            "a_share": a_wins / decisive if decisive else None, "a_ci": interval(a_wins, decisive),
+            "prompts": len({(v.prompt, v.style) for v in pair}),
+            "raters": len({v.rater or v.source for v in pair})}
+
+
+def pairs(verdicts: list[Verdict]) -> list[tuple[str, str]]:
+    """Each pair of models compared, the tuned one (or else the first by name) first."""
+    found = sorted({tuple(sorted((v.a, v.b))) for v in verdicts})
+    return [(b, a) if b == "tuned" else (a, b) for a, b in found]
+
+
+def percent(share: float | None, ci: tuple[float, float] | None) -> str:
+    if share is None or ci is None:
+        return "—"
+    return f"{share:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
+
+
+def render(verdicts: list[Verdict]) -> str:
+    lines = ["## Side-by-side verdicts", "",
+             "Win rate: wins / (wins + losses), ties and \"both bad\" left out; A's share: the decisive "
+             f"verdicts won by the reply shown first (50 % without position bias). Brackets: {LEVEL:.0%} "
+             "Wilson intervals (scipy `binomtest(...).proportion_ci`)."]
+    for first, second in pairs(verdicts):
+        lines += ["", f"### {first} vs {second}", "",
+                  "| raters | style | verdicts | prompts | raters (n) | wins | losses | ties | both bad | "
+                  f"{first} win rate | A's share |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+        for source in sorted({v.source for v in verdicts}):
+            mine = [v for v in verdicts if v.source == source]
+            for style in [None, *sorted({v.style for v in mine if v.style})]:
+                group = [v for v in mine if style is None or v.style == style]
+                t = tally(group, first, second)
+                if not t["verdicts"]:
+                    continue
+                lines.append(f"| {source} | {style or 'all'} | {t['verdicts']} | {t['prompts']} | "
+                             f"{t['raters']} | {t['wins']} | {t['losses']} | {t['ties']} | {t['both_bad']} | "
+                             f"{percent(t['win_rate'], t['win_ci'])} | {percent(t['a_share'], t['a_ci'])} |")
+    if len({name for v in verdicts for name in (v.a, v.b)}) > 2:
+        lines += ["", "More than two models: each pair is counted apart (no ranking across pairs)."]
+    return "\n".join(lines) + "\n"
+
+
+def report_section(path: Path) -> list[str]:
+    """`make report`'s section for a verdict file (its bad lines counted apart, named by `make verdicts`)."""
+    verdicts, errors = read([path])
+    lines = (render(verdicts) if verdicts else "## Side-by-side verdicts\n\nNo valid verdict.\n").splitlines()
+    lines.insert(1, f"\nFrom `{path}` (`make verdicts VERDICTS={path}`).")
+    if errors:
+        lines.append(f"\n{len(errors)} line(s) of it are not verdicts and are not counted: `make verdicts` "
+                     "names them.")
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m style_tune.eval.verdicts",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path, help="verdict files (JSONL), people's and judges'")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args(argv)
+    verdicts, errors = read(args.files)
+    table = render(verdicts) if verdicts else "## Side-by-side verdicts\n\nNo valid verdict.\n"
+    print(table, end="")
+    if args.out:
+        write_atomically(args.out, table)
+    for error in errors:
+        print(f"verdicts: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
