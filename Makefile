@@ -247,7 +247,7 @@ gpu-wheels:  ## wheels for tools/gpu_acceptance.sh --device-stack on a GPU machi
 # the held-out split, scored by style_tune/eval/evaluator.py, then a Markdown report (style_tune/eval/report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style judge report eval-demo score-replies
+.PHONY: eval-select fewclue-data eval-style judge judge-pairs report eval-demo score-replies
 EVAL_DEVICE ?= $(DEVICE)
 # more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -285,9 +285,13 @@ STYLE_DIR ?= outputs/style_eval
 # client's backoff), JUDGE_MAX_TOKENS= (a judgement's token budget).
 JUDGE_API ?=
 JUDGE_MODEL ?=
-JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') \
-	$(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)') $(if $(JUDGE_TIMEOUT),--timeout '$(JUDGE_TIMEOUT)') \
-	$(if $(JUDGE_RETRIES),--retries '$(JUDGE_RETRIES)') $(if $(JUDGE_MAX_TOKENS),--max-tokens '$(JUDGE_MAX_TOKENS)')
+JUDGE_CALL_OPTS = $(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)') \
+	$(if $(JUDGE_TIMEOUT),--timeout '$(JUDGE_TIMEOUT)') $(if $(JUDGE_RETRIES),--retries '$(JUDGE_RETRIES)') \
+	$(if $(JUDGE_MAX_TOKENS),--max-tokens '$(JUDGE_MAX_TOKENS)')
+JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') $(JUDGE_CALL_OPTS)
+# make judge-pairs: the pairwise judge (style_tune/eval/pairwise_judge.py) on the same run, its own prompt
+# file (PAIRS_PROMPT=, default eval_configs/pairwise_judge_prompt.json); records for make verdicts.
+PAIRS_PROMPT ?=
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -m style_tune.eval.fewclue '$(abspath $(FEWCLUE_CACHE))'
@@ -327,6 +331,12 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 		echo "judge: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
+
+judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): base vs tuned reply of STYLE_DIR's last run, both orders -> make verdicts
+	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
+		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
+	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
+		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \

@@ -148,7 +148,7 @@ class JudgePrompt:
 
 # ------------------------------------------------------------------------------------ the answer
 
-def _json_objects(text: str) -> list[dict]:
+def json_objects(text: str) -> list[dict]:
     """The top-level JSON objects in a text, left to right (an object inside another is not counted)."""
     decoder, found, i = json.JSONDecoder(), [], text.find("{")
     while i != -1:
@@ -172,7 +172,7 @@ def parse_judgement(answer: str | None) -> tuple[dict | None, str | None]:
     """
     if not answer or not answer.strip():
         return None, "empty answer"
-    objects = _json_objects(answer)
+    objects = json_objects(answer)
     if not objects:
         return None, "no JSON object"
     if len(objects) > 1:
@@ -229,10 +229,25 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
 
     Raises JudgeError at once for a rejected key, a forbidden or unknown model.
     """
+    records = ask_judge([prompt.messages(i["user"], i["reply"], i["style"]) for i in items], client=client,
+                        model=model, concurrency=concurrency, max_tokens=max_tokens, label=label)
+    for record in records:
+        record["scores"], record["problem"] = (None, None) if record["error"] else \
+            parse_judgement(record["answer"])
+    return records
+
+
+def ask_judge(conversations: list[list[dict[str, str]]], *, client, model: str,
+              concurrency: int = CONCURRENCY, max_tokens: int = MAX_TOKENS,
+              label: str = "judge") -> list[dict]:
+    """The judge's answer to each conversation, in order: ``{"answer": text or None, "error": a failed
+    call or None}``, ``concurrency`` calls at a time, progress every tenth. Greedy (temperature 0).
+
+    Raises JudgeError at once for a rejected key, a forbidden or unknown model.
+    """
     import openai
 
-    def ask(item: dict) -> dict:
-        messages = prompt.messages(item["user"], item["reply"], item["style"])
+    def ask(messages: list[dict[str, str]]) -> dict:
         try:
             response = client.chat.completions.create(model=model, messages=messages, temperature=0.0,
                                                       max_tokens=max_tokens)
@@ -241,24 +256,22 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
                              "check JUDGE_API, JUDGE_MODEL and OPENAI_API_KEY (`make report` reports the "
                              "run without a judge)") from err
         except openai.APIError as err:  # after the client's own retries
-            return {"answer": None, "scores": None, "problem": None, "error": f"{type(err).__name__}: {err}"}
-        answer = response.choices[0].message.content if response.choices else None
-        scores, problem = parse_judgement(answer)
-        return {"answer": answer, "scores": scores, "problem": problem, "error": None}
+            return {"answer": None, "error": f"{type(err).__name__}: {err}"}
+        return {"answer": response.choices[0].message.content if response.choices else None, "error": None}
 
-    records: list[dict | None] = [None] * len(items)
-    step = max(1, len(items) // 10)
+    records: list[dict | None] = [None] * len(conversations)
+    step = max(1, len(conversations) // 10)
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
     try:
-        pending = {pool.submit(ask, item): i for i, item in enumerate(items)}
+        pending = {pool.submit(ask, messages): i for i, messages in enumerate(conversations)}
         done_count = 0
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 records[pending.pop(future)] = future.result()  # a JudgeError propagates here
                 done_count += 1
-                if done_count % step == 0 or done_count == len(items):
-                    print(f"[judge] {label}: {done_count}/{len(items)}", flush=True)
+                if done_count % step == 0 or done_count == len(conversations):
+                    print(f"[judge] {label}: {done_count}/{len(conversations)}", flush=True)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return records  # type: ignore[return-value]
@@ -390,19 +403,24 @@ def verdict_cell(record: dict) -> str:
 
 # ------------------------------------------------------------------------------------ command line
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def judge_parser(doc: str, prompt: Path) -> argparse.ArgumentParser:
+    """The command line both judges share: the run, the API, the model, the prompt file and the calls."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", type=Path,
                         help="an OpenCompass run of the style config (STYLE_DIR/latest)")
     parser.add_argument("--api", required=True, help="the judge's OpenAI-compatible base URL, ending in /v1")
     parser.add_argument("--model", required=True, help="the judge model's name at that API")
-    parser.add_argument("--prompt", type=Path, default=DEFAULT_PROMPT, help="the judge's prompt file")
+    parser.add_argument("--prompt", type=Path, default=prompt, help="the judge's prompt file")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="calls in flight at once")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per call attempt")
     parser.add_argument("--retries", type=int, default=RETRIES, help="retries per call (429, 5xx, timeouts)")
-    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="token budget of a judgement")
-    args = parser.parse_args(argv)
+    parser.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="token budget of an answer")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = judge_parser(__doc__, DEFAULT_PROMPT).parse_args(argv)
     try:
         prompt = JudgePrompt.load(args.prompt)
         result = judge_run(args.run_dir, api=args.api, model=args.model, prompt=prompt,

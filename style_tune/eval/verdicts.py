@@ -14,16 +14,21 @@ decisive verdicts (wins + losses) with a 95 % Wilson interval (scipy's ``binomte
 the number of prompts and raters; and the share of decisive verdicts won by the reply shown as "A" with
 its interval: about 50 % when the order does not sway the raters (position bias otherwise).
 
-A line that is not such a record (not JSON, an unknown verdict, no mapping of A and B, the same model on
-both sides) is reported as ``FILE:LINE: what is wrong`` and never counted; the command then exits 1
-after printing what the valid lines give.
+A judge's answer that could not be read is a record with ``"verdict": null, "unparsable": true`` (the
+pairwise judge writes them): counted apart, in its own column, never as a verdict. A line that is not
+such a record (not JSON, an unknown verdict, no mapping of A and B, the same model on both sides) is
+reported as ``FILE:LINE: what is wrong`` and never counted; the command then exits 1 after printing what
+the valid lines give. :func:`record` builds the records (the web page and the pairwise judge write
+them); :func:`shown_order` draws which model is A.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,8 @@ from pathlib import Path
 from style_tune.core.io import write_atomically
 
 VERDICTS = ("A", "B", "tie", "both bad")
+#: What a judge's record holds when its answers could not be read: never a verdict.
+UNPARSABLE = "unparsable"
 SIDES = ("A", "B")
 #: The interval's level and method: Wilson's score interval on the decisive verdicts.
 LEVEL, METHOD = 0.95, "wilson"
@@ -51,6 +58,24 @@ class Verdict:
         return {"A": self.a, "B": self.b}.get(self.verdict)
 
 
+def shown_order(seed: int, prompt: str, style: str | None,
+                names: tuple[str, str] = ("base", "tuned")) -> tuple[str, str]:
+    """Which of two models is "A" for a prompt: drawn from the seed and the prompt alone, so a reload (or
+    another rater, or the judge, with the same seed) gets the same order."""
+    draw = random.Random(f"{seed}\n{style}\n{prompt}").random()
+    return (names[1], names[0]) if draw < 0.5 else names
+
+
+def record(*, verdict: str | None, prompt: str, style: str | None, system: str | None,
+           replies: dict[str, str], endpoints: dict[str, dict], settings: dict, seed: int,
+           rater: str | None = None, judge: str | None = None, **extra) -> dict:
+    """One verdict line: REPLIES and ENDPOINTS by side ("A", "B"); each endpoint at least its ``name``."""
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "verdict": verdict, "prompt": prompt,
+            "style": style, "system": system, "replies": {side: replies[side] for side in SIDES},
+            "endpoints": {side: endpoints[side] for side in SIDES}, "settings": settings, "seed": seed,
+            "rater": rater, "judge": judge, **extra}
+
+
 def parse(line: str, where: str) -> Verdict:
     """One record, or ValueError saying what is wrong with it."""
     try:
@@ -60,7 +85,9 @@ def parse(line: str, where: str) -> Verdict:
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     verdict = record.get("verdict")
-    if verdict not in VERDICTS:
+    if verdict is None and record.get("unparsable") is True and record.get("judge"):
+        verdict = UNPARSABLE
+    elif verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is none of {', '.join(VERDICTS)}")
     endpoints = record.get("endpoints")
     names = [(endpoints.get(side) or {}).get("name") if isinstance(endpoints, dict) else None
@@ -117,12 +144,15 @@ def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
     losses = sum(v.winner() == second for v in pair)
     a_wins = sum(v.verdict == "A" for v in pair)
     decisive = wins + losses
-    return {"first": first, "second": second, "verdicts": len(pair), "wins": wins, "losses": losses,
+    unparsable = sum(v.verdict == UNPARSABLE for v in pair)
+    return {"first": first, "second": second, "verdicts": len(pair) - unparsable, "wins": wins,
+            "losses": losses,
             "ties": sum(v.verdict == "tie" for v in pair),
             "both_bad": sum(v.verdict == "both bad" for v in pair),
+            "unparsable": sum(v.verdict == UNPARSABLE for v in pair),
             "win_rate": wins / decisive if decisive else None, "win_ci": interval(wins, decisive),
             "a_share": a_wins / decisive if decisive else None, "a_ci": interval(a_wins, decisive),
-            "prompts": len({(v.prompt, v.style) for v in pair}),
+            "prompts": len({(v.prompt, v.style) for v in pair if v.verdict != UNPARSABLE}),
             "raters": len({v.rater or v.source for v in pair})}
 
 
@@ -146,17 +176,18 @@ def render(verdicts: list[Verdict]) -> str:
     for first, second in pairs(verdicts):
         lines += ["", f"### {first} vs {second}", "",
                   "| raters | style | verdicts | prompts | raters (n) | wins | losses | ties | both bad | "
-                  f"{first} win rate | A's share |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+                  f"unparsable | {first} win rate | A's share |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
         for source in sorted({v.source for v in verdicts}):
             mine = [v for v in verdicts if v.source == source]
             for style in [None, *sorted({v.style for v in mine if v.style})]:
                 group = [v for v in mine if style is None or v.style == style]
                 t = tally(group, first, second)
-                if not t["verdicts"]:
+                if not t["verdicts"] and not t["unparsable"]:
                     continue
                 lines.append(f"| {source} | {style or 'all'} | {t['verdicts']} | {t['prompts']} | "
                              f"{t['raters']} | {t['wins']} | {t['losses']} | {t['ties']} | {t['both_bad']} | "
+                             f"{t['unparsable']} | "
                              f"{percent(t['win_rate'], t['win_ci'])} | {percent(t['a_share'], t['a_ci'])} |")
     if len({name for v in verdicts for name in (v.a, v.b)}) > 2:
         lines += ["", "More than two models: each pair is counted apart (no ranking across pairs)."]

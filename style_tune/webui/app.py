@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import queue
-import random
 import signal
 import sys
 import threading
@@ -44,6 +43,8 @@ from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, system_text
 from style_tune.core.steps import fail
 from style_tune.deploy.serving import Server, free_port, list_models
+from style_tune.eval.verdicts import record as verdict_record
+from style_tune.eval.verdicts import shown_order
 
 #: Defaults of the sliders (also what a verdict records when they were not moved).
 DEFAULT_TEMPERATURE = 0.7
@@ -144,13 +145,6 @@ def session_items(test_json: Path, mode: str, n: int) -> list[dict[str, str | No
             if i < len(per_style[style])]
 
 
-def shown_order(seed: int, item: dict) -> tuple[str, str]:
-    """Which endpoint is "A" and which "B" for this prompt: drawn from the seed and the prompt alone, so a
-    reload (or another rater with the same seed) sees the same order."""
-    draw = random.Random(f"{seed}\n{item['style']}\n{item['prompt']}").random()
-    return ("tuned", "base") if draw < 0.5 else ("base", "tuned")
-
-
 def judged(verdicts: Path, seed: int, rater: str) -> set[tuple[str, str | None]]:
     """The (prompt, style) pairs this rater already judged in this seed's session: the verdict file is the
     session's state (a line that is not a record is left to `make verdicts` to report)."""
@@ -175,7 +169,7 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
     import gradio as gr
 
     def order(item: dict) -> tuple[str, str]:
-        return shown_order(seed, item) if blind else ("base", "tuned")
+        return shown_order(seed, item["prompt"], item["style"]) if blind else ("base", "tuned")
 
     def describe(name: str) -> str:
         return f"{name} (`{endpoints[name].model}` at {endpoints[name].base_url})"
@@ -227,15 +221,13 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
         if not state or "replies" not in state or not any(state["replies"].values()):
             raise gr.Error("Send the prompt and wait for both replies first.")
         shown, replies = state["shown"], state["replies"]
-        record_verdict(verdicts, {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "verdict": verdict, "prompt": state["message"],
-            "style": state["item"]["style"], "system": state["messages"][0]["content"],
-            "replies": {"A": replies[shown[0]], "B": replies[shown[1]]},
-            "endpoints": {side: {"name": name, "api": endpoints[name].base_url,
-                                 "model": endpoints[name].model}
-                          for side, name in zip(("A", "B"), shown, strict=True)},
-            "settings": {"temperature": state["temperature"], "max_tokens": state["max_tokens"]},
-            "mode": mode, "blind": blind, "seed": seed, "rater": (rater or "").strip() or None})
+        record_verdict(verdicts, verdict_record(
+            verdict=verdict, prompt=state["message"], style=state["item"]["style"],
+            system=state["messages"][0]["content"], replies={"A": replies[shown[0]], "B": replies[shown[1]]},
+            endpoints={side: {"name": name, "api": endpoints[name].base_url, "model": endpoints[name].model}
+                       for side, name in zip(("A", "B"), shown, strict=True)},
+            settings={"temperature": state["temperature"], "max_tokens": state["max_tokens"]}, seed=seed,
+            rater=(rater or "").strip() or None, mode=mode, blind=blind))
         said = {"A": "A better", "B": "B better"}.get(verdict, verdict)
         reveal = (f"Recorded **{said}**. A was {describe(shown[0])}; B was {describe(shown[1])}. "
                   f"(`{verdicts}`)")

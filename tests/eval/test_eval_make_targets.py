@@ -165,7 +165,8 @@ def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, model
                                                           cpu_server, tmp_path: Path) -> None:
     """`make judge` (what eval-style runs when JUDGE_API is set) on a copy of the run, with the real CPU
     server as the judge: the tiny model's verdicts are junk, all unparsable; `make report` shows them,
-    and the web page's verdicts (VERDICTS=) when there are some."""
+    and the web page's verdicts (VERDICTS=) when there are some; `make judge-pairs` with the same junk
+    judge gives no verdict, only unparsable pairs."""
     shutil.copytree(style_run["run_dir"], tmp_path / "run", symlinks=True)
     (tmp_path / "latest").symlink_to("run")
     make("judge", f"STYLE_DIR={tmp_path}", f"JUDGE_API={cpu_server.base_url}",
@@ -182,6 +183,18 @@ def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, model
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "## Side-by-side verdicts" in report and "| people | all | 1 | 1 | 1 | 1 | 0 | 0 | 0 |" in report
     assert "1 line(s) of it are not verdicts and are not counted" in report
+    # the pairwise judge on the same run: every pair asked in both orders; the junk answers are counted
+    # apart, never as a verdict, by make verdicts beside the person's
+    make("judge-pairs", f"STYLE_DIR={tmp_path}", f"JUDGE_API={cpu_server.base_url}",
+         f"JUDGE_MODEL={SERVED_MODEL_NAME}", "JUDGE_MAX_TOKENS=8", "JUDGE_RETRIES=0")
+    pairs = [json.loads(line) for line in
+             (tmp_path / "run" / "pairwise_verdicts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(pairs) == 12 and all(p["verdict"] is None and p["unparsable"] for p in pairs)
+    assert all(len(p["answers"]) == 2 and p["judge"] == SERVED_MODEL_NAME for p in pairs)
+    verdicts.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    counted = make("verdicts", f"VERDICTS={verdicts} {tmp_path / 'run' / 'pairwise_verdicts.jsonl'}").stdout
+    assert f"| judge {SERVED_MODEL_NAME} | all | 0 | 0 | 1 | 0 | 0 | 0 | 0 | 12 | — | — |" in counted
+    assert "| people | all | 1 | 1 | 1 | 1 | 0 | 0 | 0 | 0 |" in counted
     assert "## LLM judge" in report and "| llm_unparsable_rate | 100.0 | 100.0 |" in report
     assert "| llm_style | – | – |" in report  # no verdict parsed: no score
     side_by_side = report.split("## Subjective check")[1]

@@ -9,7 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from style_tune.core.prompts import STYLE_SYSTEMS, system_text
-from style_tune.webui.app import build_page, judged, session_items, shown_order
+from style_tune.eval.verdicts import shown_order
+from style_tune.webui.app import build_page, judged, session_items
 
 ENDPOINTS = {"base": SimpleNamespace(model="base-model-x", base_url="http://127.0.0.1:1111/v1"),
              "tuned": SimpleNamespace(model="tuned-model-y", base_url="http://127.0.0.1:2222/v1")}
@@ -34,11 +35,11 @@ def test_a_session_takes_n_prompts_per_style_in_turns(tmp_path: Path) -> None:
 
 def test_the_order_is_drawn_per_prompt_and_the_same_on_a_reload() -> None:
     items = [{"prompt": f"p{i}", "style": "温柔"} for i in range(200)]
-    orders = [shown_order(7, item) for item in items]
-    assert orders == [shown_order(7, item) for item in items]  # a reload draws the same
+    orders = [shown_order(7, item["prompt"], item["style"]) for item in items]
+    assert orders == [shown_order(7, item["prompt"], item["style"]) for item in items]  # a reload: the same
     tuned_first = sum(order == ("tuned", "base") for order in orders)
     assert 70 < tuned_first < 130 and set(orders) == {("tuned", "base"), ("base", "tuned")}
-    assert orders != [shown_order(8, item) for item in items]  # another seed, another draw
+    assert orders != [shown_order(8, item["prompt"], item["style"]) for item in items]  # another seed
 
 
 def test_the_verdict_file_is_the_session_state(tmp_path: Path) -> None:

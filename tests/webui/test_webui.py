@@ -35,11 +35,16 @@ PROMPTS = ["今天都没来道早安作业一大堆啊写死了", "周末下雨�
 ITEMS = [{"prompt": p, "style": s} for p in PROMPTS for s in ("温柔", "毒舌")]
 
 
+def order_of(seed: int, item: dict) -> tuple[str, str]:
+    """Which model the page shows as A and which as B for this prompt (style_tune/eval/verdicts.py)."""
+    from style_tune.eval.verdicts import shown_order
+
+    return shown_order(seed, item["prompt"], item["style"])
+
+
 def differing_seed() -> int:
     """A seed under which the first two prompts are shown in different orders (both mappings tested)."""
-    from style_tune.webui.app import shown_order
-
-    return next(seed for seed in range(100) if shown_order(seed, ITEMS[0]) != shown_order(seed, ITEMS[1]))
+    return next(seed for seed in range(100) if order_of(seed, ITEMS[0]) != order_of(seed, ITEMS[1]))
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +152,6 @@ def assert_nothing_names_a_model(page, url: str, servers: list[str]) -> None:
 
 
 def test_a_blind_session_reveals_after_each_verdict_and_resumes(webui, browser) -> None:
-    from style_tune.webui.app import shown_order
-
     url, verdicts, servers = webui
     seed = differing_seed()
     assert len(servers) == 2
@@ -173,7 +176,7 @@ def test_a_blind_session_reveals_after_each_verdict_and_resumes(webui, browser) 
         else:
             page.locator("#verdict-B").click()
         reveal = wait_for_text(page, "reveal", "Recorded")
-        order = shown_order(seed, item)
+        order = order_of(seed, item)
         assert f"A was {order[0]} (" in reveal and f"B was {order[1]} (" in reveal
         assert f"Prompt {n + 2} of 4" in wait_for_text(page, "progress", f"Prompt {n + 2} of 4")
         shown.append((order, a, b))
