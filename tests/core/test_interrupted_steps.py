@@ -127,7 +127,8 @@ def test_ctrl_c_stops_the_tool_and_says_one_line(tmp_path: Path) -> None:
     step = ("import sys; from style_tune.core.steps import main_of, run; "
             f"main_of('t', lambda: run('t', [sys.executable, '-c', {tool!r}]))")
     proc = subprocess.Popen([sys.executable, "-c", step], cwd=REPO_ROOT, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=kill_points.as_in_a_terminal)
     deadline = time.monotonic() + 30
     while not (child_pid.exists() and child_pid.read_text()) and time.monotonic() < deadline:
         time.sleep(0.05)
