@@ -108,6 +108,11 @@ METRIC_DEFINITIONS: tuple[Metric, ...] = (
     *(Metric(f"style_accuracy_{STYLE_SLUGS[style]}", "0-100, higher is better",
              f"style_accuracy over the replies meant to be {style} (asked for / announced); 0 when there "
              f"are none") for style in STYLES),
+    Metric("style_margin", "-100 to 100, higher is better",
+           "how clearly a reply is in its style: the judge's probability of the style asked for "
+           "(controllable) or announced (label mode) minus that of the likeliest other style, in points, "
+           "averaged over all replies; a reply that is not sane, has no label or nothing the judge knows "
+           "counts 0"),
     Metric("sane_rate", "0-100",
            f"replies that pass every sanity gate: not empty; not cut off at the token budget; no repeated "
            f"label line; at least {MIN_CONTENT_TOKENS} tokens once label words are removed; "
@@ -448,6 +453,24 @@ class StyleJudge:
                 verdicts.append(classes[max(styles, key=lambda i: row[i])])
         return verdicts
 
+    def margins(self, texts: Sequence[str], targets: Sequence[str | None]) -> list[float]:
+        """Per text, in points: the probability of its target style minus that of the likeliest other
+        style (-100..100); 0 where there is no target style or nothing the judge knows."""
+        if not texts:
+            return []
+        features = self.vectorizer.transform(list(texts))
+        probabilities = self.classifier.predict_proba(features)
+        classes = [str(c) for c in self.classifier.classes_]
+        known = features.getnnz(axis=1) > 0
+        margins = []
+        for row, ok, target in zip(probabilities, known, targets, strict=True):
+            if not ok or target not in STYLES:
+                margins.append(0.0)
+                continue
+            other = max(row[classes.index(style)] for style in STYLES if style != target)
+            margins.append(100.0 * (row[classes.index(target)] - other))
+        return margins
+
     def accuracy(self, texts: Sequence[str], styles: Sequence[str]) -> float:
         """Accuracy (0-100) on texts of known style (or NEITHER)."""
         judged = self.predict(texts)
@@ -506,6 +529,7 @@ def score_replies(
     sane = [not p for p in problems]
     judged = [j if ok else NEITHER for j, ok in zip(judge.predict(list(replies)), sane, strict=True)]
     hits = [t is not None and j == t for j, t in zip(judged, targets, strict=True)]
+    margins = [m if ok else 0.0 for m, ok in zip(judge.margins(list(replies), targets), sane, strict=True)]
 
     # the judge's accuracy on the references (held out): their style is the label or the requested one
     flat_refs = []
@@ -526,6 +550,7 @@ def score_replies(
         metric = f"style_accuracy_{STYLE_SLUGS[style]}"
         meant = [i for i, t in enumerate(targets) if t == style]
         result[metric] = _pct(sum(hits[i] for i in meant), len(meant))
+    result["style_margin"] = statistics.fmean(margins) if n else 0.0
     result["sane_rate"] = _pct(sum(sane), n)
     if mode == "label":
         labelled = [i for i, label in enumerate(labels) if label is not None]
@@ -551,7 +576,8 @@ def score_replies(
         {
             "prediction": predictions[i], "label": labels[i], "reply": replies[i],
             "requested": requested[i], "judged": judged[i], "sane": sane[i], "problems": problems[i],
-            "style_hit": hits[i], "chrf": chrf_of.get(i), "rouge_l": rouge_of.get(i),
+            "style_hit": hits[i], "style_margin": margins[i], "chrf": chrf_of.get(i),
+            "rouge_l": rouge_of.get(i),
             "length": lengths[i], "empty": empty[i],
             **({"runaway": cut_off[i]} if runaway is not None else {}),
             **({"tokens": token_counts[i]} if token_counts is not None else {}),

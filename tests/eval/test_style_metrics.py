@@ -172,6 +172,34 @@ def test_swapped_styles_score_low(judge: StyleJudge) -> None:
     assert "label_rate" not in result
 
 
+def test_style_margin_rewards_the_asked_style_and_nothing_degenerate(judge: StyleJudge) -> None:
+    turns = [row["conversation"][0] for row in split_rows("controllable", [
+        (PROMPTS[i], style, (GENTLE if style == "温柔" else SNARKY)[i])
+        for i in range(4) for style in ("温柔", "毒舌")])]
+    samples = group_prompts(turns, "controllable")
+    gold = [s["references"][0] for s in samples]
+    other = [SNARKY[i // 2] if s["requested_style"] == "温柔" else GENTLE[i // 2]
+             for i, s in enumerate(samples)]
+    margins = {name: score(samples, replies, "controllable", judge)
+               for name, replies in [("gold", gold), ("other", other), ("empty", [""] * len(samples)),
+                                     ("noise", ["的了是我你" * 3] * len(samples)),
+                                     ("repeats", [gold[0] * 4] * len(samples))]}
+    assert margins["gold"]["style_margin"] > 40
+    assert margins["other"]["style_margin"] < -40
+    # not sane (empty, characters in no order, one reply for every prompt repeated): 0 each, never credit
+    assert margins["empty"]["style_margin"] == 0.0
+    assert all(d["style_margin"] == 0.0 for d in margins["noise"]["details"] if not d["sane"])
+    assert margins["noise"]["style_margin"] <= 0.0 and margins["repeats"]["style_margin"] < 40
+    per_reply = [d["style_margin"] for d in margins["gold"]["details"]]
+    assert margins["gold"]["style_margin"] == pytest.approx(sum(per_reply) / len(per_reply))
+    assert all(-100 <= m <= 100 for m in per_reply)
+    # label mode: the announced style is the target; no label, no margin
+    samples = seed_samples()
+    labelled = score(samples, [f"毒舌\n{SNARKY[i]}" for i in range(len(samples))], "label", judge)
+    unlabelled = score(samples, [SNARKY[i] for i in range(len(samples))], "label", judge)
+    assert labelled["style_margin"] > 40 and unlabelled["style_margin"] == 0.0
+
+
 def test_empty_and_runaway_replies_are_counted(judge: StyleJudge) -> None:
     samples = seed_samples()
     predictions = ["温柔\n", "", "毒舌\n" + SNARKY[2], "随便说点什么"]
