@@ -64,11 +64,15 @@ TRAIN_ARGS ?=
 # prompt with one of its replies: the other is left for the fine-tune to write in the style asked for),
 # in conversations whose replies keep one style, so the base carries a style through a context.
 DEMO_CONFIG := xtuner_configs/qwen2_5_tiny_lora$(if $(filter controllable,$(MODE)),_controllable)_style_cpu.py
-DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base
+# DEMO_SEED=N: the stand-in's pretraining seed N and the fine-tune's seed 42+N, each seed in paths of its
+# own (the figures in README are the mean and range over seeds 0, 1, 2: make demo-seeds).
+DEMO_SEED ?= 0
+DEMO_SUFFIX = $(if $(filter-out 0,$(DEMO_SEED)),-seed$(DEMO_SEED))
+DEMO_BASE ?= $(MODELS)/tiny-qwen2.5-demo-base$(DEMO_SUFFIX)
 # pretraining steps (batches of 16 exchanges; built once; why this many: style_tune/core/defaults.py)
 DEMO_BASE_STEPS ?= $(DEFAULT_DEMO_BASE_STEPS)
-DEMO_WORK_DIR := work_dirs/demo-$(MODE)
-DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
+DEMO_WORK_DIR = work_dirs/demo-$(MODE)$(DEMO_SUFFIX)
+DEMO_MERGED = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-merged
 # The demo's fine-tune: the CPU config (batches of 8) with a longer schedule and a higher LoRA learning
 # rate (the stand-in is small); XTuner's own --cfg-options. Measured on the 3-layer stand-in
 # (controllable mode, robust style score gentle/snarky): 400 iterations 89/65, 800 93/76, 1200 89/78:
@@ -78,7 +82,25 @@ DEMO_MERGED := $(MODELS)/tiny-qwen2.5-demo-$(MODE)-merged
 # within noise.
 DEMO_ITERS ?= 800
 DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
-	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003
+	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003 randomness.seed=$(shell echo $$((42 + $(DEMO_SEED))))
+# STAGE=dpo|orpo (MODE=controllable): after the SFT, `make prefs` and DPO or ORPO from the merged SFT model
+# (xtuner_configs/qwen2_5_tiny_lora_{dpo,orpo}_style_cpu.py); STAGE=sft, the control: more SFT instead.
+# Each stage gets about the same wall time: iterations measured on the 2-core machine (one torch thread,
+# s per iteration, 8 sequences a step: DPO 0.35 (4 pairs and the reference's forward), ORPO 0.29, SFT 0.26):
+# about 70 s of training each (docs/preference.md).
+STAGE ?=
+DEMO_STAGE_CONFIG = xtuner_configs/qwen2_5_tiny_lora_$(if $(filter sft,$(STAGE)),controllable,$(STAGE))_style_cpu.py
+DEMO_STAGE_WORK_DIR = $(DEMO_WORK_DIR)-$(STAGE)
+DEMO_STAGE_MERGED = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-$(STAGE)-merged
+DEMO_STAGE_ITERS_dpo := 200
+DEMO_STAGE_ITERS_orpo := 240
+DEMO_STAGE_ITERS_sft := 270
+DEMO_STAGE_ITERS ?= $(DEMO_STAGE_ITERS_$(STAGE))
+DEMO_STAGE_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_STAGE_ITERS) param_scheduler.1.end=$(DEMO_STAGE_ITERS) \
+	randomness.seed=$(shell echo $$((42 + $(DEMO_SEED)))) $(if $(filter sft,$(STAGE)),model.lora.lora_dropout=0.0)
+# What the demo's runs can pin across x86 machines (docs/demo.md#reproducing-the-figures): MKL's and ATen's
+# AVX2 code paths, also on CPUs with AVX-512 (kernels of other widths sum in another order).
+DEMO_ENV := MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2
 # torch threads for the demo's CPU steps: 1 is several times faster than 2 on a machine other jobs
 # share (OpenMP threads that wait for a core spin); DEMO_THREADS=2 on an idle 2-core machine.
 DEMO_THREADS ?= 1
@@ -162,6 +184,17 @@ convert: env-train  ## newest (or ITER=N) checkpoint in WORK_DIR -> HF adapter A
 merge: env-train  ## MODEL + ADAPTER -> MERGED (refuses to overwrite without FORCE=1)
 	$(TRAIN_PY) -m style_tune.train.merge $(MODEL) $(ADAPTER) $(MERGED) $(if $(FORCE),--force)
 
+# Preference pairs for the *_dpo_style / *_orpo_style configs (style_tune/data/prefs.py): per training
+# prompt and style, that style's reply chosen and the other's rejected, with that style's system text.
+# PREFS_VERDICTS="FILE ...": add the blind comparison's decisive verdicts (make webui) as pairs.
+PREFS ?= $(SPLIT_DIR)/$(DEFAULT_PREFS_FILE)
+PREFS_VERDICTS ?=
+.PHONY: prefs
+prefs: MODE = controllable
+prefs: env-dev  ## SPLIT_DIR/train.json (controllable) -> preference pairs PREFS for DPO / ORPO
+	$(DEV_PY) -m style_tune.data.prefs --split-dir '$(SPLIT_DIR)' --out '$(PREFS)' \
+		$(if $(PREFS_VERDICTS),--verdicts $(PREFS_VERDICTS))
+
 # ---------------------------------------------------------------- chat with the merged model
 # The prompt format the model was trained on (style_tune/core/prompts.py): MODE= the format it was trained
 # in; STYLE= (controllable mode) the style whose system text to send: 温柔|毒舌 or gentle|snarky.
@@ -206,17 +239,19 @@ chat-cpu: env-dev  ## XTuner's chat (transformers, CPU) on MODEL, same template 
 # (the label split is only the stand-in's pretraining text: a cached stand-in needs none)
 demo-base: env-train  ## the demo's stand-in base DEMO_BASE: tiny Qwen2, the data's vocabulary, pretrained on unlabelled train text (cached)
 	@[[ -f data/label/train.json || ( -e $(DEMO_BASE) && -z '$(FORCE)' ) ]] || $(MAKE) split MODE=label SPLIT_DIR=data/label
-	OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) -m style_tune.train.demo_base $(DEMO_BASE) --data data/label/train.json \
-		--steps $(DEMO_BASE_STEPS) $(if $(FORCE),--force)
+	$(DEMO_ENV) OMP_NUM_THREADS=$(DEMO_THREADS) $(TRAIN_PY) -m style_tune.train.demo_base $(DEMO_BASE) \
+		--data data/label/train.json --steps $(DEMO_BASE_STEPS) --seed $(DEMO_SEED) $(if $(FORCE),--force)
 
-demo: env-train  ## offline CPU demo (MODE=label|controllable): stand-in base -> split -> train -> convert -> merge -> replies
+demo: env-train  ## offline CPU demo (MODE=label|controllable [STAGE=dpo|orpo|sft]): stand-in base -> split -> train -> convert -> merge -> replies
 	@$(MAKE) demo-base
-	$(TRAIN_PY) -m style_tune.train.demo --mode $(MODE) --config $(DEMO_CONFIG) --base $(DEMO_BASE) \
+	$(DEMO_ENV) $(TRAIN_PY) -m style_tune.train.demo --mode $(MODE) --config $(DEMO_CONFIG) --base $(DEMO_BASE) \
 		--work-dir $(DEMO_WORK_DIR) --merged $(DEMO_MERGED) --split-dir $(SPLIT_DIR) --threads $(DEMO_THREADS) \
-		-- $(DEMO_TRAIN_ARGS)
+		$(if $(STAGE),--stage '$(STAGE)' --stage-config $(DEMO_STAGE_CONFIG) --stage-work-dir $(DEMO_STAGE_WORK_DIR) \
+		--stage-merged $(DEMO_STAGE_MERGED) --stage-args '$(DEMO_STAGE_ARGS)') -- $(DEMO_TRAIN_ARGS)
 
-clean-demo:  ## remove what `make demo` wrote (all modes; the stand-in base too)
-	rm -rf $(DEMO_BASE) $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/label data/controllable
+clean-demo:  ## remove what `make demo` wrote (all modes, seeds and stages; the stand-in bases too)
+	rm -rf $(MODELS)/tiny-qwen2.5-demo-base* $(MODELS)/tiny-qwen2.5-demo-*-merged work_dirs/demo-* data/label \
+		data/controllable
 
 # ---------------------------------------------------------------- benchmark
 # Training throughput and memory of the recipe variants (benchmarks/bench_train.py): on a GPU the real
@@ -351,9 +386,11 @@ SCORES ?=
 score-replies: env-eval  ## score REPLIES=FILE.jsonl (user, style|system, reply) as eval-style does; prints the metric table (SCORES=out.json)
 	@$(EVAL_PY) -m style_tune.eval.score_replies '$(REPLIES)' --data-dir '$(DATA_ROOT)' $(if $(SCORES),--out '$(SCORES)')
 
-eval-demo:  ## eval-style + report on `make demo`'s models (same MODE), on the CPU
-	OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) eval-style BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) MODE=$(MODE) \
-		SPLIT_DIR=data/$(MODE) TRAIN_WORK_DIR=$(DEMO_WORK_DIR) STYLE_DIR=outputs/style_eval_demo-$(MODE) EVAL_DEVICE=cpu
+eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED; STAGE=: the SFT model vs the stage's), on the CPU
+	$(DEMO_ENV) OMP_NUM_THREADS=$(DEMO_THREADS) $(MAKE) eval-style MODE=$(MODE) SPLIT_DIR=data/$(MODE) EVAL_DEVICE=cpu \
+		$(if $(STAGE),BASE=$(DEMO_MERGED) TUNED=$(DEMO_STAGE_MERGED) TRAIN_WORK_DIR=$(DEMO_STAGE_WORK_DIR), \
+		BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) TRAIN_WORK_DIR=$(DEMO_WORK_DIR)) \
+		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
 
 # ---------------------------------------------------------------- web page and serving benchmark
 # make webui: a blind rating session, base vs tuned (style_tune/webui/app.py, Gradio, webui env): N held-out
@@ -428,3 +465,13 @@ gen-data: env-eval  ## PROMPTS=FILE -> OUT (user,style,assistant) + rejected row
 bench-gen-data: env-eval env-deploy  ## gen-data rows/s at CONCURRENCY=1 and 8 against the CPU server (tiny model)
 	@[ -d $(TINY_MODEL) ] || $(MAKE) tiny-model
 	$(EVAL_PY) -m benchmarks.bench_gen_data --model $(TINY_MODEL)
+
+# ---------------------------------------------------------------- the demo over seeds
+# make demo-seeds: make demo + eval-demo for each DEMO_SEED of DEMO_SEEDS, both formats, and the stages
+# STAGE=sft|dpo|orpo of the controllable one; the mean and range of every figure ->
+# benchmarks/demo_seeds_cpu.{md,json} (benchmarks/demo_seeds.py). About 40 min on 2 cores.
+.PHONY: demo-seeds
+DEMO_SEEDS ?= 0 1 2
+DEMO_SEEDS_ARGS ?= --jobs 3
+demo-seeds: env-train env-eval  ## the demo's figures as mean and range over DEMO_SEEDS (both formats, SFT vs DPO / ORPO)
+	$(TRAIN_PY) -m benchmarks.demo_seeds --seeds $(DEMO_SEEDS) $(DEMO_SEEDS_ARGS)

@@ -11,7 +11,8 @@
 #        training budget; convert and merge the default run; one `make chat` turn capped at a few
 #        tokens; one `make serve` request from the openai client.
 # part2  `make eval-style` on 5 prompts (part1's merged model against the base; the base twice where
-#        part1 has not run on this machine); `make train DEEPSPEED=deepspeed_zero2` on the same rows.
+#        part1 has not run on this machine); `make train DEEPSPEED=deepspeed_zero2` on the same rows;
+#        `make split prefs MODE=controllable` and 2 iterations of the DPO config from part1's merged model.
 #
 # OUT (default outputs/gpu_acceptance/PART) gets summary.md (a row per step: exit code, seconds; the
 # versions; the peak memory; the losses; the end of each failed step's log) and logs.tar.gz (every
@@ -57,6 +58,9 @@ logs=$work/logs-$part
 model=models/qwen2.5-1.5b-random  # make bench's BENCH_FULL_MODEL: reused when there
 default_cfg=xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_style_e3.py
 int8_cfg=xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py
+dpo_cfg=xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_dpo_style.py
+dpo_iters=2
+prefs=data/controllable/prefs.jsonl  # what `make split prefs MODE=controllable` writes
 split_dir=data/label  # what `make split` writes (MODE=label)
 long_rows=$work/long_rows.json
 adapter=$work/adapter
@@ -66,6 +70,10 @@ budget_mib=24576  # the article's 24 GB training card
 # custom_hooks.1 is the configs' EvaluateChatHook (the long-rows step checks it): 8 tokens a sample.
 fast="--cfg-options train_cfg.max_epochs=None train_cfg.max_iters=$iters default_hooks.checkpoint.interval=$iters \
 default_hooks.logger.interval=1 custom_hooks.1.max_new_tokens=8"
+# The DPO config: epoch-based too; its chat hooks (custom_hooks.1 and .2, one per style) 8 tokens a sample.
+dpo_fast="--cfg-options train_cfg.max_epochs=None train_cfg.max_iters=$dpo_iters \
+default_hooks.checkpoint.interval=$dpo_iters default_hooks.logger.interval=1 custom_hooks.1.max_new_tokens=8 \
+custom_hooks.2.max_new_tokens=8"
 # lmdeploy chat has no max-new-tokens option and asks for 4,096; the session length caps prompt + reply.
 # The label-mode prompt (system text, the question) is 35 tokens: at most 13 new ones.
 chat_session_len=48
@@ -98,7 +106,7 @@ fi
 summary=$out/summary.md
 rows=() notes=()
 failed=0 skipped=0
-declare -A rc_of=() config_of=()
+declare -A rc_of=() config_of=() shape_of=() iters_of=()
 train_runs=()
 
 row() { rows+=("| $1 | $2 | $3 | $4 |"); }
@@ -332,7 +340,8 @@ memory_and_losses() {  # per train step: shape, peak memory against the budget, 
   for name in "${train_runs[@]}"; do
     [[ ${rc_of[$name]:-} =~ ^[0-9]+$ ]] || continue
     log=$logs/$name.log smi=$logs/$name.smi
-    shape=$(awk -v c="${config_of[$name]}" '$1 == "shape" && $2 == c { print $3 " x " $4 }' "$logs/long-rows.log" 2>/dev/null)
+    shape=${shape_of[$name]:-$(awk -v c="${config_of[$name]}" '$1 == "shape" && $2 == c { print $3 " x " $4 }' \
+      "$logs/long-rows.log" 2>/dev/null)}
     alloc=$(grep -F 'Iter(train)' "$log" 2>/dev/null | grep -oE 'memory: [0-9]+' | awk '{ if ($2 > m) m = $2 } END { print m + 0 }')
     used=$(grep -E '^[0-9]+$' "$smi" 2>/dev/null | sort -n | tail -1)
     verdict=$(awk -v a="$alloc" -v u="${used:-0}" -v b="$budget_mib" 'BEGIN {
@@ -350,7 +359,8 @@ memory_and_losses() {  # per train step: shape, peak memory against the budget, 
     [[ ${rc_of[$name]:-} =~ ^[0-9]+$ ]] || continue
     losses=$(grep -F 'Iter(train)' "$logs/$name.log" 2>/dev/null | grep -oE ' loss: [^ ]+' | awk '{ printf "%s%s", (NR > 1 ? " " : ""), $2 }')
     count=$(wc -w <<<"$losses")
-    echo "- $name: ${losses:-none}$( ((count == iters)) || echo " ($count loss lines for $iters iterations)")"
+    echo "- $name: ${losses:-none}$( ((count == ${iters_of[$name]:-$iters})) ||
+      echo " ($count loss lines for ${iters_of[$name]:-$iters} iterations)")"
   done
 }
 
@@ -458,6 +468,14 @@ else
       train_step train-deepspeed "$default_cfg" "$work/work-deepspeed" DEEPSPEED=deepspeed_zero2
     else
       blocked train-deepspeed long-rows
+    fi
+    # DPO from the model eval-style tuned (part1's merged model, else the random base) on the shipped pairs
+    step prefs 120 make split prefs MODE=controllable
+    if ok prefs; then
+      shape_of[train-dpo]="16 pairs (32 sequences) x <= 256" iters_of[train-dpo]=$dpo_iters
+      train_step train-dpo "$dpo_cfg" "$work/work-dpo" MODEL="$tuned" DATA="$prefs" TRAIN_ARGS="$dpo_fast"
+    else
+      blocked train-dpo prefs
     fi
   fi
 fi

@@ -45,6 +45,13 @@ EVAL_MAX_OUT_LEN = 96
 DEMO_BASE_STEPS = 1000
 
 
+#: Preference tuning (`make prefs`, the *_dpo_style / *_orpo_style configs): the pairs file in the
+#: controllable split, and the model the preference stage starts from, which is also DPO's reference:
+#: the merged controllable SFT model (`make train merge` with the controllable SFT config).
+PREFS_FILE = "prefs.jsonl"
+SFT_MODEL = "models/qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3-merged"
+
+
 def split_dir(mode: str = MODE) -> str:
     """Where `make split` writes a mode's train/val/test.json."""
     return f"data/{mode}"
@@ -60,10 +67,20 @@ def config_train_data(mode: str = MODE) -> str:
     return os.environ.get("STYLE_TUNE_DATA", train_data(mode))
 
 
+def config_prefs_data() -> str:
+    """The pairs a preference config reads: $STYLE_TUNE_DATA (`make train DATA=`), else `make prefs`'s."""
+    return os.environ.get("STYLE_TUNE_DATA", f"{split_dir('controllable')}/{PREFS_FILE}")
+
+
+def config_sft_model() -> str:
+    """The model a preference config starts from: $STYLE_TUNE_MODEL (`make train MODEL=`), else SFT_MODEL."""
+    return os.environ.get("STYLE_TUNE_MODEL", SFT_MODEL)
+
+
 #: The values the Makefile takes (as DEFAULT_<NAME>).
 MAKE_DEFAULTS = {"BASE_MODEL": BASE_MODEL, "RIVAL_MODEL": RIVAL_MODEL, "TINY_MODEL": TINY_MODEL,
                  "MODE": MODE, "SEED": SEED, "EVAL_MAX_OUT_LEN": EVAL_MAX_OUT_LEN,
-                 "DEMO_BASE_STEPS": DEMO_BASE_STEPS}
+                 "DEMO_BASE_STEPS": DEMO_BASE_STEPS, "PREFS_FILE": PREFS_FILE, "SFT_MODEL": SFT_MODEL}
 
 
 if __name__ == "__main__":

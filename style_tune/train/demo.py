@@ -1,12 +1,18 @@
 """`make demo`: the recipe's steps on the stand-in base, timed, then what the model learned.
 
     python -m style_tune.train.demo --mode label|controllable --config CFG --base DIR --work-dir DIR
-        --merged DIR [--split-dir DIR] [--threads 1] [-- TRAIN_ARGS...]
+        --merged DIR [--split-dir DIR] [--threads 1]
+        [--stage dpo|orpo|sft --stage-config CFG --stage-work-dir DIR --stage-merged DIR
+         --stage-args "ARGS"] [-- TRAIN_ARGS...]
 
 Runs the targets a user runs, with the demo's paths: `make split` (into ``--split-dir``, default
 data/<mode>), `make train` (with TRAIN_ARGS), `make convert`, `make merge`; then
 style_tune.eval.demo_report, which prints the wall time since the split started. Stops at the first
 step that fails, with its exit status. Torch uses ``--threads`` threads in every step (OMP_NUM_THREADS).
+
+``--stage``: a second stage from the merged model: `make prefs` and DPO or ORPO on the pairs, or (``sft``,
+the control) more SFT on the training split, each with its own config and ``--stage-args``; then the
+report compares the stage's merged model with the SFT one.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merged", required=True)
     parser.add_argument("--split-dir", help="where the split goes (default: data/<mode>, as `make split`)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (OMP_NUM_THREADS)")
+    parser.add_argument("--stage", choices=("dpo", "orpo", "sft"), help="a second stage (see above)")
+    parser.add_argument("--stage-config")
+    parser.add_argument("--stage-work-dir")
+    parser.add_argument("--stage-merged")
+    parser.add_argument("--stage-args", default="", help="`xtuner train` arguments of the stage")
     ours, train_args = split_passthrough(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(ours)
 
@@ -48,6 +59,25 @@ def main(argv: list[str] | None = None) -> int:
         ["merge", f"MODEL={args.base}", f"ADAPTER={args.work_dir}/adapter", f"MERGED={args.merged}",
          "FORCE=1"],
     ]
+    base, merged, work_dir = args.base, args.merged, args.work_dir
+    if args.stage:
+        if not (args.stage_config and args.stage_work_dir and args.stage_merged):
+            parser.error("--stage needs --stage-config, --stage-work-dir and --stage-merged")
+        if args.mode != "controllable":
+            parser.error("a second stage needs --mode controllable (preference pairs ask for a style)")
+        stage_data = data
+        if args.stage != "sft":
+            stage_data = f"{split_dir}/{defaults.PREFS_FILE}"
+            steps.append(["prefs", f"SPLIT_DIR={split_dir}", f"PREFS={stage_data}"])
+        stage_model = [f"CONFIG={args.stage_config}", f"MODEL={args.merged}", f"DATA={stage_data}",
+                       f"WORK_DIR={args.stage_work_dir}"]
+        steps += [
+            ["train", *stage_model, f"TRAIN_ARGS={args.stage_args}"],
+            ["convert", *stage_model, "FORCE=1"],
+            ["merge", f"MODEL={args.merged}", f"ADAPTER={args.stage_work_dir}/adapter",
+             f"MERGED={args.stage_merged}", "FORCE=1"],
+        ]
+        base, merged, work_dir = args.merged, args.stage_merged, args.stage_work_dir
     started = time.time()
     for step in steps:
         returncode = subprocess.run([make, *step]).returncode
@@ -56,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from style_tune.eval import demo_report
 
-    return demo_report.main(["--base", args.base, "--merged", args.merged, "--work-dir", args.work_dir,
-                             "--test", str(Path(split_dir) / "test.json"), "--started", str(started)])
+    return demo_report.main(["--base", base, "--merged", merged, "--work-dir", work_dir,
+                             "--test", str(Path(split_dir) / "test.json"), "--started", str(started),
+                             *(["--stage", args.stage] if args.stage else [])])
 
 
 if __name__ == "__main__":

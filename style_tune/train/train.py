@@ -19,6 +19,7 @@ because it always exits 0, even when training crashed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import sys
@@ -30,15 +31,44 @@ from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, m
 STEP = "train"
 
 
+def is_preference_config(config: Path) -> bool:
+    """The DPO / ORPO configs (xtuner_configs/*_dpo_style*.py, *_orpo_style*.py) train on pairs."""
+    return any(f"_{method}_" in config.stem for method in ("dpo", "orpo"))
+
+
+def holds_pairs(data: Path) -> bool:
+    """Whether a data file's first line is a preference pair (`make prefs`'s JSON lines)."""
+    with data.open(encoding="utf-8", errors="replace") as file:
+        first = file.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and "chosen" in row
+
+
 def check_inputs(config: Path) -> None:
     if not config.is_file():
         fail(STEP, f"config {config} not found (see xtuner_configs/)")
+    pairs = is_preference_config(config)
     model = os.environ.get("STYLE_TUNE_MODEL")
     if model and not (Path(model) / "config.json").is_file():
-        fail(STEP, f"model directory {model} has no config.json; run `make download` (or `make tiny-model`)")
+        hint = ("the merged SFT model DPO / ORPO start from: `make train convert merge` with the "
+                "controllable SFT config first" if pairs else "run `make download` (or `make tiny-model`)")
+        fail(STEP, f"model directory {model} has no config.json; {hint}")
     data = os.environ.get("STYLE_TUNE_DATA")
     if data and not Path(data).is_file():
-        fail(STEP, f"training data {data} not found; run `make split`")
+        fail(STEP, f"training data {data} not found; run {'`make prefs`' if pairs else '`make split`'}")
+    if data and pairs:
+        from style_tune.data.prefs import check_pairs_file
+
+        errors = check_pairs_file(Path(data))
+        if errors:
+            fail(STEP, f"{errors[0]}: {config.name} trains on preference pairs, one JSON object a line "
+                       "(`make prefs` writes them)")
+    elif data and holds_pairs(Path(data)):
+        fail(STEP, f"{data} holds preference pairs, but {config.name} is an SFT config: give DATA= a split "
+                   "(data/<mode>/train.json), or CONFIG= a *_dpo_* / *_orpo_* config")
 
 
 def check_deepspeed(deepspeed: str) -> None:

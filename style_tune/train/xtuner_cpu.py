@@ -1,6 +1,7 @@
 """The pieces of XTuner/mmengine that CPU-only runs (the tiny-model demo and tests) need replaced.
 
-Imported by xtuner_configs/qwen2_5_tiny_lora_style_cpu.py only; needs the train env (xtuner).
+Imported by the CPU configs (xtuner_configs/qwen2_5_tiny_*_cpu.py) and style_tune.train.preference;
+needs the train env (xtuner).
 """
 
 from __future__ import annotations
@@ -11,18 +12,22 @@ from mmengine.runner import Runner
 from xtuner.model import SupervisedFinetune
 
 
-class CPUSupervisedFinetune(SupervisedFinetune):
-    """XTuner's ``SupervisedFinetune`` without its attention-implementation dispatch.
+class KeepConfigAttention:
+    """Mixin for XTuner's model classes: no attention-implementation dispatch.
 
     Before loading the model, XTuner picks flash/SDPA attention and a dtype by calling
     ``torch.<device>.is_bf16_supported()``; ``torch.cpu`` has no such function, so on a CPU-only
     machine training stops with ``AttributeError``. Here the config's own ``attn_implementation``
-    and ``torch_dtype`` are kept as they are. Everything else is XTuner's code.
+    and ``torch_dtype`` are kept as they are.
     """
 
     @staticmethod
     def _prepare_for_flash_attn(cfg, llm_cfg):
         return cfg
+
+
+class CPUSupervisedFinetune(KeepConfigAttention, SupervisedFinetune):
+    """XTuner's ``SupervisedFinetune`` without its attention dispatch; everything else is XTuner's code."""
 
 
 class CPURunner(Runner):

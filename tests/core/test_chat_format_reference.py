@@ -273,5 +273,7 @@ def test_readme_examples_send_the_real_system_texts() -> None:
     for target in ("make chat", "make serve", "make chat-cpu"):
         assert target in readme
     assert STYLE_SYSTEMS["毒舌"] in readme  # the curl example
-    assert "system_text(\"controllable\"" in readme  # the openai example imports the definition
+    # the openai example (docs/serving.md, linked from README) imports the definition
+    assert "docs/serving.md#from-python" in readme
+    assert "system_text(\"controllable\"" in (REPO_ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
     assert shutil.which("make")

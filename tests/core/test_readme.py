@@ -38,6 +38,18 @@ COMMAND_TESTS = {
     "make test": MAKE_TEST,
     "make demo MODE=controllable":
         "tests/train/test_demo_base.py::test_demo_runs_the_xtuner_config_of_its_mode",
+    "make demo MODE=controllable STAGE=dpo":
+        "tests/train/test_preference.py::"
+        "test_make_demo_with_a_stage_runs_dpo_from_the_merged_sft_model",
+    # the runner's tables from its per-seed results, and README's figures from the committed run
+    "make demo-seeds": "tests/core/test_demo_seeds.py::test_readme_figures_are_the_committed_runs",
+    # preference tuning: the pairs on the shipped data; DPO on the CPU twin of the GPU config
+    "make split prefs MODE=controllable":
+        "tests/core/test_prefs.py::test_make_prefs_runs_on_the_shipped_data",
+    "make train CONFIG=xtuner_configs/qwen2_5_1_5b_instruct_lora_bf16_dpo_style.py "
+    "MODEL=models/qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3-merged "
+    "DATA=data/controllable/prefs.jsonl":
+        "tests/train/test_preference.py::test_seeded_dpo_run_has_the_pinned_loss",
     # eval-demo is eval-style on the demo's models, on the CPU
     "make eval-demo": "tests/eval/test_eval_make_targets.py::test_summary_has_every_metric_for_both_models",
     # the recipe on a GPU

@@ -71,6 +71,33 @@ def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
     assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
 
 
+def test_the_stand_in_is_the_same_with_two_threads_and_the_pinned_kernels(
+        demo_base: Path, split_dir: Path, tmp_path: Path) -> None:
+    """docs/demo.md#reproducing-the-figures: threads and the pinned code paths change nothing here."""
+    out = tmp_path / "base"
+    pinned = {"OMP_NUM_THREADS": "2", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    proc = subprocess.run([sys.executable, "-m", "style_tune.train.demo_base", str(out), "--data",
+                           str(split_dir / "train.json"), "--steps", "3"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **pinned})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    one, two = (json.loads((d / "pretraining.json").read_text()) for d in (demo_base, out))
+    assert (one["first_loss"], one["last_loss"]) == (two["first_loss"], two["last_loss"])
+    assert (demo_base / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_demo_steps_run_with_the_pinned_kernels_and_the_seed() -> None:
+    proc = subprocess.run(["make", "-n", "demo-base", "DEMO_SEED=2", "DEMO_BASE=/nonexistent/base"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
+    line = next(line for line in proc.stdout.splitlines() if "style_tune.train.demo_base" in line)
+    assert line.startswith("MKL_CBWR=AVX2 ATEN_CPU_CAPABILITY=avx2 OMP_NUM_THREADS=1 ")
+    assert "--seed 2" in proc.stdout
+    _, work_dir, merged, args = make_vars("controllable", "DEMO_SEED=2")
+    assert work_dir == "work_dirs/demo-controllable-seed2"
+    assert merged == "models/tiny-qwen2.5-demo-controllable-seed2-merged"
+    assert "randomness.seed=44" in args
+
+
 def conversation_pairs(text: str) -> list[tuple[str, str]]:
     """The (user, reply) pairs of a ChatML text that holds user and assistant turns and nothing else."""
     blocks = re.findall(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>\n", text, flags=re.S)
@@ -153,10 +180,10 @@ def test_pretraining_needs_the_label_split(split_dir: Path) -> None:
         pretraining_texts(turns)
 
 
-def make_vars(mode: str) -> tuple[str, str, str, str]:
+def make_vars(mode: str, *more: str) -> tuple[str, str, str, str]:
     """The Makefile's demo settings for a MODE, read with --eval (`make -n demo` would run its sub-makes)."""
     show = "show: ; @echo '$(DEMO_CONFIG)|$(DEMO_WORK_DIR)|$(DEMO_MERGED)|$(DEMO_TRAIN_ARGS)'"
-    proc = subprocess.run(["make", "-s", "--eval", show, "show", f"MODE={mode}"], cwd=REPO_ROOT,
+    proc = subprocess.run(["make", "-s", "--eval", show, "show", f"MODE={mode}", *more], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=60,
                           env={k: v for k, v in os.environ.items() if not k.startswith("MAKE")})
     assert proc.returncode == 0, proc.stderr

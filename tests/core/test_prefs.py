@@ -1,0 +1,157 @@
+"""`make prefs`: preference pairs from the controllable split (style_tune/data/prefs.py).
+
+What XTuner does with the file (rendering, the loss) is tested in tests/train/test_preference.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from style_tune.core.prompts import STYLE_SYSTEMS, STYLES
+from style_tune.data import prefs
+from style_tune.eval.verdicts import record
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GENTLE, SNARKY = STYLES
+
+
+def row(style: str, user: str, output: str) -> dict:
+    return {"conversation": [{"system": STYLE_SYSTEMS[style], "input": user, "output": output}]}
+
+
+def write_split(split_dir: Path, train: list[dict], test: list[dict] | None = None) -> Path:
+    split_dir.mkdir(parents=True, exist_ok=True)
+    (split_dir / "train.json").write_text(json.dumps(train, ensure_ascii=False), encoding="utf-8")
+    (split_dir / "test.json").write_text(json.dumps(test or [], ensure_ascii=False), encoding="utf-8")
+    return split_dir
+
+
+TRAIN = [row(GENTLE, "下雨了", "记得带伞哦"), row(SNARKY, "下雨了", "天气预报白看了？"),
+         row(SNARKY, "加班到十点", "老板的梦想由你守护"), row(GENTLE, "加班到十点", "辛苦啦，早点休息")]
+
+
+def read_pairs(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_each_prompt_and_style_gives_a_pair_with_that_styles_system_text(tmp_path: Path,
+                                                                         capsys) -> None:
+    split = write_split(tmp_path / "split", TRAIN)
+    assert prefs.main(["--split-dir", str(split)]) == 0
+    pairs = read_pairs(split / "prefs.jsonl")
+    assert len(pairs) == 4
+    by_key = {(p["prompt"][0]["content"], p["prompt"][1]["content"]): p for p in pairs}
+    gentle_rain = by_key[(STYLE_SYSTEMS[GENTLE], "下雨了")]
+    assert gentle_rain == {
+        "prompt": [{"role": "system", "content": STYLE_SYSTEMS[GENTLE]},
+                   {"role": "user", "content": "下雨了"}],
+        "chosen": [{"role": "assistant", "content": "记得带伞哦"}],
+        "rejected": [{"role": "assistant", "content": "天气预报白看了？"}],
+    }
+    snarky_rain = by_key[(STYLE_SYSTEMS[SNARKY], "下雨了")]
+    assert snarky_rain["chosen"][0]["content"] == "天气预报白看了？"
+    assert snarky_rain["rejected"][0]["content"] == "记得带伞哦"
+    assert all(prefs.pair_problem(p) is None for p in pairs)
+    out = capsys.readouterr().out
+    assert f"4 pairs from 2 training prompts (chosen style: {GENTLE} 2, {SNARKY} 2)" in out
+
+
+def test_a_prompt_without_a_style_is_named_and_nothing_is_written(tmp_path: Path, capsys) -> None:
+    split = write_split(tmp_path / "split", [*TRAIN, row(GENTLE, "只有温柔", "抱抱你")])
+    assert prefs.main(["--split-dir", str(split)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"prefs: error: {split}/train.json: row 5: prompt '只有温柔' has no {SNARKY} reply: a "
+                   "pair needs one reply per style; add it to the CSV (or drop the prompt), then "
+                   "`make split MODE=controllable`"]
+    assert not (split / "prefs.jsonl").exists()
+
+
+def test_a_label_mode_split_is_refused_in_a_few_lines(tmp_path: Path, capsys) -> None:
+    split = tmp_path / "label"
+    proc = subprocess.run(["make", "split", "MODE=label", f"SPLIT_DIR={split}"], cwd=REPO_ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert prefs.main(["--split-dir", str(split)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == prefs.MAX_ERRORS + 1 and err[-1].startswith("prefs: error: ... and ")
+    assert "preference pairs need the controllable format; run `make split MODE=controllable`" in err[0]
+
+
+def test_missing_or_broken_split_says_what_to_run(tmp_path: Path, capsys) -> None:
+    assert prefs.main(["--split-dir", str(tmp_path / "none")]) == 2
+    assert "train.json: not found; run `make split MODE=controllable` first" in capsys.readouterr().err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "train.json").write_text("[{", encoding="utf-8")
+    assert prefs.main(["--split-dir", str(tmp_path / "bad")]) == 2
+    assert "cannot read it as `make split`'s JSON" in capsys.readouterr().err
+
+
+def verdict_line(verdict: str, prompt: str, style: str, a: str = "A reply", b: str = "B reply") -> str:
+    endpoints = {"A": {"name": "tuned"}, "B": {"name": "base"}}
+    return json.dumps(record(verdict=verdict, prompt=prompt, style=style, system=STYLE_SYSTEMS[style],
+                             replies={"A": a, "B": b}, endpoints=endpoints, settings={}, seed=0),
+                      ensure_ascii=False)
+
+
+def test_decisive_verdicts_add_pairs_ties_and_held_out_prompts_do_not(tmp_path: Path,
+                                                                       capsys) -> None:
+    split = write_split(tmp_path / "split", TRAIN, test=[row(GENTLE, "考试挂了", "下次会更好")])
+    verdicts = tmp_path / "verdicts.jsonl"
+    verdicts.write_text("\n".join([
+        verdict_line("B", "新问题", SNARKY, a="平平无奇", b="犀利吐槽"),
+        verdict_line("tie", "新问题", GENTLE),
+        verdict_line("both bad", "另一个", GENTLE),
+        verdict_line("A", "考试挂了", GENTLE),  # a test prompt: would leak the evaluation
+    ]) + "\n", encoding="utf-8")
+    assert prefs.main(["--split-dir", str(split), "--verdicts", str(verdicts)]) == 0
+    pairs = read_pairs(split / "prefs.jsonl")
+    assert len(pairs) == 5
+    assert pairs[-1] == prefs.pair(STYLE_SYSTEMS[SNARKY], "新问题", "犀利吐槽", "平平无奇")
+    out = capsys.readouterr().out
+    assert "1 pairs from the verdicts; left out: 1 both bad, 1 held-out prompt, 1 tie" in out
+
+
+def test_a_bad_verdict_line_is_named(tmp_path: Path, capsys) -> None:
+    split = write_split(tmp_path / "split", TRAIN)
+    verdicts = tmp_path / "verdicts.jsonl"
+    lines = [verdict_line("A", "新问题", GENTLE), '{"verdict": "maybe"}']
+    verdicts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert prefs.main(["--split-dir", str(split), "--verdicts", str(verdicts)]) == 2
+    err = capsys.readouterr().err
+    assert f"{verdicts}: row 2: verdict 'maybe' is none of A, B, tie, both bad" in err
+    assert not (split / "prefs.jsonl").exists()
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ('{"prompt": [], "chosen": [], "rejected": []}',
+     "\"prompt\" must be a list of messages ending with the user's"),
+    ('{"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": " "}], '
+     '"rejected": [{"role": "assistant", "content": "r"}]}',
+     '"chosen" must be one assistant message with text'),
+    ("[1, 2]", "not a JSON object"),
+    ("{", "not JSON (Expecting property name enclosed in double quotes)"),
+])
+def test_check_pairs_file_names_the_row_and_the_problem(tmp_path: Path, line: str,
+                                                        problem: str) -> None:
+    good = json.dumps(prefs.pair("s", "q", "c", "r"))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(f"{good}\n{line}\n", encoding="utf-8")
+    assert prefs.check_pairs_file(path) == [f"{path}: row 2: {problem}"]
+
+
+def test_make_prefs_runs_on_the_shipped_data(tmp_path: Path) -> None:
+    split = tmp_path / "controllable"
+    proc = subprocess.run(["make", "split", "prefs", "MODE=controllable", f"SPLIT_DIR={split}"],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    train = json.loads((split / "train.json").read_text(encoding="utf-8"))
+    prompts = {r["conversation"][0]["input"] for r in train}
+    pairs = read_pairs(split / "prefs.jsonl")
+    # two styles: one pair per training row (each prompt has one reply per style)
+    assert len(pairs) == len(train) == 2 * len(prompts)
+    assert f"prefs: {len(pairs)} pairs from {len(prompts)} training prompts" in proc.stdout
+    assert prefs.check_pairs_file(split / "prefs.jsonl") == []
