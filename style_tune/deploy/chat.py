@@ -52,8 +52,8 @@ from style_tune.core.prompts import (
 )
 from style_tune.core.steps import fail
 from style_tune.deploy.serving import (  # clients send SERVED_MODEL_NAME as ``model``
-    API_KEYS_ENV,
     SERVED_MODEL_NAME,
+    api_keys_env,
     check_exposure,
     read_api_keys,
 )
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         print("chat-cpu: XTuner chat on the CPU; end a message with an empty line; EXIT quits, RESET forgets")
     print(f"{step}: $ {shown}", flush=True)
     env = {key: value for key, value in os.environ.items() if key != "API_KEY"}
-    if on_cpu and keys:
-        env[API_KEYS_ENV] = "\n".join(keys)
+    if on_cpu:
+        env.update(api_keys_env(keys))
     os.execve(command[0], command, env)
     return 1  # not reached
 

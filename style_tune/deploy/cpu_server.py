@@ -41,7 +41,6 @@ cancelled, timed out and refused.
 import argparse
 import hmac
 import json
-import os
 import sys
 import time
 import uuid
@@ -49,7 +48,7 @@ from pathlib import Path
 
 from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, resolve_style, system_text
-from style_tune.deploy.serving import API_KEYS_ENV, SERVED_MODEL_NAME, check_exposure
+from style_tune.deploy.serving import SERVED_MODEL_NAME, api_keys_from_env, check_exposure
 
 ROLES = ("system", "user", "assistant")
 #: The largest request body read: a chat request near the context limit is a few hundred KB of text.
@@ -137,19 +136,16 @@ def check_request(body: object, *, default_system: str) -> dict:
             "include_usage": bool((body.get("stream_options") or {}).get("include_usage")), **request}
 
 
-def unauthorized(authorization: str | None, keys: list[str]) -> dict | None:
-    """OpenAI's 401 error object for a request whose ``Authorization`` header carries none of KEYS (None
-    when it carries one). The message never repeats what was sent."""
+def unauthorized(authorization: str | None, keys: list[str]) -> str | None:
+    """Why a request whose ``Authorization`` header carries none of KEYS is refused (None when it carries
+    one): the message of the server's 401. It never repeats what was sent."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() == "bearer" and token:
         if any(hmac.compare_digest(token.strip().encode(), key.encode()) for key in keys):
             return None
-        message = "Incorrect API key provided: send one of the keys the server was started with"
-    else:
-        message = ("You didn't provide an API key: send it as 'Authorization: Bearer KEY' (the openai client "
-                   "reads OPENAI_API_KEY)")
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": "invalid_api_key"}}
+        return "Incorrect API key provided: send one of the keys the server was started with"
+    return ("You didn't provide an API key: send it as 'Authorization: Bearer KEY' (the openai client "
+            "reads OPENAI_API_KEY)")
 
 
 def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int | None,
@@ -202,9 +198,8 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
 
     def check_key(http_request: Request) -> None:
         if keys:
-            refusal = unauthorized(http_request.headers.get("authorization"), keys)
-            if refusal is not None:
-                raise RequestError(401, refusal["error"]["message"], param=None, code="invalid_api_key",
+            if refusal := unauthorized(http_request.headers.get("authorization"), keys):
+                raise RequestError(401, refusal, code="invalid_api_key",
                                    headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(RequestError)
@@ -335,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"seconds a request may take from arrival to its last token (default "
                              f"{TIMEOUT_S:g}); longer: 504")
     args = parser.parse_args(argv)
-    keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split("\n") if key.strip()]
+    keys = api_keys_from_env()
     check_exposure("cpu_server", args.host, keys)
     style = resolve_style(args.style) if args.style else None
     if args.threads:

@@ -27,7 +27,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -61,6 +61,16 @@ def read_api_keys(step: str, key: str = "", key_file: str | Path | None = None) 
     if bad:
         fail(step, f"API key {bad[0]} has a space or a control character; a key is one printable word")
     return keys
+
+
+def api_keys_env(keys: list[str]) -> dict[str, str]:
+    """The environment entry that hands KEYS to the CPU server (one key a line; none without keys)."""
+    return {API_KEYS_ENV: "\n".join(keys)} if keys else {}
+
+
+def api_keys_from_env(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """The keys :func:`api_keys_env` handed over (an empty list: the server takes no key)."""
+    return [key.strip() for key in environ.get(API_KEYS_ENV, "").split("\n") if key.strip()]
 
 
 def is_loopback(host: str) -> bool:

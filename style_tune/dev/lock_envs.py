@@ -428,15 +428,15 @@ def check_built_envs(names: list[str], smoke: str) -> int:
             print(f"check-envs: {env}: its suite {ENVS[env].suite} runs next (imports checked by setup)")
             continue
         checked = imports_checked_since_last_change(env)
-        run = subprocess.CompletedProcess([], 0) if checked else subprocess.run(
-            [str(env_python(env)), "-m", "style_tune.dev.lock_envs", "imports", env], cwd=REPO_ROOT,
-            capture_output=True, text=True)
-        if run.returncode:  # its own lines, `check-envs: ENV: import X: ...`
-            lines = [line for line in run.stderr.splitlines() if line.startswith("check-envs: ")]
-            print("\n".join(lines) or f"check-envs: {env}: imports failed: {run.stderr.strip()[-300:]}",
-                  file=sys.stderr)
-            failed += 1
-            continue
+        if not checked:
+            run = subprocess.run([str(env_python(env)), "-m", "style_tune.dev.lock_envs", "imports", env],
+                                 cwd=REPO_ROOT, capture_output=True, text=True)
+            if run.returncode:  # its own lines, `check-envs: ENV: import X: ...`
+                lines = [line for line in run.stderr.splitlines() if line.startswith("check-envs: ")]
+                print("\n".join(lines) or f"check-envs: {env}: imports failed: {run.stderr.strip()[-300:]}",
+                      file=sys.stderr)
+                failed += 1
+                continue
         step = smoke != "none" and (runs(env) or feeds)
         if step and (problem := run_smoke(env, tmp)):
             print(f"check-envs: {env}: {problem}", file=sys.stderr)

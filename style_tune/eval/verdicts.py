@@ -53,6 +53,7 @@ class Verdict:
     verdict: str
     rater: str | None
     source: str  # "people", or "judge MODEL"
+    seed: int | None = None  # the session's seed (the web page's SEED=): its order of A and B
 
     def winner(self) -> str | None:
         return {"A": self.a, "B": self.b}.get(self.verdict)
@@ -104,8 +105,11 @@ def parse(line: str, where: str) -> Verdict:
     for field, value in (("style", style), ("rater", rater), ("judge", judge)):
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{field} must be a string")
+    seed = record.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError("seed must be an integer")
     return Verdict(where, prompt, style or None, names[0], names[1], verdict, rater or None,
-                   f"judge {judge}" if judge else "people")
+                   f"judge {judge}" if judge else "people", seed)
 
 
 def read(paths: Iterable[Path]) -> tuple[list[Verdict], list[str]]:

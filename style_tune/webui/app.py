@@ -43,6 +43,7 @@ from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, system_text
 from style_tune.core.steps import fail
 from style_tune.deploy.serving import Server, free_port, list_models
+from style_tune.eval.verdicts import read as read_verdicts
 from style_tune.eval.verdicts import record as verdict_record
 from style_tune.eval.verdicts import shown_order
 
@@ -147,17 +148,13 @@ def session_items(test_json: Path, mode: str, n: int) -> list[dict[str, str | No
 
 def judged(verdicts: Path, seed: int, rater: str) -> set[tuple[str, str | None]]:
     """The (prompt, style) pairs this rater already judged in this seed's session: the verdict file is the
-    session's state (a line that is not a record is left to `make verdicts` to report)."""
-    done = set()
-    if verdicts.is_file():
-        for line in verdicts.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-                if record.get("seed") == seed and (record.get("rater") or "") == rater:
-                    done.add((record["prompt"], record.get("style")))
-            except (ValueError, KeyError, AttributeError):
-                continue
-    return done
+    session's state. Read as `make verdicts` reads it: a judge's records are not this rater's, and a line
+    that is not a record is left to `make verdicts` to report."""
+    if not verdicts.is_file():
+        return set()
+    records, _ = read_verdicts([verdicts])
+    return {(v.prompt, v.style) for v in records
+            if v.source == "people" and v.seed == seed and (v.rater or "") == rater}
 
 
 def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], verdicts: Path, *,

@@ -90,20 +90,21 @@ def test_bad_lines_are_named_and_never_counted(tmp_path: Path) -> None:
     no_mapping = record("A", "tuned", "base", prompt="p2")
     del no_mapping["endpoints"]["B"]
     lines = [PEOPLE[0], '{"prompt": "p", "verdict": ', record("tuned better", "tuned", "base"), no_mapping,
-             record("A", "tuned", "tuned"), "[1, 2]", PEOPLE[3]]
+             record("A", "tuned", "tuned"), "[1, 2]", {**record("A", "tuned", "base"), "seed": "7"},
+             PEOPLE[3]]
     path = write(tmp_path / "bad.jsonl", lines)
     verdicts, errors = read([path])
-    assert [v.where for v in verdicts] == [f"{path}:1", f"{path}:7"]
-    assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:{n}" for n in (2, 3, 4, 5, 6)]
+    assert [v.where for v in verdicts] == [f"{path}:1", f"{path}:8"]
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{path}:{n}" for n in (2, 3, 4, 5, 6, 7)]
     assert "not JSON" in errors[0] and "'tuned better' is none of A, B, tie, both bad" in errors[1]
     assert "no mapping of A and B" in errors[2] and "same model" in errors[3]
-    assert "not a JSON object" in errors[4]
+    assert "not a JSON object" in errors[4] and "seed must be an integer" in errors[5]
     assert all(e.endswith("this line is not counted") for e in errors)
     proc = subprocess.run([sys.executable, "-m", "style_tune.eval.verdicts", str(path)], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"verdicts: {path}:2: not JSON" in proc.stderr
-    assert "| people | all | 2 | 2 | 2 | 2 | 0 | 0 | 0 | 0 |" in proc.stdout  # only lines 1 and 7
+    assert "| people | all | 2 | 2 | 2 | 2 | 0 | 0 | 0 | 0 |" in proc.stdout  # only lines 1 and 8
 
 
 def test_make_verdicts_counts_a_file(tmp_path: Path) -> None:

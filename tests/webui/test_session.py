@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from style_tune.core.prompts import STYLE_SYSTEMS, system_text
-from style_tune.eval.verdicts import shown_order
+from style_tune.eval.verdicts import record, shown_order
 from style_tune.webui.app import build_page, judged, session_items
 
 ENDPOINTS = {"base": SimpleNamespace(model="base-model-x", base_url="http://127.0.0.1:1111/v1"),
@@ -44,13 +44,20 @@ def test_the_order_is_drawn_per_prompt_and_the_same_on_a_reload() -> None:
 
 def test_the_verdict_file_is_the_session_state(tmp_path: Path) -> None:
     verdicts = tmp_path / "v.jsonl"
-    lines = [{"seed": 7, "rater": None, "prompt": "p1", "style": "温柔"},
-             {"seed": 7, "rater": "ann", "prompt": "p2", "style": "温柔"},
-             {"seed": 8, "rater": None, "prompt": "p3", "style": "温柔"}]
-    verdicts.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines) + "not json\n",
+
+    def line(prompt: str, seed: int, rater: str | None, judge: str | None = None) -> dict:
+        return record(verdict="A", prompt=prompt, style="温柔", system=STYLE_SYSTEMS["温柔"],
+                      replies={"A": "a", "B": "b"}, endpoints={"A": {"name": "base"}, "B": {"name": "tuned"}},
+                      settings={}, seed=seed, rater=rater, judge=judge)
+
+    lines = [line("p1", 7, None), line("p2", 7, "ann"), line("p3", 8, None),
+             line("p4", 7, None, judge="qwen-max")]  # the pairwise judge's verdict is no rater's
+    verdicts.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+                        + "not json\n" + json.dumps({"seed": 7, "prompt": "p5", "style": "温柔"}) + "\n",
                         encoding="utf-8")
     assert judged(verdicts, 7, "") == {("p1", "温柔")}
     assert judged(verdicts, 7, "ann") == {("p2", "温柔")}
+    assert judged(verdicts, 8, "") == {("p3", "温柔")}
     assert judged(tmp_path / "none.jsonl", 7, "") == set()
 
 
