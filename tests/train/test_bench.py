@@ -49,7 +49,7 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     for half in HALVES:
         out = tmp_path / f"bench-{half.replace(',', '-')}"
         cmd = [sys.executable, "benchmarks/bench_train.py", "--model", str(tiny_model_dir), "--data",
-               str(split_dir / "train.json"), "--steps", "1", "--warmup", "1", "--device", "cpu",
+               str(split_dir / "train.json"), "--steps", "1", "--warmup", "0", "--device", "cpu",
                "--variants", half, "--out", str(out)]
         runs[out] = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -77,9 +77,9 @@ def test_bench_reports_every_variant(tiny_model_dir: Path, split_dir: Path, tmp_
     assert by_name["bf16_packed"]["packed"] and by_name["bf16_packed"]["max_length"] == 2048
     assert by_name["int8"]["pad_share"] > 0.02 > by_name["bf16_packed"]["pad_share"]
     assert by_name["int8"]["step_tokens"][0] < by_name["int8"]["step_positions"][0]
-    # The default groups rows by length: less padding than the article's random batches, no packing.
+    # The default groups rows by length, no packing (that it pads less than the article's random batches
+    # is a claim about a whole epoch, not the one batch measured here: tests/train/test_contamination.py).
     assert not by_name["bf16"]["packed"] and by_name["bf16"]["batch_size"] == 32
-    assert by_name["int8"]["pad_share"] > by_name["bf16"]["pad_share"]
     assert "| int8 | 20 × 256 | no |" in by_name["int8"]["table"]
 
 
