@@ -25,14 +25,26 @@ from style_tune.core.prompts import IM_END, STYLES, chatml_block, render_chatml,
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def demo_env() -> dict[str, str]:
+    """The code paths every demo step pins (the Makefile's DEMO_ENV, its one place)."""
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    line = re.search(r"^DEMO_ENV := (.+)$", makefile, re.M).group(1)
+    return dict(item.split("=", 1) for item in line.split())
+
+
+def build_demo_base(out: Path, split_dir: Path, threads: int) -> None:
+    """`make demo-base`'s command, 3 pretraining steps, with the demo's pinned code paths."""
+    proc = subprocess.run([sys.executable, "-m", "style_tune.train.demo_base", str(out),
+                           "--data", str(split_dir / "train.json"), "--steps", "3"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **demo_env(), "OMP_NUM_THREADS": str(threads)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.fixture(scope="module")
 def demo_base(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo_base") / "base"
-    proc = subprocess.run([sys.executable, "-m", "style_tune.train.demo_base", str(out),
-                           "--data", str(split_dir / "train.json"),
-                           "--steps", "3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build_demo_base(out, split_dir, threads=1)
     return out
 
 
@@ -71,18 +83,24 @@ def test_model_config_uses_the_cut_ids(demo_base: Path) -> None:
     assert record["steps"] == 3 and record["vocabulary"] == len(tokenizer)
 
 
-def test_the_stand_in_is_the_same_with_two_threads_and_the_pinned_kernels(
-        demo_base: Path, split_dir: Path, tmp_path: Path) -> None:
-    """docs/demo.md#reproducing-the-figures: threads and the pinned code paths change nothing here."""
+def test_the_stand_in_is_the_same_with_two_threads(demo_base: Path, split_dir: Path, tmp_path: Path) -> None:
+    """docs/demo.md#reproducing-the-figures: with the demo's pinned code paths, threads change nothing."""
     out = tmp_path / "base"
-    pinned = {"OMP_NUM_THREADS": "2", "MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-    proc = subprocess.run([sys.executable, "-m", "style_tune.train.demo_base", str(out), "--data",
-                           str(split_dir / "train.json"), "--steps", "3"], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **pinned})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    build_demo_base(out, split_dir, threads=2)
     one, two = (json.loads((d / "pretraining.json").read_text()) for d in (demo_base, out))
     assert (one["first_loss"], one["last_loss"]) == (two["first_loss"], two["last_loss"])
     assert (demo_base / "model.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_the_pinned_code_path_is_the_one_torch_takes() -> None:
+    """ATEN_CPU_CAPABILITY=avx2 holds torch to its AVX2 kernels also where the CPU has AVX-512 (there the
+    default kernels give other weights: docs/demo.md); MKL_CBWR=AVX2 does the same for MKL."""
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **demo_env()})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "AVX2"
+    assert demo_env() == {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
 def test_demo_steps_run_with_the_pinned_kernels_and_the_seed() -> None:
