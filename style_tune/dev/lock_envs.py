@@ -67,14 +67,15 @@ CORE = ("style_tune.core.defaults", "style_tune.core.prompts", "style_tune.core.
 ENVS: dict[str, Env] = {
     "dev": Env(
         reqs=("dev.txt", "test.txt"), suite="tests/core",
-        imports=("ruff", "uv", "pytest", *CORE, "style_tune.data.card", "style_tune.dev.lock_envs",
+        imports=("ruff", "uv", "mypy", "pytest", *CORE, "style_tune.data.card", "style_tune.dev.lock_envs",
                  "style_tune.deploy.chat", "style_tune.eval.metric_table"),
     ),
     # torch 2.5.1 (CUDA 12.4) on CPU machines too: see requirements/train.txt.
     "train": Env(
         reqs=("train.txt", "test.txt"), nodeps=("train-nodeps.txt",), suite="tests/train",
         imports=("torch", "torchvision", "transformers", "mmengine", "peft", "datasets", "bitsandbytes",
-                 "deepspeed", "modelscope", "xtuner", "xtuner.tools.train",
+                 "deepspeed", "modelscope", "tensorboard", "sklearn", "sacrebleu", "matplotlib", "xtuner",
+                 "xtuner.tools.train",
                  "xtuner.tools.model_converters.pth_to_hf", "xtuner.tools.model_converters.merge", *CORE,
                  "style_tune.train.train", "style_tune.train.convert", "style_tune.train.merge",
                  "style_tune.train.tiny_model", "style_tune.train.demo", "style_tune.train.demo_base",
