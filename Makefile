@@ -350,10 +350,10 @@ eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## 
 		--model-hint 'make download (or SELECT_QWEN=/SELECT_INTERNLM=)' -- $(OC_ARGS)
 
 # eval-retention: what tuning cost on eval-select's FewCLUE tasks (eval_configs/retention.py,
-# style_tune/eval/retention.py, docs/evaluation.md#retention). BASE and each tuned model of
-# TUNED="NAME=DIR[:MODE] ..." (merged models; one without :MODE is in MODE's format; a bare DIR, as
-# eval-style's TUNED, is named tuned), each asked in its
-# training format and with no system text; BACKEND=hf|lmdeploy, EVAL_DEVICE, FEWCLUE_CACHE as eval-select.
+# style_tune/eval/retention.py, docs/evaluation.md#retention-make-eval-retention). BASE and each tuned
+# model of TUNED="NAME=DIR[:MODE] ..." (merged models; one without :MODE is in MODE's format; a bare DIR,
+# as eval-style's TUNED, is named tuned), each asked in its training format and with no system text;
+# BACKEND=hf|lmdeploy, EVAL_DEVICE, FEWCLUE_CACHE as eval-select.
 # The report: accuracy, the paired 95 % interval of the difference to the base (bootstrap over items,
 # RETENTION_ROUNDS resamples from SEED), unparseable answers apart, and the verdict against MARGIN
 # (accuracy points, stated before the run: kept in the run's config).
