@@ -111,7 +111,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup env-train env-eval env-deploy env-dev env-webui test lint download tiny-model split data-card \
-	train convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
+	train curves convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -171,10 +171,20 @@ split: env-dev  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt,
 data-card: env-dev  ## regenerate the statistics in style_data/README.md from the data
 	$(DEV_PY) -m style_tune.data.card
 
-train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an interrupted run)
+train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an interrupted run), then its curves
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
 		$(TRAIN_PY) -m style_tune.train.train $(CONFIG) --work-dir $(WORK_DIR) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
 		$(if $(TRAIN_ARGS),-- $(TRAIN_ARGS))
+	$(CURVES)
+
+# The run's logged series by iteration (style_tune/train/curves.py; docs/recipe.md#training-curves): loss
+# (logged and smoothed), learning rate, gradient norm, time, tokens/s and memory where logged, the style
+# scores; PNGs and curves.csv in CURVES_DIR. CURVES_SMOOTHING: TensorBoard's weight, in [0, 1).
+CURVES_DIR ?= $(WORK_DIR)/curves
+CURVES_SMOOTHING ?= $(DEFAULT_CURVES_SMOOTHING)
+CURVES = $(TRAIN_PY) -m style_tune.train.curves '$(WORK_DIR)' --out '$(CURVES_DIR)' --smoothing $(CURVES_SMOOTHING)
+curves: env-train  ## WORK_DIR's logged loss, lr, grad norm, style scores... by iteration -> CURVES_DIR (PNGs, curves.csv)
+	$(CURVES)
 
 convert: env-train  ## newest (or ITER=N) checkpoint in WORK_DIR -> HF adapter ADAPTER
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) \

@@ -63,6 +63,11 @@ SFT_MODEL = "models/qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3-merged
 RETENTION_MARGIN = 2.0
 RETENTION_ROUNDS = 10_000
 
+#: Smoothing weight of the training loss in `make curves` (style_tune/train/curves.py): TensorBoard's
+#: debiased exponential moving average at its slider's default, so the PNG and `VIS=tensorboard` show the
+#: same curve; 0 leaves the loss as logged, towards 1 smooths more (and lags more).
+CURVES_SMOOTHING = 0.6
+
 
 def split_dir(mode: str = MODE) -> str:
     """Where `make split` writes a mode's train/val/test.json."""
@@ -93,7 +98,8 @@ def config_sft_model() -> str:
 MAKE_DEFAULTS = {"BASE_MODEL": BASE_MODEL, "RIVAL_MODEL": RIVAL_MODEL, "TINY_MODEL": TINY_MODEL,
                  "MODE": MODE, "SEED": SEED, "EVAL_MAX_OUT_LEN": EVAL_MAX_OUT_LEN,
                  "DEMO_BASE_STEPS": DEMO_BASE_STEPS, "PREFS_FILE": PREFS_FILE, "SFT_MODEL": SFT_MODEL,
-                 "RETENTION_MARGIN": RETENTION_MARGIN, "RETENTION_ROUNDS": RETENTION_ROUNDS}
+                 "RETENTION_MARGIN": RETENTION_MARGIN, "RETENTION_ROUNDS": RETENTION_ROUNDS,
+                 "CURVES_SMOOTHING": CURVES_SMOOTHING}
 
 
 if __name__ == "__main__":

@@ -104,10 +104,17 @@ def test_demo_runs_end_to_end_and_reports_its_loss_and_artefacts(demo_run: dict)
     assert sum(line.startswith("user:      ") for line in lines) == 6  # --show's default
     artefacts = [f"stand-in base:     {demo_run['base']}",
                  f"training run:      {work_dir} (config, logs, iter_*.pth checkpoints)",
+                 f"training curves:   {work_dir / 'curves'} (loss, learning rate, ... by iteration: PNGs, "
+                 "curves.csv)",
                  f"LoRA adapter:      {work_dir / 'adapter'}", f"merged model:      {demo_run['tuned']}",
                  f"data splits:       {split}"]
     assert [line for line in lines if line in artefacts] == artefacts
     assert any(line.startswith("demo wall time:") and line.endswith(" s") for line in lines)
+    # `make train` in the demo drew the curves: the CSV holds the logged losses, the figures are there
+    with (work_dir / "curves" / "curves.csv").open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(int(row["iter"]), float(row["loss"])) for row in rows if row["loss"]] == losses
+    assert {"loss.png", "lr.png", "grad_norm.png"} <= {p.name for p in (work_dir / "curves").iterdir()}
 
 
 @pytest.fixture(scope="module")
