@@ -1,6 +1,7 @@
 """`make verdicts VERDICTS=FILE`: count side-by-side verdicts (the web page's, people or an LLM judge).
 
-    python -m style_tune.eval.verdicts FILE [FILE ...] [--out verdicts.md]
+    python -m style_tune.eval.verdicts FILE [FILE ...] [--out verdicts.md] [--anchor NAME] [--seed 42]
+        [--rounds 1000] [--figure ranking.png]
 
 One JSON object a line, as the web page (`make webui`) writes them:
 
@@ -12,7 +13,10 @@ For each pair of models (endpoint names) it reports, overall and per style, and 
 each judge: wins, losses, ties and "both bad" of one model against the other; its win rate over the
 decisive verdicts (wins + losses) with a 95 % Wilson interval (scipy's ``binomtest(...).proportion_ci``);
 the number of prompts and raters; and the share of decisive verdicts won by the reply shown as "A" with
-its interval: about 50 % when the order does not sway the raters (position bias otherwise).
+its interval: about 50 % when the order does not sway the raters (position bias otherwise). When the
+verdicts of one kind of rater connect three models or more, a Bradley–Terry ranking follows (Elo scale,
+``--anchor`` at 1000, bootstrap intervals over prompts seeded by ``--seed``, its figure to ``--figure`` or
+beside ``--out``): style_tune/eval/ranking.py.
 
 A judge's answer that could not be read is a record with ``"verdict": null, "unparsable": true`` (the
 pairwise judge writes them): counted apart, in its own column, never as a verdict. A line that is not
