@@ -373,7 +373,7 @@ judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): base vs
 	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
 
-report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
 		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)' \
 		$(if $(ANCHOR),--anchor '$(ANCHOR)') --rounds '$(RANKING_ROUNDS)'
