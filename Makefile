@@ -282,7 +282,7 @@ gpu-wheels:  ## wheels for tools/gpu_acceptance.sh --device-stack on a GPU machi
 # the held-out split, scored by style_tune/eval/evaluator.py, then a Markdown report (style_tune/eval/report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style judge judge-pairs report eval-demo score-replies
+.PHONY: eval-select fewclue-data eval-retention eval-style judge judge-pairs report eval-demo score-replies
 EVAL_DEVICE ?= $(DEVICE)
 # more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -348,6 +348,39 @@ eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## 
 		$(OPENCOMPASS) $(SELECT_CONFIG) --work-dir $(SELECT_DIR) --step eval-select \
 		--fewclue-cache '$(FEWCLUE_CACHE)' --model '$(SELECT_QWEN)' --model '$(SELECT_INTERNLM)' \
 		--model-hint 'make download (or SELECT_QWEN=/SELECT_INTERNLM=)' -- $(OC_ARGS)
+
+# eval-retention: what tuning cost on eval-select's FewCLUE tasks (eval_configs/retention.py,
+# style_tune/eval/retention.py, docs/evaluation.md#retention-make-eval-retention). BASE and each tuned
+# model of TUNED="NAME=DIR[:MODE] ..." (merged models; one without :MODE is in MODE's format; a bare DIR,
+# as eval-style's TUNED, is named tuned), each asked in its training format and with no system text;
+# BACKEND=hf|lmdeploy, EVAL_DEVICE, FEWCLUE_CACHE as eval-select.
+# The report: accuracy, the paired 95 % interval of the difference to the base (bootstrap over items,
+# RETENTION_ROUNDS resamples from SEED), unparseable answers apart, and the verdict against MARGIN
+# (accuracy points, stated before the run: kept in the run's config).
+MARGIN ?= $(DEFAULT_RETENTION_MARGIN)
+RETENTION_ROUNDS ?= $(DEFAULT_RETENTION_ROUNDS)
+# override the stock Qwen2.5 configs' max_out_len (4096) and batch size (8 hf / 16 lmdeploy)
+RETENTION_MAX_OUT_LEN ?=
+RETENTION_BATCH_SIZE ?=
+RETENTION_DIR ?= outputs/eval_retention
+RETENTION_TUNED = $(foreach w,$(TUNED),$(if $(findstring =,$(w)),$(w),tuned=$(w)))
+eval-retention: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
+eval-retention: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## FewCLUE accuracy of BASE vs each of TUNED="NAME=DIR[:MODE] ..." in its formats: paired intervals, unparseable apart, MARGIN= verdicts
+	@$(OC_PY) -m style_tune.eval.retention plan --base '$(BASE)' --tuned '$(RETENTION_TUNED)' --mode '$(MODE)' \
+		--margin '$(MARGIN)' --backend '$(BACKEND)'
+	COMPASS_DATA_CACHE='$(abspath $(FEWCLUE_CACHE))' RETENTION_BASE='$(abspath $(BASE))' \
+		RETENTION_TUNED='$(RETENTION_TUNED)' RETENTION_MODE='$(MODE)' RETENTION_BACKEND='$(BACKEND)' \
+		RETENTION_DEVICE='$(EVAL_DEVICE)' RETENTION_MARGIN='$(MARGIN)' RETENTION_SEED='$(SEED)' \
+		RETENTION_ROUNDS='$(RETENTION_ROUNDS)' RETENTION_MAX_OUT_LEN='$(RETENTION_MAX_OUT_LEN)' \
+		RETENTION_BATCH_SIZE='$(RETENTION_BATCH_SIZE)' \
+		$(OPENCOMPASS) eval_configs/retention.py --work-dir $(RETENTION_DIR) --step eval-retention \
+		--fewclue-cache '$(FEWCLUE_CACHE)' -- $(OC_ARGS)
+	$(OC_PY) -m style_tune.eval.retention report $(RETENTION_DIR)/latest --out $(RETENTION_DIR)/report.md \
+		--json $(RETENTION_DIR)/report.json
+
+.PHONY: bench-bootstrap
+bench-bootstrap: env-eval  ## coverage of eval-retention's paired interval by simulation -> benchmarks/bootstrap_coverage.{md,json}
+	$(EVAL_PY) -m benchmarks.bootstrap_coverage
 
 eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
 	@[[ -z '$(JUDGE_API)' || -n '$(JUDGE_MODEL)' ]] || { echo "eval-style: JUDGE_API= needs JUDGE_MODEL=NAME" >&2; exit 2; }
