@@ -416,9 +416,10 @@ judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): base vs
 	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
 
-report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
-		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)'
+		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)' \
+		$(if $(ANCHOR),--anchor '$(ANCHOR)') --rounds '$(RANKING_ROUNDS)'
 
 # score-replies: replies from anywhere (an API, another framework), one JSON object a line: "user", "style"
 # (温柔|毒舌|gentle|snarky) or "system" (the system text sent), "reply", optional "finish_reason". Scored by
@@ -450,6 +451,15 @@ WEBUI_HOST ?= 127.0.0.1
 WEBUI_PORT ?= 7860
 WEBUI_TEST ?= $(SPLIT_DIR)/test.json
 VERDICTS ?= outputs/webui/verdicts.jsonl
+# make verdicts' ranking (style_tune/eval/ranking.py; when three models are connected): ANCHOR= the model
+# at 1000 (default: the one named base), RANKING_ROUNDS= bootstrap rounds of its intervals (seeded by SEED),
+# VERDICTS_OUT= also write the Markdown there (its figure beside it, NAME_ranking.png), RANKING_FIGURE=
+# the figure's path instead.
+ANCHOR ?=
+RANKING_ROUNDS ?= $(DEFAULT_RANKING_ROUNDS)
+VERDICTS_OUT ?=
+RANKING_FIGURE ?=
+RANKING_OPTS = $(if $(ANCHOR),--anchor '$(ANCHOR)') --seed '$(SEED)' --rounds '$(RANKING_ROUNDS)'
 N ?= 20
 BLIND ?= 1
 
@@ -459,8 +469,9 @@ webui: env-webui env-deploy  ## blind rating page: base vs tuned as A/B, streami
 		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)' \
 		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind)
 
-verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates with 95 % intervals, position bias
-	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS)
+verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates, position bias; 3+ models: Bradley–Terry ranking (ANCHOR=)
+	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS) $(RANKING_OPTS) \
+		$(if $(VERDICTS_OUT),--out '$(VERDICTS_OUT)') $(if $(RANKING_FIGURE),--figure '$(RANKING_FIGURE)')
 
 # make bench-serve: the CPU server vs transformers `generate` in one process, 1 and 8 clients, on the
 # tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md};

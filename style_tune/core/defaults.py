@@ -47,6 +47,13 @@ EVAL_MAX_OUT_LEN = 96
 #: stand-in: 73). The conversations stand-in at 1000 steps: snarky 97.8 (`make eval-demo`, seed 0).
 DEMO_BASE_STEPS = 1000
 
+#: The ranking of `make verdicts` (style_tune/eval/ranking.py): the anchor model at 1000 when ANCHOR= is
+#: not given (the name the web page and the pairwise judge give the base endpoint), and the bootstrap
+#: rounds behind its 95 % intervals (1000: the 2.5th and 97.5th percentiles then rest on 25 rounds each;
+#: docs/serving.md's example, 2 kinds of rater x 360 verdicts, took 9.8 s of CPU).
+RANKING_ANCHOR = "base"
+RANKING_ROUNDS = 1000
+
 
 #: Preference tuning (`make prefs`, the *_dpo_style / *_orpo_style configs): the pairs file in the
 #: controllable split, and the model the preference stage starts from, which is also DPO's reference:
@@ -98,8 +105,8 @@ def config_sft_model() -> str:
 MAKE_DEFAULTS = {"BASE_MODEL": BASE_MODEL, "RIVAL_MODEL": RIVAL_MODEL, "TINY_MODEL": TINY_MODEL,
                  "MODE": MODE, "SEED": SEED, "EVAL_MAX_OUT_LEN": EVAL_MAX_OUT_LEN,
                  "DEMO_BASE_STEPS": DEMO_BASE_STEPS, "PREFS_FILE": PREFS_FILE, "SFT_MODEL": SFT_MODEL,
-                 "RETENTION_MARGIN": RETENTION_MARGIN, "RETENTION_ROUNDS": RETENTION_ROUNDS,
-                 "CURVES_SMOOTHING": CURVES_SMOOTHING}
+                 "RANKING_ROUNDS": RANKING_ROUNDS, "RETENTION_MARGIN": RETENTION_MARGIN,
+                 "RETENTION_ROUNDS": RETENTION_ROUNDS, "CURVES_SMOOTHING": CURVES_SMOOTHING}
 
 
 if __name__ == "__main__":

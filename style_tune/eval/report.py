@@ -10,6 +10,8 @@ RUN_DIR is one OpenCompass run of eval_configs/eval_style.py (``outputs/style_ev
   gets), with what each number means and its range (style_tune/eval/style_metrics.py);
 - the training loss curve, drawn from the XTuner work dir's ``*/vis_data/scalars.json`` into a PNG
   next to the report;
+- with VERDICTS (`make verdicts`' section): the side-by-side verdicts; over three models or more, their
+  Bradley–Terry ranking and its figure (a PNG next to the report);
 - the article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with the base
   and the tuned reply side by side.
 Files are written atomically (a temporary file, then a rename).
@@ -152,7 +154,8 @@ def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str,
 
 
 def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int,
-                 verdicts: Path | None = None) -> str:
+                 verdicts: Path | None = None, anchor: str | None = None,
+                 rounds: int = defaults.RANKING_ROUNDS) -> str:
     run_dir = run_dir.resolve()
     settings = run_settings(run_dir)
     mode = settings["mode"]
@@ -202,7 +205,8 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "prompt): lengths and distinct-n near it mean replies shaped like the data.",
         "",
         *(report_section(judged) + [""] if judged else []),
-        *(verdicts_section(verdicts) if verdicts and verdicts.is_file() else []),
+        *(verdicts_section(verdicts, figure=out.with_name(out.stem + "_ranking.png"), anchor=anchor,
+                           seed=seed, rounds=rounds) if verdicts and verdicts.is_file() else []),
         "## Training loss",
         "",
     ]
@@ -250,10 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
     parser.add_argument("--train-work-dir", type=Path, help="the XTuner work dir of the tuned model")
     parser.add_argument("--samples", type=int, default=10, help="prompts for the side-by-side check")
-    parser.add_argument("--seed", type=int, default=defaults.SEED, help="seed of that draw")
-    parser.add_argument("--verdicts", type=Path, help="the web page's verdicts: counted when the file exists")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="seed of that draw and of the ranking's bootstrap")
+    parser.add_argument("--verdicts", type=Path, help="the web page's verdicts: counted when the file exists "
+                        "(three models or more: ranked, the figure beside the report)")
+    parser.add_argument("--anchor", help="the ranking's model at 1000 (default: the one named base)")
+    parser.add_argument("--rounds", type=int, default=defaults.RANKING_ROUNDS,
+                        help="bootstrap rounds of the ranking's intervals (seeded by --seed)")
     args = parser.parse_args(argv)
-    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts)
+    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts,
+                 args.anchor, args.rounds)
     print(f"[report] {args.out}")
     return 0
 
