@@ -20,7 +20,7 @@ import pytest
 
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import STYLES, output_text, system_text
-from style_tune.data import csv_input, grouping, split_stats, xtuner_json
+from style_tune.data import csv_input, grouping, options, split_stats, xtuner_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = ("-m", "style_tune.data.split")
@@ -769,9 +769,9 @@ def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
 
 
 def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
-    ratios = split_data.parse_ratios("0.3333333,0.3333333,0.3333333")
+    ratios = options.parse_ratios("0.3333333,0.3333333,0.3333333")
     assert sum(ratios) == 1 and ratios == (Fraction(1, 3),) * 3
-    assert split_data.parse_ratios("0.8,0.1,0.1000009") == (
+    assert options.parse_ratios("0.8,0.1,0.1000009") == (
         Fraction(8, 10) / Fraction(10000009, 10000000), Fraction(1, 10) / Fraction(10000009, 10000000),
         Fraction(1000009, 10000000) / Fraction(10000009, 10000000),
     )
