@@ -53,7 +53,8 @@ from style_tune.data.options import DEFAULT_RATIOS, Options, parse_ratios, parse
 from style_tune.data.split_stats import Stats, collect_stats, render_markdown, render_text
 from style_tune.data.xtuner_json import json_chunks
 
-STEP = "split_data.py"  # the name its messages have always carried
+STEP = "split"  # what its messages start with: `make split`
+PROG = "python -m style_tune.data.split"  # what --help and usage errors name: the command itself
 #: At most this many problems are printed (the total is always given).
 MAX_PRINTED_PROBLEMS = 200
 
@@ -66,7 +67,7 @@ EXIT_OK, EXIT_WRITE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=STEP,
+        prog=PROG,
         description="Split a style-dialogue CSV (columns user, style, assistant) into XTuner "
         "conversation JSON train/val/test files, grouping rows by normalised prompt.",
     )

@@ -625,8 +625,8 @@ def test_a_split_without_a_style_is_warned_about(tmp_path: Path) -> None:
                if all(turn(row)["output"].split("\n")[0] != SHARP for row in split)]
     assert sorted(lacking) == ["test", "val"]  # 问题0 is a train prompt (see the pinned split)
     assert result.stderr == (
-        "split_data.py: warning: the val split has no 毒舌 rows\n"
-        "split_data.py: warning: the test split has no 毒舌 rows\n"
+        "split: warning: the val split has no 毒舌 rows\n"
+        "split: warning: the test split has no 毒舌 rows\n"
     )
     assert stats_md.read_text(encoding="utf-8").endswith(
         "\n\nWarning: the val split has no 毒舌 rows.\nWarning: the test split has no 毒舌 rows.\n"
@@ -699,7 +699,7 @@ def test_header_problems_exactly(tmp_path: Path) -> None:
         "data.csv:1: header: column 'user' appears 2 times",
         "data.csv:1: header: missing required column 'style'; "
         "found columns: 'user', 'assistant', 'user', 'extra'",
-        "split_data.py: 2 problem(s) in data.csv; nothing written",
+        "split: 2 problem(s) in data.csv; nothing written",
     ]
     data.write_text("", encoding="utf-8")
     assert run_tool(data, tmp_path / "out").stderr.splitlines()[0] == (
@@ -749,8 +749,8 @@ def test_max_chars_bounds(tmp_path: Path) -> None:
 def test_usage_error_messages(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_tool(write_csv(tmp_path / "data.csv", dataset(20)), tmp_path / "out", *args)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0].startswith("usage: split_data.py ")
-    assert result.stderr.splitlines()[-1] == f"split_data.py: error: {message}"
+    assert result.stderr.splitlines()[0].startswith("usage: python -m style_tune.data.split ")
+    assert result.stderr.splitlines()[-1] == f"python -m style_tune.data.split: error: {message}"
 
 
 def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
@@ -759,13 +759,14 @@ def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
     blocker.write_text("")
     result = run_tool(data, blocker)
     assert result.stderr.splitlines()[-1] == (
-        f"split_data.py: error: --out-dir: {blocker} exists and is not a directory"
+        f"python -m style_tune.data.split: error: --out-dir: {blocker} exists and is not a directory"
     )
     result = run_tool(data, tmp_path / "out", "--stats-md", str(tmp_path))
-    assert result.stderr.splitlines()[-1] == f"split_data.py: error: --stats-md: {tmp_path} is a directory"
+    assert result.stderr.splitlines()[-1] == (
+        f"python -m style_tune.data.split: error: --stats-md: {tmp_path} is a directory")
     result = run_tool(data, blocker / "sub")
     assert result.returncode == 1
-    assert result.stderr.startswith("split_data.py: cannot write output: [Errno 20] Not a directory")
+    assert result.stderr.startswith("split: cannot write output: [Errno 20] Not a directory")
 
 
 def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
@@ -806,14 +807,14 @@ def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().err.splitlines() == [
         "f.csv: file: whole file",
         "f.csv:1: a: first line",
-        "split_data.py: 2 problem(s) in f.csv; nothing written",
+        "split: 2 problem(s) in f.csv; nothing written",
     ]
     many = [Problem(line, "c", "m") for line in range(205, 0, -1)]
     split_data.report_problems(many, "f.csv")
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 202 and err[0] == "f.csv:1: c: m" and err[199] == "f.csv:200: c: m"
     assert err[200:] == [
-        "... and 5 more problem(s)", "split_data.py: 205 problem(s) in f.csv; nothing written"
+        "... and 5 more problem(s)", "split: 205 problem(s) in f.csv; nothing written"
     ]
     assert str(csv_input.InputError(many)) == "205 problem(s)"
 
