@@ -470,6 +470,16 @@ def test_success_leaves_no_temporaries(tmp_path: Path) -> None:
     assert sorted(path.name for path in out.iterdir()) == ["test.json", "train.json", "val.json"]
 
 
+def test_what_an_interrupted_run_left_is_removed_in_one_line_naming_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".train.json.0123abcd.tmp").write_text("cut short", encoding="utf-8")  # unlocked, no process
+    result = run_ok(write_csv(tmp_path / "data.csv", dataset(20)), out)
+    assert result.stderr.splitlines() == [
+        f"split: removed what an interrupted run left beside {out / 'train.json'}: .train.json.0123abcd.tmp"]
+    assert sorted(path.name for path in out.iterdir()) == ["test.json", "train.json", "val.json"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
