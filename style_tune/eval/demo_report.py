@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, split_label
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:

@@ -36,16 +36,37 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically
+from style_tune.core.stats import percent, wilson_interval
 
 if TYPE_CHECKING:
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from style_tune.eval.verdicts import Verdict
+
+class Verdict(Protocol):
+    """What the ranking reads of a verdict: style_tune.eval.verdicts.Verdict (a frozen dataclass, hence
+    read-only members here), which imports this module for its ranking section."""
+
+    @property
+    def prompt(self) -> str: ...
+    @property
+    def style(self) -> str | None: ...
+    @property
+    def a(self) -> str: ...  # the model shown as "A"
+    @property
+    def b(self) -> str: ...
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def source(self) -> str: ...  # "people", or "judge MODEL"
+    @property
+    def lengths(self) -> tuple[int, int] | None: ...  # characters of the replies shown as A and B
+    def winner(self) -> str | None: ...
+
 
 #: The Elo scale of the arenas: 400 points per factor of 10 in the odds, the anchor at 1000.
 ELO_PER_LOGIT = 400 / math.log(10)
@@ -386,9 +407,6 @@ def render(rankings: list[Ranking], reasons: dict[str, str], verdicts: Sequence[
     """The ranking section (Markdown lines)."""
     from scipy.stats import spearmanr
 
-    from style_tune.eval.verdicts import interval as wilson
-    from style_tune.eval.verdicts import percent
-
     lines = ["## Ranking (Bradley–Terry)", "",
              "Each kind of rater (people, each LLM judge) fitted apart: scikit-learn's logistic "
              "regression on the verdicts (a tie is half a win for each side; \"both bad\" is left out and "
@@ -442,7 +460,7 @@ def render(rankings: list[Ranking], reasons: dict[str, str], verdicts: Sequence[
             for second in sources[i + 1:]:
                 same, both = agreement([v for v in verdicts if v.source == first],
                                        [v for v in verdicts if v.source == second])
-                cell = (f"{same} of {both}: {percent(same / both, wilson(same, both))}" if both
+                cell = (f"{same} of {both}: {percent(same / both, wilson_interval(same, both))}" if both
                         else "no prompt and pair both decided")
                 common = sorted(ranked.get(first, {}).keys() & ranked.get(second, {}).keys())
                 rho = "—"

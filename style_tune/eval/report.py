@@ -29,7 +29,7 @@ from pathlib import Path
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STYLES, split_label
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
     LENGTH_METRICS,

@@ -40,6 +40,7 @@ from pathlib import Path
 
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically
+from style_tune.core.stats import LEVEL, percent, wilson_interval
 from style_tune.core.steps import fail
 from style_tune.eval import ranking
 
@@ -47,8 +48,6 @@ VERDICTS = ("A", "B", "tie", "both bad")
 #: What a judge's record holds when its answers could not be read: never a verdict.
 UNPARSABLE = "unparsable"
 SIDES = ("A", "B")
-#: The interval's level and method: Wilson's score interval on the decisive verdicts.
-LEVEL, METHOD = 0.95, "wilson"
 
 
 @dataclass(frozen=True)
@@ -145,16 +144,6 @@ def read(paths: Iterable[Path]) -> tuple[list[Verdict], list[str]]:
     return verdicts, errors
 
 
-def interval(successes: int, trials: int) -> tuple[float, float] | None:
-    """The 95 % Wilson interval of successes / trials (None without trials)."""
-    if not trials:
-        return None
-    from scipy.stats import binomtest
-
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=LEVEL, method=METHOD)
-    return float(ci.low), float(ci.high)
-
-
 def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
     """FIRST against SECOND over the verdicts that compare exactly these two."""
     pair = [v for v in verdicts if {v.a, v.b} == {first, second}]
@@ -168,8 +157,8 @@ def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
             "ties": sum(v.verdict == "tie" for v in pair),
             "both_bad": sum(v.verdict == "both bad" for v in pair),
             "unparsable": sum(v.verdict == UNPARSABLE for v in pair),
-            "win_rate": wins / decisive if decisive else None, "win_ci": interval(wins, decisive),
-            "a_share": a_wins / decisive if decisive else None, "a_ci": interval(a_wins, decisive),
+            "win_rate": wins / decisive if decisive else None, "win_ci": wilson_interval(wins, decisive),
+            "a_share": a_wins / decisive if decisive else None, "a_ci": wilson_interval(a_wins, decisive),
             "prompts": len({(v.prompt, v.style) for v in pair if v.verdict != UNPARSABLE}),
             "raters": len({v.rater or v.source for v in pair})}
 
@@ -178,12 +167,6 @@ def pairs(verdicts: list[Verdict]) -> list[tuple[str, str]]:
     """Each pair of models compared, the tuned one (or else the first by name) first."""
     found = sorted({tuple(sorted((v.a, v.b))) for v in verdicts})
     return [(b, a) if b == "tuned" else (a, b) for a, b in found]
-
-
-def percent(share: float | None, ci: tuple[float, float] | None) -> str:
-    if share is None or ci is None:
-        return "—"
-    return f"{share:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
 
 
 def render(verdicts: list[Verdict]) -> str:

@@ -4,7 +4,7 @@
 
 Reads, in WORK_DIR (the `make train` work dir; `make train` runs this at its end):
 - mmengine's LocalVisBackend logs, one ``<timestamp>/vis_data/scalars.json`` per start of training
-  (style_tune.core.steps.logged_scalars, which says how resumed runs merge: for each series and
+  (style_tune.core.train_logs.logged_scalars, which says how resumed runs merge: for each series and
   iteration the latest run's value wins), and in them the validation records (the style scores);
 - the style-score record ``style_scores.jsonl`` if there (one object per checkpoint: ``iter``,
   ``metrics``, ``best``): its metrics join the ``style/`` series (for the same iteration the record's
@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 from style_tune.core import defaults
 from style_tune.core.io import json_objects, write_files_atomically
-from style_tune.core.steps import logged_scalars, main_of
+from style_tune.core.steps import main_of
+from style_tune.core.train_logs import logged_scalars
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -20,7 +20,7 @@ import pytest
 import torch
 from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
