@@ -36,7 +36,7 @@
   (``--auth-file``: one ``user:password`` a line, # comments; and/or ``$WEBUI_AUTH``: ``user:password``
   words) put the page behind Gradio's own login, and the rater of each verdict is the logged-in user.
   Any host but loopback without a login is refused: anyone reaching the port could rate and read the
-  replies (docs/serving.md#several-raters). Passwords are never printed.
+  replies (docs/serving.md#several-raters-logins). Passwords are never printed.
 """
 
 # No `from __future__ import annotations` here: Gradio finds the `gr.Request` parameter of a handler by
@@ -154,7 +154,7 @@ def check_exposure(host: str, logins: list[tuple[str, str]]) -> None:
         fail("webui", f"listening on {host} without a login would let anyone who reaches the port rate the "
                       "models and read their replies: give WEBUI_AUTH_FILE=FILE (one user:password a line) "
                       f"or {AUTH_ENV}='user:password ...', or keep WEBUI_HOST=127.0.0.1 "
-                      "(docs/serving.md#several-raters)")
+                      "(docs/serving.md#several-raters-logins)")
 
 
 def record_verdict(path: Path, record: dict) -> None:
@@ -270,8 +270,11 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
     def order(index: int, item: dict) -> tuple[str, str]:
         """Which model is A and which B for the item at INDEX (a typed prompt past the session: a pair
         drawn from the prompt)."""
-        pair = plan[index] if index < len(plan) else tuple(random.Random(f"{seed}\n{item['prompt']}").sample(
-            names, 2))
+        if index < len(plan):
+            pair = plan[index]
+        else:
+            first, second = random.Random(f"{seed}\n{item['prompt']}").sample(names, 2)
+            pair = (first, second)
         return shown_order(seed, item["prompt"], item["style"], names=pair) if blind else pair
 
     def describe(name: str) -> str:
