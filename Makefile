@@ -91,7 +91,8 @@ DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_schedul
 STAGE ?=
 DEMO_STAGE_CONFIG = xtuner_configs/qwen2_5_tiny_lora_$(if $(filter sft,$(STAGE)),controllable,$(STAGE))_style_cpu.py
 DEMO_STAGE_WORK_DIR = $(DEMO_WORK_DIR)-$(STAGE)
-DEMO_STAGE_MERGED = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-$(STAGE)-merged
+demo_stage_merged = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-$(1)-merged
+DEMO_STAGE_MERGED = $(call demo_stage_merged,$(STAGE))
 DEMO_STAGE_ITERS_dpo := 200
 DEMO_STAGE_ITERS_orpo := 240
 DEMO_STAGE_ITERS_sft := 270
@@ -315,6 +316,16 @@ FEWCLUE_CACHE ?= $(or $(COMPASS_DATA_CACHE),$(CURDIR))
 # eval-style: BASE and TUNED models, SPLIT_DIR/{train,test}.json in MODE's format.
 BASE ?= $(BASE_MODEL)
 TUNED ?= $(MERGED)
+# COMPARE="NAME=DIR|URL/v1[#MODEL] ...": two or more models by name, for eval-style (then judge-pairs: every
+# pair) and webui (style_tune/core/compare.py, docs/serving.md#naming-the-models). A bare name of make demo's
+# models (this MODE and DEMO_SEED) stands for its directory: COMPARE="base sft dpo orpo". Unset: base=BASE
+# tuned=TUNED (the page: base=BASE_API or WEBUI_BASE, tuned=TUNED_API or WEBUI_TUNED).
+COMPARE ?=
+DEMO_MODEL_base = $(DEMO_BASE)
+DEMO_MODEL_sft = $(DEMO_MERGED)
+DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
+DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
+COMPARE_SPEC = $(foreach w,$(COMPARE),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
 # the XTuner work dir whose loss curve goes into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
@@ -392,15 +403,14 @@ eval-retention: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  
 bench-bootstrap: env-eval  ## coverage of eval-retention's paired interval by simulation -> benchmarks/bootstrap_coverage.{md,json}
 	$(EVAL_PY) -m benchmarks.bootstrap_coverage
 
-eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
+eval-style: env-eval  ## OpenCompass: BASE vs TUNED model (or COMPARE=) on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
 	@[[ -z '$(JUDGE_API)' || -n '$(JUDGE_MODEL)' ]] || { echo "eval-style: JUDGE_API= needs JUDGE_MODEL=NAME" >&2; exit 2; }
-	STYLE_EVAL_BASE='$(abspath $(BASE))' STYLE_EVAL_TUNED='$(abspath $(TUNED))' \
-		STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
+	STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
 		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
 		$(if $(EVAL_BATCH_SIZE),STYLE_EVAL_BATCH_SIZE='$(EVAL_BATCH_SIZE)') \
 		$(OPENCOMPASS) eval_configs/eval_style.py --work-dir $(STYLE_DIR) --step eval-style \
-		--model '$(BASE)' --model '$(TUNED)' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
-		--model-hint 'make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)' -- $(OC_ARGS)
+		--compare '$(or $(strip $(COMPARE_SPEC)),base=$(BASE) tuned=$(TUNED))' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
+		--model-hint 'make download / make merge, or BASE=/TUNED=/COMPARE= (after make demo: make eval-demo)' -- $(OC_ARGS)
 	@$(if $(JUDGE_API),$(MAKE) judge)
 	@$(MAKE) report
 
@@ -410,7 +420,7 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
 
-judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): base vs tuned reply of STYLE_DIR's last run, both orders -> make verdicts
+judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
 	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
 		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
 	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
@@ -437,11 +447,14 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED
 		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
 
 # ---------------------------------------------------------------- web page and serving benchmark
-# make webui: a blind rating session, base vs tuned (style_tune/webui/app.py, Gradio, webui env): N held-out
-# prompts per style, replies as A and B in an order drawn per prompt from SEED, revealed after each verdict
-# (BLIND=0: named, for demos). BASE_API=/TUNED_API= any OpenAI-compatible .../v1 URL (lmdeploy on a GPU,
-# `make serve` on a CPU, a hosted API); without them the page starts the CPU server for
-# WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s models) and stops it on exit. make verdicts counts them.
+# make webui: a blind rating session, base vs tuned or COMPARE="..." (two or more models, each pair asked
+# equally often; style_tune/webui/app.py, Gradio, webui env): N held-out prompts per style, replies as A and
+# B in an order drawn per prompt from SEED, revealed after each verdict (BLIND=0: named, for demos).
+# BASE_API=/TUNED_API= any OpenAI-compatible .../v1 URL (lmdeploy on a GPU, `make serve` on a CPU, a hosted
+# API); without them the page starts the CPU server for WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s
+# models) and stops it on exit. make verdicts counts them. Several raters: WEBUI_HOST=0.0.0.0 needs logins,
+# WEBUI_AUTH_FILE=FILE (one user:password a line) and/or WEBUI_AUTH="user:password ..." (from the
+# environment, never on a command line); each verdict records the logged-in rater.
 .PHONY: webui verdicts bench-serve
 BASE_API ?=
 TUNED_API ?=
@@ -462,12 +475,14 @@ RANKING_FIGURE ?=
 RANKING_OPTS = $(if $(ANCHOR),--anchor '$(ANCHOR)') --seed '$(SEED)' --rounds '$(RANKING_ROUNDS)'
 N ?= 20
 BLIND ?= 1
+WEBUI_AUTH_FILE ?=
 
-webui: env-webui env-deploy  ## blind rating page: base vs tuned as A/B, streaming, verdicts to VERDICTS (N=, BLIND=0, WEBUI_PORT=)
-	$(WEBUI_PY) -m style_tune.webui.app --mode '$(MODE)' --base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
-		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)') \
+webui: env-webui env-deploy  ## blind rating page: base vs tuned (or COMPARE=) as A/B, streaming, verdicts to VERDICTS (N=, BLIND=0, WEBUI_PORT=, WEBUI_AUTH_FILE=)
+	$(WEBUI_PY) -m style_tune.webui.app --mode '$(MODE)' $(if $(COMPARE),--compare '$(COMPARE_SPEC)', \
+		--base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
+		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)')) \
 		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)' \
-		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind)
+		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind) $(if $(WEBUI_AUTH_FILE),--auth-file '$(WEBUI_AUTH_FILE)')
 
 verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates, position bias; 3+ models: Bradley–Terry ranking (ANCHOR=)
 	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS) $(RANKING_OPTS) \

@@ -12,8 +12,8 @@ its configs in lazy-import mode, so they read the environment with ``__import__(
 Makefile sets them; direct users of a config may too:
 
     STYLE_TUNE_MODEL, STYLE_TUNE_DATA   xtuner_configs/*.py: base model dir, training split (JSON)
-    STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE, STYLE_EVAL_LIMIT,
-    STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
+    STYLE_EVAL_MODELS, STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE,
+    STYLE_EVAL_LIMIT, STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
                                         eval_configs/eval_style.py (its header says what each is)
     SELECT_QWEN, SELECT_INTERNLM, SELECT_DEVICE, SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE
                                         eval_configs/select_models*.py
