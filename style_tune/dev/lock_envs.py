@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +59,7 @@ class Env:
     # Import names: the toolchain's top-level packages, then the project's modules that run in this env.
     imports: tuple[str, ...] = ()
     # The part of tests/ that `make test` runs in this env: it exercises the env's steps at length and runs
-    # its SMOKE steps in SUITE/test_env_step.py (tests/env_steps.py), with the session's tiny model.
+    # its SMOKE steps in SUITE/test_ENV_env_step.py (tests/env_steps.py), with the session's tiny model.
     suite: str | None = None
 
 
@@ -383,7 +384,8 @@ def smoke_webui(model: str, test_json: str) -> None:
         assert isinstance(page, gr.Blocks), page
 
 
-IN_ENV_STEPS = {"smoke-lmdeploy": smoke_lmdeploy, "smoke-serve": smoke_serve, "smoke-webui": smoke_webui}
+IN_ENV_STEPS: dict[str, Callable[..., None]] = {
+    "smoke-lmdeploy": smoke_lmdeploy, "smoke-serve": smoke_serve, "smoke-webui": smoke_webui}
 
 
 def run_smoke(env: str, tmp: Path, *, in_process: bool = False) -> str | None:
@@ -422,8 +424,8 @@ def check_built_envs(names: list[str], smoke: str) -> int:
 
     smoke: "all" (make check-envs), "none" (imports only), or "untested" (make test): an env whose suite
     `make test` runs next is left to it (setup imported its list when it built the env, and the suite runs
-    its smallest step in SUITE/test_env_step.py), except the train step when a later step needs its tiny
-    model and split.
+    its smallest step in SUITE/test_ENV_env_step.py), except the train step when a later step needs its
+    tiny model and split.
     """
     def runs(env: str) -> bool:
         return smoke == "all" or (smoke == "untested" and not ENVS[env].suite)

@@ -3,7 +3,7 @@ guard's import check failing on a broken lock (installed from uv's cache, as too
 
 The resolver side (every env resolves from PyPI, locks are fresh) is `make check-envs`, which `make test`
 runs first; each env's smallest step runs there too (envs without a suite) or in its suite
-(SUITE/test_env_step.py).
+(SUITE/test_ENV_env_step.py).
 """
 
 from __future__ import annotations
@@ -179,5 +179,5 @@ def test_every_envs_smallest_step_runs_in_make_test() -> None:
         if spec.suite is None:
             continue
         assert f"-m pytest {spec.suite}" in recipe.group(1), env
-        test = REPO_ROOT / spec.suite / "test_env_step.py"
+        test = REPO_ROOT / spec.suite / f"test_{env}_env_step.py"
         assert test.is_file() and f'run_env_step("{env}"' in test.read_text(encoding="utf-8"), env
