@@ -399,7 +399,7 @@ def summary(opts: Options, steps: Sequence[Step], done: Outcome, logs: Path, *, 
                   *(f"  - {name}: {why}" for name, why in DEVICE_STACK_SKIPS.items())]
     lines += [*versions, *(f"- {note}" for note in done.notes), "", "| step | exit | seconds | command |",
               "|---|---|---|---|", *(f"| {' | '.join(row)} |" for row in done.rows)]
-    if any(step.train for step in steps):
+    if any(step.train and done.rc.get(step.name, "blocked") != "blocked" for step in steps):  # run or skipped
         lines += memory_and_losses(steps, done, logs, opts.iters)
     for step in steps:
         rc = done.rc.get(step.name)

@@ -480,6 +480,10 @@ def test_the_summary_has_a_row_per_step_the_memory_the_losses_and_each_failure(t
     stack = ga.summary(dataclasses.replace(opts, device_stack=True), steps, done, logs, date="D", commit="c",
                        versions=[])
     assert f"  - eval-style: {ga.DEVICE_STACK_SKIPS['eval-style']}" in stack.splitlines()
+    no_rows = ga.execute(steps, {}, fake_logs(logs, {"long-rows": 1}), quiet)  # no training run started
+    text = ga.summary(opts, steps, no_rows, logs, date="D", commit="c", versions=[])
+    assert "| train-default | not run | - | needs long-rows, which did not pass |" in text
+    assert "## Peak GPU memory" not in text and "## long-rows failed (exit 1)" in text
 
 
 def test_a_run_writes_its_summary_and_logs_and_exits_1_when_a_step_failed(
