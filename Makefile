@@ -138,14 +138,16 @@ LOCK_ARGS ?=
 lock: env-dev  ## re-resolve requirements/lock/ after a pin file changed (style_tune/dev/lock_envs.py)
 	$(DEV_PY) -m style_tune.dev.lock_envs lock $(LOCK_ARGS)
 
-# SMOKE=untested: only the smallest steps of envs `make test` runs no suite in; SMOKE=none: resolve, import.
+# SMOKE=untested: only the smallest steps of envs `make test` runs no suite in (each suite runs its env's in
+# SUITE/test_ENV_env_step.py); SMOKE=none: resolve, import.
 SMOKE ?= all
 check-envs: $(addprefix env-,$(SETUP_ENVS) mutation)  ## every env's lock resolves from PyPI and is fresh; each env imports and runs its smallest step
 	$(DEV_PY) -m style_tune.dev.lock_envs check --smoke $(SMOKE) $(LOCK_ARGS)
 
 # ---------------------------------------------------------------- checks
 # Every env, then check-envs without the smallest steps of the envs whose suite runs right after (each
-# suite runs those steps at length), then each part of tests/ in its toolchain's env.
+# suite runs its env's step in SUITE/test_ENV_env_step.py, with the session's tiny model), then each
+# part of tests/ in its toolchain's env.
 test:  ## run the whole test suite, each part in its toolchain's env
 	$(MAKE) setup env-mutation
 	$(MAKE) check-envs SMOKE=untested
