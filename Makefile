@@ -157,8 +157,11 @@ test:  ## run the whole test suite, each part in its toolchain's env
 	$(DEPLOY_PY) -m pytest tests/deploy
 	$(WEBUI_PY) -m pytest tests/webui
 
-lint: env-dev  ## ruff
+# ruff, then mypy over style_tune/ and benchmarks/ ([tool.mypy] in pyproject.toml; docs/testing.md#type-checking).
+# `make test` runs it (tests/core/test_dev_env_step.py: the dev env's step of check-envs).
+lint: env-dev  ## ruff, then the type checker (mypy)
 	$(ENVS)/dev/bin/ruff check .
+	$(ENVS)/dev/bin/mypy
 
 # ---------------------------------------------------------------- the recipe
 download: env-train  ## download the base model (and internlm2.5 for eval-select) from modelscope

@@ -23,14 +23,16 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from style_tune.core.io import write_files_atomically
 from style_tune.core.styles import load_styles
 from style_tune.data.gen.client import Tally, ask_all, make_client
-from style_tune.data.gen.journal import Journal, plan_requests, read_journal
+from style_tune.data.gen.journal import Journal, Request, plan_requests, read_journal
 from style_tune.data.gen.validate import DEFAULT_JUDGE_DATA, Answer, load_judge, validate
 from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
+from style_tune.eval.style_metrics import StyleJudge
 
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCIES = (1, 8)
@@ -46,7 +48,8 @@ def first_prompts(n: int) -> list[str]:
     return list(seen)
 
 
-async def ask(base_url: str, requests, concurrency: int, journal_path: Path) -> tuple[float, Tally]:
+async def ask(base_url: str, requests: Sequence[Request], concurrency: int,
+              journal_path: Path) -> tuple[float, Tally]:
     client = make_client(base_url, timeout=600, max_retries=0)
     journal = Journal(journal_path)
     journal.open()
@@ -68,6 +71,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds, alternating the order (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "gen_data_bench_cpu")
     args = parser.parse_args()
+    if args.rounds < 1 or args.prompts < 1:
+        parser.error("--rounds and --prompts must be at least 1")
 
     styles = load_styles()
     for style in styles:
@@ -76,6 +81,7 @@ def main() -> None:
     requests = plan_requests(prompts, styles, styles.labels, 1, SERVED_MODEL_NAME, 42)
     load_before = os.getloadavg()
     results = []
+    answers: dict[str, dict] = {}  # the last round's, validated below
     server = serve_model(args.model, mode="controllable", style=styles.labels[0])
     with server, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(ask(server.base_url, requests[:1], 1, Path(tmp) / "warmup.jsonl"))
@@ -96,7 +102,7 @@ def main() -> None:
                   f"{tally.answered / seconds:.2f} rows/s", flush=True)
         judged = []
 
-        def get_judge():
+        def get_judge() -> StyleJudge:
             judged.append(True)
             return load_judge(DEFAULT_JUDGE_DATA, 42)
 
@@ -110,6 +116,7 @@ def main() -> None:
 
     import openai
 
+    few_shot = len(styles[styles.labels[0]].examples)
     report = {
         "command": f"make bench-gen-data (python -m benchmarks.bench_gen_data --model {args.model} "
                    f"--prompts {args.prompts} --max-tokens {args.max_tokens})",
@@ -120,7 +127,7 @@ def main() -> None:
         "versions": {"openai": openai.__version__},
         "server_startup_s": round(startup_s or 0, 1),
         "settings": {"prompts": len(prompts), "styles": list(styles.labels), "max_tokens": args.max_tokens,
-                     "temperature": 0, "few_shot_examples": len(styles[styles.labels[0]].examples)},
+                     "temperature": 0, "few_shot_examples": few_shot},
         "results": results,
         "validate_s": round(validate_s, 2),
     }
@@ -132,7 +139,7 @@ def main() -> None:
     lines = [
         f"# gen-data client benchmark ({report['time_utc']})", "",
         f"`{report['command']}`: {len(requests)} requests ({len(prompts)} prompts x {len(styles)} styles, "
-        f"the shipped generation prompts with {report['settings']['few_shot_examples']} few-shot examples), "
+        f"the shipped generation prompts with {few_shot} few-shot examples), "
         f"greedy, at most {args.max_tokens} reply tokens, against `make serve`'s CPU server on the tiny "
         "model. "
         f"{os.cpu_count()} cores; load average (1/5/15 min) before "

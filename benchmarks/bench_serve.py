@@ -44,7 +44,6 @@ import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from style_tune import REPO_ROOT
 from style_tune.core.io import write_atomically
@@ -119,6 +118,8 @@ def bench_server(model_dir: Path, conversations: list[list[dict]], max_tokens: i
                 if first is None and chunk.choices and chunk.choices[0].delta.content:
                     first = time.perf_counter() - start
                 usage = chunk.usage or usage
+            if usage is None:  # the chunk stream_options asks for: without it, no token count
+                raise RuntimeError("the server's stream ended without a usage chunk (include_usage)")
             return first or float("nan"), usage.completion_tokens
 
         ask(conversations[0])  # warm-up
@@ -132,6 +133,7 @@ def bench_server(model_dir: Path, conversations: list[list[dict]], max_tokens: i
             rows.append({"engine": "make serve (CPU server, openai client, streamed)", "clients": clients,
                          "requests": len(results), "tokens": tokens, "tokens_per_s": tokens / wall,
                          "ttft_s_median": statistics.median(t for t, _ in results)})
+        assert server.startup_s is not None  # set when the with-block's start() returned
         return rows, server.startup_s
 
 
@@ -182,8 +184,8 @@ def soak(model_dir: Path, conversations: list[list[dict]], max_tokens: int, requ
          log: Path) -> dict:
     key = "sk-bench-" + os.urandom(8).hex()
     with serve_model(model_dir, mode="label", log=log, api_key=key) as server:
+        assert server.process is not None  # started by the with-block
         pid = find_process(server.process.pid, b"style_tune.deploy.cpu_server")
-        url = urlsplit(server.base_url)
 
         def send(i: int) -> dict:
             kind = list(BAD)[(i // 10) % len(BAD)] if i % 10 == 9 else "good"
@@ -196,8 +198,9 @@ def soak(model_dir: Path, conversations: list[list[dict]], max_tokens: int, requ
                     {"role": "user", "content": "你" * (2**20 // 3 + 10)}]}).encode()
             headers = {"Content-Type": "application/json",
                        "Authorization": f"Bearer {'sk-wrong' if kind == 'wrong key' else key}"}
-            connection = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
             start = time.perf_counter()
+            status: int | str  # the HTTP status, or the name of the error that broke the connection
             try:
                 connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
                 response = connection.getresponse()

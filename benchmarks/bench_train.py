@@ -141,13 +141,15 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
             self.samples: list[int] = []
             self.start = 0.0
 
-        def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        def before_train_iter(self, runner: Runner, batch_idx: int, data_batch: dict | None = None) -> None:
             if len(self.times) == args.warmup and args.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             sync(args.device)
             self.start = time.perf_counter()
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: dict | None = None,
+                             outputs: dict | None = None) -> None:
+            assert data_batch is not None  # mmengine's train loop passes every batch to its hooks
             sync(args.device)
             self.times.append(time.perf_counter() - self.start)
             data = data_batch["data"]
@@ -160,7 +162,7 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
             )
 
         @staticmethod
-        def _count_samples(data) -> int:
+        def _count_samples(data: dict) -> int:
             # Packed rows hold several conversations: count their ends (<|im_end|> labelled, not -100).
             labels = data["labels"]
             ends = (labels == im_end_id).sum()
@@ -230,7 +232,7 @@ def inference_memory(model_dir: str) -> dict:
 def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {}
+    out: dict[str, str | None] = {}
     for name in ("torch", "transformers", "xtuner", "mmengine", "peft", "bitsandbytes", "datasets"):
         try:
             out[name] = version(name)

@@ -49,7 +49,7 @@ def suffix(seed: int) -> str:
 
 def results(style_dir: Path) -> dict[str, dict] | None:
     """{base, tuned} -> metrics of the last eval-style run in style_dir, or None if there is none."""
-    found = {}
+    found: dict[str, dict] = {}
     for model in ("base", "tuned"):
         paths = sorted((style_dir / "latest" / "results" / model).glob("*.json"))
         if not paths:
@@ -85,7 +85,8 @@ def run_seed(seed: int, logs: Path) -> dict:
         for mode, stage in runs:
             name = f"{mode}{suffix(seed)}" + (f"-{stage}" if stage else "")
             style_dir = Path(f"outputs/style_eval_demo-{name}")
-            if results(style_dir) is None:
+            metrics = results(style_dir)
+            if metrics is None:
                 cmd = ["make", "demo", "eval-demo", f"MODE={mode}", f"DEMO_SEED={seed}",
                        *([f"STAGE={stage}"] if stage else [])]
                 print(f"{STEP}: seed {seed}: {' '.join(cmd)} (log {log})", flush=True)
@@ -95,10 +96,14 @@ def run_seed(seed: int, logs: Path) -> dict:
                 code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
                 print(f"{STEP}: seed {seed}: {name} {'done' if code == 0 else f'FAILED ({code})'} in "
                       f"{time.monotonic() - started:.0f} s", flush=True)
-                if code != 0:
+                metrics = results(style_dir)
+                if code != 0 or metrics is None:
+                    if code == 0:
+                        print(f"{STEP}: seed {seed}: {name}: no eval-style results in {style_dir / 'latest'}",
+                              flush=True)
                     return {"seed": seed, "failed": name, "runs": found}
             work_dir = Path(f"work_dirs/demo-{mode}{suffix(seed)}" + (f"-{stage}" if stage else ""))
-            found[name.replace(suffix(seed), "")] = {**results(style_dir),
+            found[name.replace(suffix(seed), "")] = {**metrics,
                                                     "train_seconds": train_seconds(work_dir)}
     return {"seed": seed, "runs": found}
 

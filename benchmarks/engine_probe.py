@@ -17,7 +17,9 @@ import statistics
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from openai import OpenAI
 
@@ -25,7 +27,7 @@ USERS = ["今天加班到十点，好累啊", "明天要考试了", "我想减�
          "室友太吵", "失恋了"]
 
 
-def check(name: str, call) -> None:
+def check(name: str, call: Callable[[], object]) -> None:
     try:
         print(f"OK   {name}: {str(call())[:200]}")
     except Exception as err:  # the probe reports every failure and goes on
@@ -41,11 +43,11 @@ def main() -> None:
     client = OpenAI(base_url=args.base_url, api_key="none", max_retries=0, timeout=600)
     user = [{"role": "user", "content": USERS[0]}]
 
-    def create(**kwargs):
+    def create(**kwargs: Any) -> Any:  # a ChatCompletion, or its chunks with stream=True
         return client.chat.completions.create(**{"model": args.model, "messages": user, "max_tokens": 32,
                                                  "temperature": 0, **kwargs})
 
-    def stream(messages=user, max_tokens=32):
+    def stream(messages: list[dict] = user, max_tokens: int = 32) -> tuple[float | None, int]:
         start, first, pieces, usage = time.perf_counter(), None, 0, None
         for chunk in create(messages=messages, max_tokens=max_tokens, stream=True,
                             stream_options={"include_usage": True}):
@@ -55,7 +57,7 @@ def main() -> None:
             usage = chunk.usage or usage
         return first, (usage.completion_tokens if usage else pieces)  # a server without usage: pieces
 
-    def malformed():
+    def malformed() -> tuple[int, bytes] | None:  # None: the server accepted it
         request = urllib.request.Request(f"{args.base_url}/chat/completions",
                                          data=b'{"model": "x", "messages": [',
                                          headers={"Content-Type": "application/json"})
@@ -63,6 +65,7 @@ def main() -> None:
             urllib.request.urlopen(request, timeout=30)
         except urllib.error.HTTPError as err:
             return err.code, err.read()[:200]
+        return None
 
     check("models", lambda: [m.id for m in client.models.list().data])
     check("plain", lambda: (lambda r: (r.choices[0].message.content[:60], r.choices[0].finish_reason,
@@ -83,7 +86,7 @@ def main() -> None:
         with ThreadPoolExecutor(clients) as pool:
             results = list(pool.map(lambda u: stream([{"role": "user", "content": u}], 64), USERS * 2))
         wall = time.perf_counter() - start
-        answered = [r for r in results if r[0] is not None]
+        answered = [(t, n) for t, n in results if t is not None]
         tokens = sum(n for _, n in answered)
         print(f"clients={clients} empty={len(results) - len(answered)} tokens={tokens} "
               f"tok/s={tokens / wall:.1f} "

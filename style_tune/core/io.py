@@ -138,6 +138,18 @@ def _temporary(target: Path, *, directory: bool) -> Path:
     return target.parent / f".{target.name}.{os.getpid()}-{token}.tmp"
 
 
+def _create_temporary(target: Path, temporaries: list[tuple[Path, Path]]) -> tuple[Path, int]:
+    """Create a fresh temporary file beside TARGET, listed in TEMPORARIES before it exists (the caller's
+    cleanup knows it): its path and an fd open for reading and writing."""
+    while True:
+        temporary = _temporary(target, directory=False)
+        temporaries.append((temporary, target))
+        try:
+            return temporary, os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask
+        except FileExistsError:  # a dead process with this pid drew the same 8 hex digits
+            temporaries.pop()
+
+
 def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | None = None) -> None:
     """Write each file to a temporary beside it, then rename them all; on failure leave none of them.
 
@@ -150,14 +162,7 @@ def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | Non
     try:
         for target, data in contents.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            while True:
-                temporary = _temporary(target, directory=False)
-                temporaries.append((temporary, target))  # before it exists: the cleanup below knows it
-                try:
-                    fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)  # less the umask
-                    break
-                except FileExistsError:  # a dead process with this pid drew the same 8 hex digits
-                    temporaries.pop()
+            temporary, fd = _create_temporary(target, temporaries)
             fds.append(fd)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed: ours, not stale
             sweep_temporaries(target, step, own=temporary)
@@ -175,8 +180,8 @@ def write_files_atomically(contents: Mapping[Path, Contents], *, step: str | Non
             temporary.unlink(missing_ok=True)
         raise
     finally:
-        for fd in fds:
-            os.close(fd)
+        for held in fds:
+            os.close(held)
 
 
 def write_atomically(path: Path, data: Contents, *, step: str | None = None) -> None:

@@ -153,6 +153,7 @@ def chat_template_file(mode: str, style: str | None = None) -> str:
     if mode == "label":
         return f"{CHAT_TEMPLATE_DIR}/chat_template.json"
     system_text(mode, style)  # validates mode and style
+    assert style is not None  # system_text refuses any other mode without a style
     return f"{CHAT_TEMPLATE_DIR}/chat_template_{mode}_{STYLE_SLUGS[style]}.json"
 
 
@@ -165,8 +166,13 @@ def lmdeploy_chat_template(mode: str, style: str | None = None) -> dict[str, obj
     ``model_name`` is not one of lmdeploy's built-in template names, so lmdeploy uses these fields.
     """
     system = system_text(mode, style)  # validates mode and style
+    if mode == "label":
+        name = "style-tune-label"
+    else:
+        assert style is not None  # system_text refuses any other mode without a style
+        name = f"style-tune-{mode}-{STYLE_SLUGS[style]}"
     return {
-        "model_name": "style-tune-label" if mode == "label" else f"style-tune-{mode}-{STYLE_SLUGS[style]}",
+        "model_name": name,
         "system": f"{IM_START}system\n",
         "meta_instruction": system,
         "eosys": f"{IM_END}\n",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class StyleSet:
     def __getitem__(self, label: str) -> Style:
         return self.styles[label]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Style]:
         return iter(self.styles.values())
 
     def __len__(self) -> int:

@@ -214,10 +214,10 @@ def render_markdown(report: Report) -> str:
     named = [(f"{item.style} replies", item.similarity) for item in report.styles]
     for label, sim in [*named, ("prompts", report.prompts)]:
         if sim.top is not None:
-            top = sim.top
+            pair = sim.top
             lines.append(
-                f"- {label}: {top.similarity:.3f}, lines {top.first.line} and {top.second.line}: "
-                f"{quote(top.first.text)} / {quote(top.second.text)}"
+                f"- {label}: {pair.similarity:.3f}, lines {pair.first.line} and {pair.second.line}: "
+                f"{quote(pair.first.text)} / {quote(pair.second.text)}"
             )
     prompts = report.prompts
     lines += [

@@ -46,7 +46,7 @@ def parse_ratios(text: str) -> tuple[Fraction, ...]:
     for name, ratio in zip(SPLITS, ratios, strict=True):
         if ratio <= 0:
             raise ValueError(f"the {name} ratio must be positive (every split needs data), got {text!r}")
-    total = sum(ratios)
+    total = sum(ratios, Fraction(0))
     if abs(total - 1) > RATIO_TOLERANCE:
         raise ValueError(f"ratios must sum to 1, {text!r} sums to {float(total):g}")
     return tuple(ratio / total for ratio in ratios)

@@ -103,8 +103,9 @@ def check_pairs_file(path: Path) -> list[str]:
     return errors
 
 
-def read_split(path: Path) -> list[dict]:
-    """The rows of a split file (`make split`'s JSON array), or PrefsError naming what is wrong."""
+def read_split(path: Path) -> list[object]:
+    """The rows of a split file (`make split`'s JSON array; each row as the JSON holds it, checked by the
+    caller), or PrefsError naming what is wrong."""
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -117,7 +118,7 @@ def read_split(path: Path) -> list[dict]:
     return rows
 
 
-def data_pairs(path: Path) -> tuple[list[dict], Counter]:
+def data_pairs(path: Path) -> tuple[list[dict], Counter[str]]:
     """The pairs of a controllable training split, and the chosen style of each, counted."""
     by_system = {system: style for style, system in STYLE_SYSTEMS.items()}
     replies: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -127,7 +128,8 @@ def data_pairs(path: Path) -> tuple[list[dict], Counter]:
         turns = row.get("conversation") if isinstance(row, dict) else None
         turn = turns[0] if isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict) else {}
         system, user, output = turn.get("system"), turn.get("input"), turn.get("output")
-        if not all(isinstance(value, str) and value for value in (system, user, output)):
+        if not (isinstance(system, str) and isinstance(user, str) and isinstance(output, str)
+                and system and user and output):
             errors.append(f"{path}: row {n}: not a one-turn conversation with system, input and output")
         elif system not in by_system:
             errors.append(f"{path}: row {n}: its system text is no style's ({system[:40]!r}...): preference "
@@ -143,7 +145,7 @@ def data_pairs(path: Path) -> tuple[list[dict], Counter]:
                           "`make split MODE=controllable`")
     if errors:
         raise PrefsError(errors)
-    pairs, counts = [], Counter()
+    pairs, counts = [], Counter[str]()
     for user, styles in replies.items():
         for style in STYLES:
             for chosen in styles[style]:
@@ -156,17 +158,18 @@ def data_pairs(path: Path) -> tuple[list[dict], Counter]:
 
 def held_out_prompts(split_dir: Path) -> set[str]:
     """The prompts of the split's val and test files (what the evaluation asks)."""
-    prompts = set()
+    prompts: set[str] = set()
     for path in (split_dir / "val.json", split_dir / "test.json"):
         for row in read_split(path) if path.is_file() else []:
             turns = row.get("conversation") if isinstance(row, dict) else None
-            prompts.update(turn.get("input") for turn in turns or [] if isinstance(turn, dict))
+            prompts.update(turn["input"] for turn in turns or []
+                           if isinstance(turn, dict) and isinstance(turn.get("input"), str))
     return prompts
 
 
-def verdict_pairs(paths: list[Path], held_out: set[str]) -> tuple[list[dict], Counter]:
+def verdict_pairs(paths: list[Path], held_out: set[str]) -> tuple[list[dict], Counter[str]]:
     """Pairs from decisive verdicts; what was left out, counted by reason."""
-    pairs, left_out, errors = [], Counter(), []
+    pairs, left_out, errors = [], Counter[str](), []
     for path in paths:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
@@ -192,14 +195,15 @@ def verdict_pairs(paths: list[Path], held_out: set[str]) -> tuple[list[dict], Co
             side = verdict.verdict
             other = "B" if side == "A" else "A"
             system = record.get("system") or STYLE_SYSTEMS.get(verdict.style or "")
-            texts = [replies.get(s) if isinstance(replies, dict) else None for s in (side, other)]
-            if not all(isinstance(text, str) and text.strip() for text in texts):
+            chosen, rejected = (replies.get(s) if isinstance(replies, dict) else None for s in (side, other))
+            if not (isinstance(chosen, str) and isinstance(rejected, str)
+                    and chosen.strip() and rejected.strip()):
                 errors.append(f"{where}: no text for both replies (\"replies\": {{\"A\": ..., \"B\": ...}})")
-            elif system not in STYLE_SYSTEMS.values():
+            elif not isinstance(system, str) or system not in STYLE_SYSTEMS.values():
                 errors.append(f"{where}: its system text is no style's: only controllable-format verdicts "
                               "make pairs (the web page with MODE=controllable)")
             else:
-                pairs.append(pair(system, verdict.prompt, texts[0].strip(), texts[1].strip()))
+                pairs.append(pair(system, verdict.prompt, chosen.strip(), rejected.strip()))
     if errors:
         raise PrefsError(errors)
     return pairs, left_out

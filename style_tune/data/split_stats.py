@@ -43,7 +43,8 @@ class Stats:
 def length_summary(counts: Counter[int]) -> tuple[int, int, int, int]:
     """(min, median, p90, max) of lengths given as {length: how many}; nearest-rank percentiles."""
     lengths = sorted(counts.elements())
-    median, p90 = (percentile(lengths, q, nearest_rank=True) for q in (50, 90))
+    # nearest-rank percentiles are one of the (integer) lengths
+    median, p90 = (int(percentile(lengths, q, nearest_rank=True)) for q in (50, 90))
     return lengths[0], median, p90, lengths[-1]
 
 
@@ -58,11 +59,11 @@ def collect_stats(splits: Sequence[Split], options: Options, input_rows: int, dr
         split_stats.append(SplitStats(split.name, len(split.rows), split.groups, per_style))
         prompt_lengths.update(map(len, map(itemgetter(0), split.rows)))
         reply_lengths.update(map(len, map(itemgetter(2), split.rows)))
-    present = {style for split in split_stats for style, count in split.per_style.items() if count}
-    for split in split_stats:
-        missing = [style for style in options.styles if style in present and not split.per_style[style]]
+    present = {style for stats in split_stats for style, count in stats.per_style.items() if count}
+    for stats in split_stats:
+        missing = [style for style in options.styles if style in present and not stats.per_style[style]]
         if missing:
-            warnings.append(f"the {split.name} split has no {', '.join(missing)} rows")
+            warnings.append(f"the {stats.name} split has no {', '.join(missing)} rows")
     return Stats(
         source=options.csv_path.name,
         options=options,

@@ -32,6 +32,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when the engine starts (the dev env, which checks the types, has neither)
+    from torch import BoolTensor, FloatTensor, LongTensor, Tensor
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 #: How long the engine waits, after a job arrives, for another one sent at about the same moment (8
 #: clients started together arrive within a few ms of each other): it starts a batch when the batch is
@@ -62,7 +67,7 @@ class Job:
     prompt_ids: list[int]
     max_tokens: int
     sampling: Sampling
-    deliver: Callable[[tuple], None]
+    deliver: Callable[[tuple], object]  # what it returns is not used
     deadline: float = math.inf  # time.monotonic() after which the job ends with a "timeout" error
     tokens: list[int] = field(default_factory=list)
     sent: int = 0  # characters of the decoded reply delivered so far
@@ -75,8 +80,8 @@ class Job:
 
 
 class Batcher:
-    def __init__(self, model, tokenizer, *, max_batch: int = 8, max_waiting: int = 32,
-                 timeout_s: float = 300.0, gather_s: float = GATHER_S):
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, max_batch: int = 8,
+                 max_waiting: int = 32, timeout_s: float = 300.0, gather_s: float = GATHER_S):
         import torch
 
         self.torch, self.model, self.tokenizer = torch, model, tokenizer
@@ -90,7 +95,7 @@ class Batcher:
         self.running: list[Job] = []
         self.lock = threading.Condition()
         self.batch_s = 1.0  # how long a batch took lately: the Retry-After a busy answer suggests
-        self.counts = collections.Counter()  # batches, rows, cancelled, timed_out, refused
+        self.counts = collections.Counter[str]()  # batches, rows, cancelled, timed_out, refused
         self.thread = threading.Thread(target=self._loop, name="style-tune-batcher", daemon=True)
 
     def start(self) -> Batcher:
@@ -179,7 +184,7 @@ class Batcher:
 
             prompt_seen = False
 
-            def put(self, value) -> None:
+            def put(self, value: Tensor) -> None:
                 if not self.prompt_seen:  # generate's first call is the prompt
                     self.prompt_seen = True
                     return
@@ -191,7 +196,7 @@ class Batcher:
             def end(self) -> None:
                 pass
 
-            def __call__(self, input_ids, scores, **kwargs):
+            def __call__(self, input_ids: LongTensor, scores: FloatTensor, **kwargs: Any) -> BoolTensor:
                 now = time.monotonic()
                 for job in batch:
                     if not job.done and (job.cancelled or now > job.deadline):

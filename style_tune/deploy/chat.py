@@ -36,6 +36,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from style_tune import REPO_ROOT
@@ -151,7 +152,7 @@ def check_template(step: str, mode: str, style: str | None) -> Path:
 
 
 def build_command(args: argparse.Namespace, style: str | None, template: Path,
-                  keys: list[str] = ()) -> list[str]:
+                  keys: Sequence[str] = ()) -> list[str]:
     if args.command == "chat":
         return [str(DEPLOY_ENV / "bin" / "lmdeploy"), "chat", args.model, "--chat-template", str(template),
                 *args.extra]
@@ -209,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {key: value for key, value in os.environ.items() if key != "API_KEY"}
     if on_cpu:
         env.update(api_keys_env(keys))
-    os.execve(command[0], command, env)
-    return 1  # not reached
+    os.execve(command[0], command, env)  # never returns
 
 
 if __name__ == "__main__":

@@ -37,18 +37,25 @@ its continuous batching forces greedy decoding and drops the logits processors (
 cancelled, timed out and refused.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the endpoint annotations (Request) at run time.
+# No `from __future__ import annotations`: FastAPI reads the endpoint annotations (Request) at run time;
+# the types of packages this module imports when it runs are named in quotes.
 import argparse
 import hmac
 import json
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from style_tune.core import defaults
 from style_tune.core.prompts import MODES, STYLES, resolve_style, system_text
 from style_tune.deploy.serving import SERVED_MODEL_NAME, api_keys_from_env, check_exposure
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from transformers import PreTrainedTokenizerBase
 
 ROLES = ("system", "user", "assistant")
 #: The largest request body read: a chat request near the context limit is a few hundred KB of text.
@@ -150,12 +157,13 @@ def unauthorized(authorization: str | None, keys: list[str]) -> str | None:
 
 def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int | None,
                keys: list[str] | None = None, max_body_bytes: int = MAX_BODY_BYTES, *,
-               max_batch: int = MAX_BATCH, max_waiting: int = MAX_WAITING, timeout_s: float = TIMEOUT_S):
+               max_batch: int = MAX_BATCH, max_waiting: int = MAX_WAITING, timeout_s: float = TIMEOUT_S
+               ) -> "FastAPI":
     import asyncio
 
     import torch
     from fastapi import Depends, FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from style_tune.deploy.batcher import Batcher, Busy, Job
@@ -182,7 +190,7 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
         return request, prompt_ids
 
     def submit(request: dict, prompt_ids: list[int]) -> tuple[Job, asyncio.Queue]:
-        loop, items = asyncio.get_running_loop(), asyncio.Queue()
+        loop, items = asyncio.get_running_loop(), asyncio.Queue[tuple]()
         sampling = batcher.sampling(request.get("temperature"), request.get("top_p"), request.get("seed"))
         job = Job(prompt_ids, request["max_tokens"], sampling,
                   deliver=lambda item: loop.call_soon_threadsafe(items.put_nowait, item))
@@ -203,20 +211,21 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
                                    headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(RequestError)
-    async def request_error(_: Request, err: RequestError):
+    async def request_error(_: Request, err: RequestError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
-    @app.get("/health")
-    def health():
+    # response_model=None: the dicts go out as they are, not validated against a model made from `dict`
+    @app.get("/health", response_model=None)
+    def health() -> dict:
         return {"status": "ok", **batcher.load()}
 
-    @app.get("/v1/models", dependencies=[Depends(check_key)])
-    def models():
+    @app.get("/v1/models", dependencies=[Depends(check_key)], response_model=None)
+    def models() -> dict:
         return {"object": "list", "data": [{"id": SERVED_MODEL_NAME, "object": "model", "created": created,
                                             "owned_by": "style-tune", "max_model_len": limit}]}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(check_key)])
-    async def chat_completions(http_request: Request):
+    async def chat_completions(http_request: Request) -> Response:
         too_big = RequestError(413, f"the request body is over {max_body_bytes} bytes: shorten the messages",
                                param="messages")
         declared = http_request.headers.get("content-length", "")
@@ -239,7 +248,7 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
                                      media_type="text/event-stream")
         return JSONResponse(await collect(request, len(prompt_ids), job, items, http_request))
 
-    async def stream(request: dict, n_prompt: int, job: Job, items: asyncio.Queue):
+    async def stream(request: dict, n_prompt: int, job: Job, items: asyncio.Queue) -> AsyncIterator[str]:
         base = {"id": request["id"], "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": SERVED_MODEL_NAME}
         try:
@@ -287,7 +296,7 @@ def create_app(model_dir: Path, mode: str, style: str | None, max_model_len: int
     return app
 
 
-def render(tokenizer, messages: list[dict[str, str]]) -> list[int]:
+def render(tokenizer: "PreTrainedTokenizerBase", messages: list[dict[str, str]]) -> list[int]:
     """The prompt's token ids: the tokenizer's own chat template, as every other front end renders it."""
     return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
 

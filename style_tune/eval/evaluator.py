@@ -48,7 +48,8 @@ class StyleEvaluator(BaseEvaluator):
     """
 
     def __init__(self, train_path: str, mode: str = defaults.MODE, max_out_len: int | None = None,
-                 tokenizer_path: str | None = None, seed: int = 0, pred_postprocessor=None) -> None:
+                 tokenizer_path: str | None = None, seed: int = 0,
+                 pred_postprocessor: dict | None = None) -> None:
         super().__init__(pred_postprocessor=pred_postprocessor)
         if mode not in METRICS:
             raise ValueError(f"unknown mode {mode!r}")
@@ -63,7 +64,7 @@ class StyleEvaluator(BaseEvaluator):
         tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_path)
         return [len(tokenizer(p or "", add_special_tokens=False)["input_ids"]) for p in predictions]
 
-    def score(self, predictions: list[str], references: list[list[str]], test_set) -> dict:
+    def score(self, predictions: list[str], references: list[list[str]], test_set: Dataset) -> dict:
         requested = [style or None for style in test_set["requested_style"]]
         return score_replies(
             predictions, references, requested, self.mode, self.judge,

@@ -50,12 +50,16 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
+from typing import TYPE_CHECKING
 
 from style_tune import REPO_ROOT
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STYLES, split_label
 from style_tune.core.steps import fail
 from style_tune.eval.style_metrics import requested_style, row_mode
+
+if TYPE_CHECKING:  # imported when a judge is asked (the dev env, which checks the types, has no openai)
+    from openai import OpenAI
 
 #: The judge's prompt: system message, user message template, style descriptions (one file).
 DEFAULT_PROMPT = REPO_ROOT / "eval_configs" / "llm_judge_prompt.json"
@@ -212,7 +216,7 @@ def summarise(records: list[dict]) -> dict:
 
 # ------------------------------------------------------------------------------------ the calls
 
-def make_client(api: str, timeout: float, retries: int):
+def make_client(api: str, timeout: float, retries: int) -> OpenAI:
     """The official client for ``api`` (a base URL ending in /v1); key from OPENAI_API_KEY, if any."""
     from openai import OpenAI
 
@@ -221,7 +225,7 @@ def make_client(api: str, timeout: float, retries: int):
                   max_retries=retries)
 
 
-def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
+def judge_replies(items: list[dict], *, client: OpenAI, model: str, prompt: JudgePrompt,
                   concurrency: int = CONCURRENCY, max_tokens: int = MAX_TOKENS,
                   label: str = "judge") -> list[dict]:
     """One judgement record per item (``user``, ``reply``, ``style``), in order: ``answer`` (the judge's
@@ -237,7 +241,7 @@ def judge_replies(items: list[dict], *, client, model: str, prompt: JudgePrompt,
     return records
 
 
-def ask_judge(conversations: list[list[dict[str, str]]], *, client, model: str,
+def ask_judge(conversations: list[list[dict[str, str]]], *, client: OpenAI, model: str,
               concurrency: int = CONCURRENCY, max_tokens: int = MAX_TOKENS,
               label: str = "judge") -> list[dict]:
     """The judge's answer to each conversation, in order: ``{"answer": text or None, "error": a failed
@@ -319,18 +323,19 @@ def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concu
     # an earlier judge's verdicts go first: a judge that fails now must not leave them to be reported
     (run_dir / RESULT_NAME).unlink(missing_ok=True)
     client = make_client(api, timeout, retries)
+    models: dict[str, dict] = {}
     result = {
         "api": api, "model": model, "prompt": str(prompt.path), "prompt_sha256": prompt.sha256,
         "settings": {"concurrency": concurrency, "timeout_s": timeout, "retries": retries,
                      "max_tokens": max_tokens, "temperature": 0.0},
-        "models": {},
+        "models": models,
     }
     for name, replies in items.items():
         records = judge_replies(replies, client=client, model=model, prompt=prompt, concurrency=concurrency,
                                 max_tokens=max_tokens, label=name)
-        result["models"][name] = {**summarise(records), "details": [
+        models[name] = {**summarise(records), "details": [
             {**item, **record} for item, record in zip(replies, records, strict=True)]}
-    calls = [r for m in result["models"].values() for r in m["details"]]
+    calls = [r for m in models.values() for r in m["details"]]
     if calls and all(r["error"] for r in calls):
         raise JudgeError(f"no judge call to {api} succeeded; the first error: {calls[0]['error']} "
                          "(`make report` reports the run without a judge)")
@@ -346,7 +351,7 @@ def load_judgement(run_dir: Path) -> dict | None:
 
 # ------------------------------------------------------------------------------------ the report
 
-def _number(metric: str, value) -> str:
+def _number(metric: str, value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value:.2f}" if metric in ("llm_style", "llm_relevance", "llm_fluency") else f"{value:.1f}"

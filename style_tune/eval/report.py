@@ -132,7 +132,7 @@ def cell(text: str | None, width: int = 120) -> str:
     return (text[:width] + "…") if len(text) > width else (text or "(empty)")
 
 
-def number(metric: str, value) -> str:
+def number(metric: str, value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value:.1f}" if metric in LENGTH_METRICS else f"{value:.2f}"
@@ -211,8 +211,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "## Training loss",
         "",
     ]
-    curve = loss_curve(train_work_dir) if train_work_dir and train_work_dir.is_dir() else []
-    if curve:
+    if train_work_dir and train_work_dir.is_dir() and (curve := loss_curve(train_work_dir)):
         png = out.with_name(out.stem + "_loss.png")
         plot_loss(curve, png, f"XTuner training loss ({train_work_dir.name})")
         (i0, l0), (i1, l1) = curve[0], curve[-1]
@@ -240,12 +239,12 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         replies = [details[m][i]["prediction"] for m in models]
         replies = [p[0] if isinstance(p, list) else p for p in replies]
         requested = f"{sample['requested_style']} | " if mode == "controllable" else ""
-        verdicts = "".join(f" {verdict_cell(judged['models'][m]['details'][i])} |"
-                           for m in models) if judged else ""
+        judge_cells = "".join(f" {verdict_cell(judged['models'][m]['details'][i])} |"
+                              for m in models) if judged else ""
         # the reference in the style the last (most tuned) model announces
         lines.append(f"| {n} | {cell(sample['input'])} | {requested}"
                      + "".join(f"{cell(r)} | " for r in replies)
-                     + f"{cell(matching_reference(sample, replies[-1]))} |{verdicts}")
+                     + f"{cell(matching_reference(sample, replies[-1]))} |{judge_cells}")
     text = "\n".join(lines) + "\n"
     write_atomically(out, text.encode("utf-8"))
     return text

@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = None
     with subprocess.Popen(cmd, cwd=work_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1) as proc:
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             sys.stdout.write(line)
             found = RUN_DIR_LINE.search(line)

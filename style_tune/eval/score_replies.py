@@ -58,6 +58,8 @@ def read_rows(path: Path) -> list[dict]:
                if not isinstance(row.get(field), str)]
         if not bad and not row["user"].strip():
             bad.append(f"{where}: user: empty")
+        style: str | None = None  # mode, system and style: the row's, set below unless it is bad
+        mode = system = ""
         if ("style" in row) == ("system" in row):
             names = "|".join((*STYLES, *STYLE_SLUGS.values()))
             bad.append(f"{where}: style / system: give exactly one of them (style: {names}; "

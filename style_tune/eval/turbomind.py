@@ -12,15 +12,20 @@ Needs the eval env (opencompass) and, when a pipeline is built, lmdeploy and a C
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from opencompass.models import TurboMindModelwithChatTemplate
+
+if TYPE_CHECKING:
+    from lmdeploy import Pipeline
 
 
 class TurboMindModelwithChatTemplateRemoteCode(TurboMindModelwithChatTemplate):
     """``TurboMindModelwithChatTemplate`` whose lmdeploy pipeline trusts the model's remote code."""
 
-    def _build_pipe(self, model_path, backend, engine_config):
-        # OpenCompass 0.5.4's _build_pipe, plus trust_remote_code=True.
+    def _build_pipe(self, model_path: str, backend: str, engine_config: dict) -> Pipeline:
+        # OpenCompass 0.5.4's _build_pipe, plus trust_remote_code=True (and the log length as lmdeploy's
+        # int: OpenCompass passes the variable's text, which lmdeploy's logger would slice with).
         from lmdeploy import PytorchEngineConfig, TurbomindEngineConfig, pipeline
 
         if backend not in ("pytorch", "turbomind"):
@@ -31,6 +36,6 @@ class TurboMindModelwithChatTemplateRemoteCode(TurboMindModelwithChatTemplate):
             model_path,
             backend_config=backend_config,
             log_level=os.getenv("LMDEPLOY_LOG_LEVEL", "WARNING"),
-            max_log_len=os.getenv("LMDEPLOY_MAX_LOG_LEN", 10),
+            max_log_len=int(os.getenv("LMDEPLOY_MAX_LOG_LEN", "10")),
             trust_remote_code=True,
         )

@@ -77,7 +77,7 @@ def shown_order(seed: int, prompt: str, style: str | None,
 
 def record(*, verdict: str | None, prompt: str, style: str | None, system: str | None,
            replies: dict[str, str], endpoints: dict[str, dict], settings: dict, seed: int,
-           rater: str | None = None, judge: str | None = None, **extra) -> dict:
+           rater: str | None = None, judge: str | None = None, **extra: object) -> dict:
     """One verdict line: REPLIES and ENDPOINTS by side ("A", "B"); each endpoint at least its ``name``."""
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "verdict": verdict, "prompt": prompt,
             "style": style, "system": system, "replies": {side: replies[side] for side in SIDES},
@@ -99,13 +99,13 @@ def parse(line: str, where: str) -> Verdict:
     elif verdict not in VERDICTS:
         raise ValueError(f"verdict {verdict!r} is none of {', '.join(VERDICTS)}")
     endpoints = record.get("endpoints")
-    names = [(endpoints.get(side) or {}).get("name") if isinstance(endpoints, dict) else None
-             for side in SIDES]
-    if not all(isinstance(name, str) and name for name in names):
+    name_a, name_b = ((endpoints.get(side) or {}).get("name") if isinstance(endpoints, dict) else None
+                      for side in SIDES)
+    if not (isinstance(name_a, str) and isinstance(name_b, str) and name_a and name_b):
         raise ValueError('no mapping of A and B to models: give "endpoints": {"A": {"name": ...}, '
                          '"B": {"name": ...}}')
-    if names[0] == names[1]:
-        raise ValueError(f"A and B are the same model ({names[0]!r}): nothing to compare")
+    if name_a == name_b:
+        raise ValueError(f"A and B are the same model ({name_a!r}): nothing to compare")
     prompt = record.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise ValueError("no prompt")
@@ -121,7 +121,7 @@ def parse(line: str, where: str) -> Verdict:
         if not (isinstance(replies, dict) and all(isinstance(replies.get(side), str) for side in SIDES)):
             raise ValueError('replies must map "A" and "B" to the reply texts')
         lengths = (len(replies["A"]), len(replies["B"]))
-    return Verdict(where, prompt, style or None, names[0], names[1], verdict, rater or None,
+    return Verdict(where, prompt, style or None, name_a, name_b, verdict, rater or None,
                    f"judge {judge}" if judge else "people", seed, lengths)
 
 

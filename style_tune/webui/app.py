@@ -53,8 +53,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from style_tune import REPO_ROOT
 from style_tune.core import defaults
@@ -65,6 +67,9 @@ from style_tune.deploy.serving import Server, free_port, is_loopback, list_model
 from style_tune.eval.verdicts import read as read_verdicts
 from style_tune.eval.verdicts import record as verdict_record
 from style_tune.eval.verdicts import shown_order
+
+if TYPE_CHECKING:  # build_page's return type, named in quotes (gradio is imported when the page is built)
+    import gradio as gr
 
 #: Defaults of the sliders (also what a verdict records when they were not moved).
 DEFAULT_TEMPERATURE = 0.7
@@ -190,7 +195,8 @@ class Endpoint:
         self.model = model or models[0]
         self.client = OpenAI(base_url=self.base_url, api_key=key or "none", max_retries=0, timeout=600)
 
-    def stream(self, messages: list[dict[str, str]], temperature: float, max_tokens: int, out: queue.Queue):
+    def stream(self, messages: list[dict[str, str]], temperature: float, max_tokens: int,
+               out: queue.Queue) -> None:
         """Put (name, text so far) on ``out`` as the reply grows, then (name, None) when done."""
         text = ""
         try:
@@ -253,7 +259,7 @@ def judged(verdicts: Path, seed: int, rater: str) -> set[tuple[str, str | None]]
 
 
 def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], verdicts: Path, *,
-               blind: bool = True, seed: int = 0, login: bool = False):
+               blind: bool = True, seed: int = 0, login: bool = False) -> "gr.Blocks":
     """The rating page over two or more ENDPOINTS (by name, in the order given). Each item's pair comes from
     :func:`pair_plan`. Blind: the pair's replies are "A" and "B" in a per-prompt order drawn from SEED, and
     which endpoint wrote which is revealed only after the verdict; nothing the browser receives before then
@@ -307,11 +313,13 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
         style = f" · style **{item['style']}**" if item["style"] else ""
         return index, f"Prompt **{index + 1} of {len(items)}**{style}", item["prompt"]
 
-    def start(typed: str, request: gr.Request):
+    # The handlers' outputs, in the order of their `outputs=` below.
+    def start(typed: str, request: gr.Request) -> tuple[dict, str, str, dict, dict]:
         index, progress, prompt = position(who(typed, request))
         return {"index": index}, progress, prompt, *labels(index)
 
-    def answer(message: str, temperature: float, max_tokens: int, state: dict):
+    def answer(message: str, temperature: float, max_tokens: int,
+               state: dict | None) -> Iterator[tuple[str, str, dict, str, str]]:
         message = (message or "").strip()
         if not message:
             raise gr.Error("Type a message first.")
@@ -337,7 +345,8 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
             status = f"done in {time.monotonic() - begun:.1f} s" if not running else "streaming ..."
             yield replies[shown[0]], replies[shown[1]], state, status, ""  # the last reveal goes
 
-    def judge(state: dict | None, typed: str, verdict: str, request: gr.Request | None):
+    def judge(state: dict | None, typed: str, verdict: str,
+              request: gr.Request | None) -> tuple[str, dict, str, str, dict, dict, str]:
         if not state or "replies" not in state or not any(state["replies"].values()):
             raise gr.Error("Send the prompt and wait for both replies first.")
         shown, replies, rater = state["shown"], state["replies"], who(typed, request)
@@ -395,7 +404,8 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
         send.click(answer, inputs=inputs, outputs=outputs)
         message.submit(answer, inputs=inputs, outputs=outputs)
         for verdict, button in buttons.items():
-            def clicked(s: dict | None, typed: str, request: gr.Request, verdict: str = verdict):
+            def clicked(s: dict | None, typed: str, request: gr.Request,
+                        verdict: str = verdict) -> tuple[str, dict, str, str, dict, dict, str]:
                 return judge(s, typed, verdict, request)
 
             button.click(clicked, inputs=[state, rater],

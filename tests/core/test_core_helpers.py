@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from style_tune.core import io
 from style_tune.core.cli import split_passthrough
 from style_tune.core.io import json_objects, write_atomically
 from style_tune.core.stats import percentile
@@ -42,6 +43,18 @@ def test_write_atomically_text_and_bytes(tmp_path: Path) -> None:
     os.umask(umask)
     assert text.stat().st_mode & 0o777 == 0o666 & ~umask
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b.png", "t.md"]  # no temporaries left
+
+
+def test_write_atomically_draws_again_when_a_temporary_has_its_name(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # a dead process with this pid drew the same name and left its temporary: the writer draws again
+    tokens = iter(["aaaaaaaa", "bbbbbbbb"])
+    monkeypatch.setattr(io.secrets, "token_hex", lambda n: next(tokens))
+    target = tmp_path / "out.json"
+    (tmp_path / f".out.json.{os.getpid()}-aaaaaaaa.tmp").write_text("left by a dead process")
+    write_atomically(target, "new")
+    assert target.read_text() == "new"
+    assert next(tokens, None) is None  # the first name was taken, the second used
 
 
 def test_json_objects_numbers_lines_as_an_editor_does() -> None:

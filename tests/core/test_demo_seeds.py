@@ -46,6 +46,26 @@ def test_train_seconds_weights_each_logged_time_by_its_interval(tmp_path: Path) 
     assert demo_seeds.train_seconds(tmp_path / "none") is None
 
 
+def test_a_run_that_leaves_no_results_fails_its_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # A `make demo eval-demo` that exits 0 but leaves no eval-style results (found by mypy: the runner
+    # unpacked the missing results, None, and stopped with a TypeError).
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "outputs", "label", 10.0, 90.0)  # the first run has its results: not run again
+    ran: list[list[str]] = []
+
+    def make(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(demo_seeds.subprocess, "run", make)
+    result = demo_seeds.run_seed(0, tmp_path)
+    assert ran == [["make", "demo", "eval-demo", "MODE=controllable", "DEMO_SEED=0"]]
+    assert result["failed"] == "controllable" and list(result["runs"]) == ["label"]
+    assert "controllable: no eval-style results in outputs/style_eval_demo-controllable/latest" in \
+        capsys.readouterr().out
+
+
 def test_the_table_is_mean_and_range_over_the_seeds() -> None:
     def seed(value: float) -> dict:
         metrics = {"base": {"style_accuracy": value}, "tuned": {"style_accuracy": value + 50}}

@@ -19,9 +19,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from style_tune.data.gen import STEP
 from style_tune.data.gen.journal import Journal, Request
+
+if TYPE_CHECKING:  # imported when used: the dev env, which checks the types, has no openai (then Any)
+    from openai import AsyncOpenAI
 
 #: Statuses that no retry can fix and that every other request would meet too: stop the run.
 FATAL_STATUSES = {401: "the API refused the key (set OPENAI_API_KEY)",
@@ -44,14 +48,14 @@ class Tally:
     completion_tokens: int = 0
 
 
-def make_client(api_base: str, timeout: float, max_retries: int):
+def make_client(api_base: str, timeout: float, max_retries: int) -> AsyncOpenAI:
     from openai import AsyncOpenAI
 
     return AsyncOpenAI(base_url=api_base, api_key=os.environ.get("OPENAI_API_KEY") or "none",
                        timeout=timeout, max_retries=max_retries)
 
 
-async def pick_model(client, model: str | None) -> str:
+async def pick_model(client: AsyncOpenAI, model: str | None) -> str:
     """Check that the API answers; the model to ask: ``model``, or the one the server lists."""
     import openai
 
@@ -91,7 +95,7 @@ def _failure(err: Exception, timeout: float, max_retries: int) -> str:
     return f"bad answer: {err}"
 
 
-async def ask_all(requests: Sequence[Request], client, journal: Journal, *, concurrency: int,
+async def ask_all(requests: Sequence[Request], client: AsyncOpenAI, journal: Journal, *, concurrency: int,
                   timeout: float, max_retries: int, progress: bool = True) -> Tally:
     """Ask each request (at most ``concurrency`` at a time), journalling every answer as it arrives."""
     import openai

@@ -64,7 +64,7 @@ def read_prompts(path: Path, column: str) -> list[tuple[int, str]]:
 def _read_csv(path: Path, text: str, column: str) -> tuple[list[tuple[int, str]], list[str]]:
     csv.field_size_limit(2**31 - 1)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    items, problems, start, at = [], [], 1, None
+    items, problems, start, at, width = [], [], 1, None, 0  # at, width: the header's, once read
     try:
         for record in reader:
             if record:

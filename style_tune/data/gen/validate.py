@@ -18,12 +18,15 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from style_tune import REPO_ROOT
 from style_tune.core.styles import Style, StyleSet
 from style_tune.data.check import bigrams  # the data check's near-duplicate measure
 from style_tune.data.gen import InputError
+
+if TYPE_CHECKING:  # imported when used (its training needs scikit-learn)
+    from style_tune.eval.style_metrics import StyleJudge
 
 #: What the style judge learns from unless --judge-data names another CSV: the shipped data.
 DEFAULT_JUDGE_DATA = REPO_ROOT / "style_data" / "style_chat_data.csv"
@@ -145,7 +148,7 @@ def check_judge_data(path: Path, styles: StyleSet, labels: Sequence[str]) -> Non
         judge_rows(path)
 
 
-def load_judge(path: Path, seed: int):
+def load_judge(path: Path, seed: int) -> StyleJudge:
     """The evaluation's style judge, trained on a ``user,style,assistant`` CSV (the shipped data).
 
     StyleJudge.from_split reads the split tool's JSON; the CSV's rows are given to it in that
@@ -162,7 +165,7 @@ def load_judge(path: Path, seed: int):
         return StyleJudge.from_split(split, seed=seed)
 
 
-def judge_verdicts(judge, texts: Sequence[str]) -> list[tuple[str | None, float]]:
+def judge_verdicts(judge: StyleJudge, texts: Sequence[str]) -> list[tuple[str | None, float]]:
     """(verdict, its probability) per text: a style, NEITHER, or None when there is nothing to judge."""
     verdicts = judge.predict(list(texts))
     if not texts:
@@ -202,7 +205,7 @@ def near_duplicates(texts: Sequence[str], candidates: Sequence[int], threshold: 
     return found
 
 
-def validate(answers: Sequence[Answer], styles: StyleSet, get_judge: Callable[[], Any] | None = None
+def validate(answers: Sequence[Answer], styles: StyleSet, get_judge: Callable[[], StyleJudge] | None = None
              ) -> list[list[str]]:
     """The reasons each reply is rejected ([] = accepted), in the order of ``answers``.
 
