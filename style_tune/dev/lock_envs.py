@@ -261,7 +261,7 @@ def cuda_problems(text: str) -> list[str]:
             f"CUDA {m}: " + ", ".join(f"{p.name}=={p.version} (via {', '.join(sorted(p.via)) or '?'})"
                                       for p in ps[:3]) + (" …" if len(ps) > 3 else "")
             for m, ps in sorted(majors.items())))
-    torch_majors = {cuda_major(p) for p in pins if "torch" in p.via} - {None}
+    torch_majors = {major for major in (cuda_major(p) for p in pins if "torch" in p.via) if major is not None}
     torch_pin = next((p for p in pins if p.name == "torch"), None)
     if torch_pin and (m := cuda_major(torch_pin)) is not None:
         torch_majors.add(m)
@@ -270,7 +270,7 @@ def cuda_problems(text: str) -> list[str]:
                         - {"torch"} - {p.name for p in pins if cuda_major(p) is not None}):
         if owner.startswith("-r"):
             continue
-        own = {cuda_major(p) for p in pins if owner in p.via} - {None}
+        own = {major for major in (cuda_major(p) for p in pins if owner in p.via) if major is not None}
         if torch_majors and own and own != torch_majors:
             problems.append(f"{owner} needs CUDA {'/'.join(map(str, sorted(own)))} wheels but torch "
                             f"is CUDA {'/'.join(map(str, sorted(torch_majors)))}")
@@ -506,13 +506,13 @@ def resolve_all(action: str, names: list[str], jobs: int) -> int:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1].startswith(("imports", "smoke-")):  # in an env's own interpreter
-        action, args = sys.argv[1], sys.argv[2:]
+        action, values = sys.argv[1], sys.argv[2:]
         if action == "imports":
-            problems = import_problems(args[0])
+            problems = import_problems(values[0])
             for p in problems:
-                print(f"check-envs: {args[0]}: {p}", file=sys.stderr)
+                print(f"check-envs: {values[0]}: {p}", file=sys.stderr)
             return 1 if problems else 0
-        IN_ENV_STEPS[action](*args)
+        IN_ENV_STEPS[action](*values)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("lock", "check"))

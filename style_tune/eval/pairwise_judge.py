@@ -148,10 +148,11 @@ def judge_pairs(run_dir: Path, *, api: str, model: str, prompt_path: Path = DEFA
                                  for side, name in zip(SIDES, shown, strict=True)},
                       settings={"temperature": 0.0, "max_tokens": max_tokens, "prompt": str(prompt_path)},
                       answers=[a["answer"] for a in asked])
-        if any(choice is None for choice, _ in choices):
+        (in_order, _), (swapped, _) = choices
+        if in_order is None or swapped is None:
             records.append(record(verdict=None, unparsable=True, problems=[p for _, p in choices], **fields))
         else:
-            verdict, agree = combine(choices[0][0], choices[1][0], shown)
+            verdict, agree = combine(in_order, swapped, shown)
             records.append(record(verdict=verdict, orders_agree=agree, **fields))
     out = out or run_dir / RESULT_NAME
     write_atomically(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -177,7 +177,7 @@ def row_style_reply(turn: dict) -> tuple[str, str]:
     in controllable mode."""
     label, reply = split_label(turn["output"])
     if row_mode(turn.get("system")) == "controllable":
-        return requested_style(turn.get("system")), turn["output"].strip()
+        return _STYLE_BY_SYSTEM[turn["system"]], turn["output"].strip()  # row_mode found it there
     if label is None:
         raise ValueError(f"label-mode row without a style label line: {turn['output'][:40]!r}")
     return label, reply
@@ -559,8 +559,9 @@ def score_replies(
     judged_names = (*(f"judged_{STYLE_SLUGS[s]}" for s in STYLES), "judged_neither")
     for style, metric in zip((*STYLES, NEITHER), judged_names, strict=True):
         result[metric] = _pct(sum(j == style or (style == NEITHER and j is None) for j in judged), n)
-    if flat_refs:
-        result["judge_accuracy"] = judge.accuracy([r for _, r in flat_refs], [s for s, _ in flat_refs])
+    known = [(s, r) for s, r in flat_refs if s is not None]  # accuracy: on references of a known style
+    if known:
+        result["judge_accuracy"] = judge.accuracy([r for _, r in known], [s for s, _ in known])
     if with_refs:
         result["chrf"] = corpus_chrf
         result["rouge_l"] = statistics.fmean(rouge_of.values())

@@ -59,6 +59,7 @@ import math
 import random
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from style_tune.core import defaults
 from style_tune.core.io import atomic_dir, sweep_temporaries
@@ -72,6 +73,9 @@ from style_tune.core.prompts import (
 from style_tune.core.steps import main_of
 from style_tune.core.styles import load_styles
 from style_tune.train.tiny_model import ADDED_TOKENS, SPEC_DIR, build_tokenizer
+
+if TYPE_CHECKING:  # imported when used (the dev env, which checks the types, has no transformers)
+    from transformers import Qwen2ForCausalLM, Qwen2TokenizerFast
 
 STEP = "build_demo_base"
 
@@ -158,7 +162,7 @@ def pretraining_texts(turns: list[dict], seed: int = 0, min_conversations: int =
     return conversations + style_descriptions() * rounds
 
 
-def cut_tokenizer(full, texts: list[str]):
+def cut_tokenizer(full: Qwen2TokenizerFast, texts: list[str]) -> Qwen2TokenizerFast:
     """The full Qwen tokenizer reduced to the tokens ``texts`` need (see the module docstring)."""
     from tokenizers import Tokenizer
     from transformers import Qwen2TokenizerFast
@@ -205,7 +209,7 @@ def cut_tokenizer(full, texts: list[str]):
     return tokenizer
 
 
-def build_model(tokenizer, seed: int):
+def build_model(tokenizer: Qwen2TokenizerFast, seed: int) -> Qwen2ForCausalLM:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -223,7 +227,7 @@ def build_model(tokenizer, seed: int):
     return model
 
 
-def pretrain(model, tokenizer, texts: list[str], steps: int, seed: int,
+def pretrain(model: Qwen2ForCausalLM, tokenizer: Qwen2TokenizerFast, texts: list[str], steps: int, seed: int,
              batch_size: int = BATCH_CONVERSATIONS, lr: float = 3e-3) -> list[float]:
     """``steps`` steps of next-token prediction on ``texts`` (all tokens, padding masked), shuffled
     epochs; AdamW, 20 warm-up steps, cosine decay to 5 % of ``lr``."""

@@ -13,6 +13,8 @@ mask would have to be split and unpacked as XTuner does for its own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from xtuner.model.dpo import DPO
 from xtuner.model.orpo import ORPO
@@ -23,12 +25,19 @@ from style_tune.train.xtuner_cpu import KeepConfigAttention
 IGNORE_INDEX = -100
 
 
-class TargetTokenMask:
+# What the mixin is mixed into, for the type checker: XTuner's DPO (ORPO has the same two methods).
+if TYPE_CHECKING:
+    from xtuner.model.dpo import DPO as _PreferenceModel
+else:
+    _PreferenceModel = object
+
+
+class TargetTokenMask(_PreferenceModel):
     """Mixin for XTuner's DPO / ORPO: the log-probability mask from the labels' -100, not from id 0."""
 
     _target_mask: torch.Tensor | None = None
 
-    def compute_loss(self, data, data_samples=None):
+    def compute_loss(self, data: dict, data_samples: list | None = None) -> dict:
         if self.use_varlen_attn or get_sequence_parallel_world_size() > 1:
             raise ValueError("style_tune.train.preference supports neither use_varlen_attn nor sequence "
                              "parallelism (its id-0 mask is not split or unpacked); use XTuner's DPO/ORPO")
@@ -41,7 +50,8 @@ class TargetTokenMask:
         finally:
             self._target_mask = None
 
-    def _gather_masked_logits(self, logits, labels, mask):
+    def _gather_masked_logits(self, logits: torch.Tensor, labels: torch.Tensor,
+                              mask: torch.Tensor) -> torch.Tensor:
         if self._target_mask is not None:
             mask = self._target_mask.to(mask.device)
         return super()._gather_masked_logits(logits, labels, mask)

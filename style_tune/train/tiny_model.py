@@ -37,9 +37,13 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from style_tune.core.io import atomic_dir, sweep_temporaries
 from style_tune.core.steps import main_of
+
+if TYPE_CHECKING:  # imported when used (the dev env, which checks the types, has no transformers)
+    from transformers import PreTrainedModel, Qwen2ForCausalLM, Qwen2TokenizerFast
 
 STEP = "build_tiny_model"
 
@@ -144,7 +148,7 @@ def qwen_tiktoken_path() -> Path:
     return path
 
 
-def build_tokenizer():
+def build_tokenizer() -> Qwen2TokenizerFast:
     """The Qwen2.5 tokenizer as a transformers Qwen2TokenizerFast."""
     from tokenizers import AddedToken, normalizers
     from transformers import Qwen2TokenizerFast
@@ -178,7 +182,7 @@ def build_tokenizer():
     return tokenizer
 
 
-def build_model(size: str, seed: int, dtype_name: str | None = None):
+def build_model(size: str, seed: int, dtype_name: str | None = None) -> Qwen2ForCausalLM:
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
@@ -194,7 +198,7 @@ def build_model(size: str, seed: int, dtype_name: str | None = None):
     return model
 
 
-def build_internlm2(out: Path, seed: int):
+def build_internlm2(out: Path, seed: int) -> PreTrainedModel:
     """The InternLM2 stand-in into OUT: remote code, config.json with auto_map, weights, tokenizer."""
     import shutil
 

@@ -22,7 +22,7 @@ class KeepConfigAttention:
     """
 
     @staticmethod
-    def _prepare_for_flash_attn(cfg, llm_cfg):
+    def _prepare_for_flash_attn(cfg: dict, llm_cfg: object) -> dict:
         return cfg
 
 
