@@ -181,7 +181,7 @@ train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an i
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
 		$(TRAIN_PY) -m style_tune.train.train $(CONFIG) --work-dir $(WORK_DIR) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
 		$(if $(TRAIN_ARGS),-- $(TRAIN_ARGS))
-	$(CURVES)
+	$(CURVES) --after-train
 
 # The run's logged series by iteration (style_tune/train/curves.py; docs/recipe.md#training-curves): loss
 # (logged and smoothed), learning rate, gradient norm, time, tokens/s and memory where logged, the style

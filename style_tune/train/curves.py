@@ -283,6 +283,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where the files go (default: WORK_DIR/curves)")
     parser.add_argument("--smoothing", type=_weight, default=defaults.CURVES_SMOOTHING,
                         help="TensorBoard's smoothing weight for the loss, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--after-train", action="store_true",
+                        help="as the end of `make train`: a run that logged nothing yet (fewer iterations "
+                             "than the logger's interval) is said in one line, not an error")
     args = parser.parse_args(argv)
     work_dir: Path = args.work_dir
     out: Path = args.out or work_dir / "curves"
@@ -296,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{STEP}: {problem}; line skipped", file=sys.stderr)
     if len(curves.problems) > SHOWN_PROBLEMS:
         print(f"{STEP}: {len(curves.problems) - SHOWN_PROBLEMS} more lines skipped", file=sys.stderr)
+    if not curves.series and args.after_train:
+        print(f"{STEP}: nothing logged in {work_dir} yet (a run shorter than the logger's interval): "
+              "no curves")
+        return 0
     if not curves.series:
         print(f"{STEP}: error: nothing logged in {work_dir}: no value in */vis_data/scalars.json (mmengine "
               f"writes one per start of training) nor in {RECORD}; run `make train WORK_DIR={work_dir}` "

@@ -230,6 +230,19 @@ def test_no_logs_stop_with_one_line_and_exit_2(tmp_path: Path, case: str) -> Non
     assert not (work / "curves").exists()
 
 
+def test_after_training_a_run_too_short_to_log_is_said_not_an_error(tmp_path: Path) -> None:
+    """make train draws the curves at its end: a run of fewer iterations than the logger's interval logged
+    nothing, which is no failure of training (make demo STAGE= in test_preference trains 2 iterations)."""
+    work = tmp_path / "work"
+    write_lines(scalars(work, FIRST), [])
+    proc = run_curves(str(work), "--after-train")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (f"curves: nothing logged in {work} yet (a run shorter than the logger's "
+                           "interval): no curves\n")
+    assert not (work / "curves").exists()
+    assert run_curves(str(tmp_path / "missing"), "--after-train").returncode == 2  # no work dir: an error
+
+
 def test_a_bad_smoothing_weight_is_refused() -> None:
     proc = run_curves("work", "--smoothing", "1")
     assert proc.returncode == 2 and "--smoothing: 1 is not in [0, 1)" in proc.stderr
