@@ -66,14 +66,15 @@ long_rows=$work/long_rows.json
 adapter=$work/adapter
 merged=$work/merged
 budget_mib=24576  # the article's 24 GB training card
-# ITERS iterations of the epoch-based configs, a checkpoint at the end, a loss line every iteration;
-# custom_hooks.1 is the configs' EvaluateChatHook (the long-rows step checks it): 8 tokens a sample.
+# ITERS iterations of the epoch-based configs, a checkpoint and a style score at the end, a loss line every
+# iteration; the style score (the configs' val_cfg, StyleValLoop: the long-rows step checks it) on 4
+# validation prompts of the label split (VAL_DATA: the long rows have no val.json beside them), 8 tokens a reply.
 fast="--cfg-options train_cfg.max_epochs=None train_cfg.max_iters=$iters default_hooks.checkpoint.interval=$iters \
-default_hooks.logger.interval=1 custom_hooks.1.max_new_tokens=8"
-# The DPO config: epoch-based too; its chat hooks (custom_hooks.1 and .2, one per style) 8 tokens a sample.
+train_cfg.val_interval=$iters default_hooks.logger.interval=1 val_dataloader.dataset.limit=4 val_cfg.max_new_tokens=8"
+# The DPO config: epoch-based too; its style score on 2 prompts of the controllable split (in both styles).
 dpo_fast="--cfg-options train_cfg.max_epochs=None train_cfg.max_iters=$dpo_iters \
-default_hooks.checkpoint.interval=$dpo_iters default_hooks.logger.interval=1 custom_hooks.1.max_new_tokens=8 \
-custom_hooks.2.max_new_tokens=8"
+default_hooks.checkpoint.interval=$dpo_iters train_cfg.val_interval=$dpo_iters default_hooks.logger.interval=1 \
+val_dataloader.dataset.limit=2 val_cfg.max_new_tokens=8"
 # lmdeploy chat has no max-new-tokens option and asks for 4,096; the session length caps prompt + reply.
 # The label-mode prompt (system text, the question) is 35 tokens: at most 13 new ones.
 chat_session_len=48
@@ -181,7 +182,8 @@ train_step() {  # train_step NAME CONFIG WORK_DIR [MAKE VARIABLES...]: make trai
       smi=$!
     fi
   fi
-  step "$name" 420 make train CONFIG="$cfg" MODEL="$model" DATA="$long_rows" WORK_DIR="$dir" TRAIN_ARGS="$fast" "$@"
+  step "$name" 420 make train CONFIG="$cfg" MODEL="$model" DATA="$long_rows" WORK_DIR="$dir" TRAIN_ARGS="$fast" \
+    VAL_DATA="$split_dir/val.json" "$@"
   rc=$?
   [[ -z $smi ]] || { kill "$smi" 2>/dev/null; wait "$smi" 2>/dev/null; }
   return "$rc"
@@ -253,8 +255,8 @@ tokenizer = AutoTokenizer.from_pretrained(model)
 shapes = {}
 for path in configs:
     cfg = Config.fromfile(path)
-    hook = str(cfg.custom_hooks[1]["type"])
-    assert "EvaluateChatHook" in hook, f"{path}: custom_hooks.1 is {hook}, not EvaluateChatHook: fix the script"
+    loop = str(cfg.val_cfg["type"])
+    assert "StyleValLoop" in loop, f"{path}: val_cfg is {loop}, not the style score StyleValLoop: fix the script"
     shapes[path] = (cfg.train_dataloader.batch_size, cfg.train_dataloader.dataset.max_length)
 max_length = max(length for _, length in shapes.values())
 count = max(batch for batch, _ in shapes.values()) * int(iters)
@@ -473,7 +475,8 @@ else
     step prefs 120 make split prefs MODE=controllable
     if ok prefs; then
       shape_of[train-dpo]="16 pairs (32 sequences) x <= 256" iters_of[train-dpo]=$dpo_iters
-      train_step train-dpo "$dpo_cfg" "$work/work-dpo" MODEL="$tuned" DATA="$prefs" TRAIN_ARGS="$dpo_fast"
+      train_step train-dpo "$dpo_cfg" "$work/work-dpo" MODEL="$tuned" DATA="$prefs" TRAIN_ARGS="$dpo_fast" \
+        VAL_DATA="${prefs%/*}/val.json"
     else
       blocked train-dpo prefs
     fi

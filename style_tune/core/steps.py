@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import NoReturn
 
 _ITER_RE = re.compile(r"^iter_(\d+)\.pth$")
+#: The style score's record in a work dir, one JSON object a line per scored checkpoint, oldest first
+#: (style_tune/train/style_score.py writes it; `make convert ITER=best` reads its last line's "best").
+STYLE_SCORES = "style_scores.jsonl"
 
 
 def fail(step: str, message: str) -> NoReturn:
@@ -80,6 +83,14 @@ def iter_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
             found.append((int(match.group(1)), path))
     return sorted(found)
 
+
+def style_scores(work_dir: Path) -> list[dict]:
+    """The lines of WORK_DIR/style_scores.jsonl ([] where there is none): each {"iter", "checkpoint",
+    "metrics", "best": {"iter", "checkpoint", "why"}}. The file is written whole each time (atomically)."""
+    path = work_dir / STYLE_SCORES
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def checkpoint_complete(path: Path) -> bool:
