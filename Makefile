@@ -102,7 +102,8 @@ DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_schedul
 STAGE ?=
 DEMO_STAGE_CONFIG = xtuner_configs/qwen2_5_tiny_lora_$(if $(filter sft,$(STAGE)),controllable,$(STAGE))_style_cpu.py
 DEMO_STAGE_WORK_DIR = $(DEMO_WORK_DIR)-$(STAGE)
-DEMO_STAGE_MERGED = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-$(STAGE)-merged
+demo_stage_merged = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-$(1)-merged
+DEMO_STAGE_MERGED = $(call demo_stage_merged,$(STAGE))
 DEMO_STAGE_ITERS_dpo := 200
 DEMO_STAGE_ITERS_orpo := 240
 DEMO_STAGE_ITERS_sft := 270
@@ -122,7 +123,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: help setup env-train env-eval env-deploy env-dev env-webui test lint download tiny-model split data-card \
-	train convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
+	train curves convert merge demo demo-base clean-demo bench chat-templates metric-table chat serve chat-cpu
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -148,14 +149,16 @@ LOCK_ARGS ?=
 lock: env-dev  ## re-resolve requirements/lock/ after a pin file changed (style_tune/dev/lock_envs.py)
 	$(DEV_PY) -m style_tune.dev.lock_envs lock $(LOCK_ARGS)
 
-# SMOKE=untested: only the smallest steps of envs `make test` runs no suite in; SMOKE=none: resolve, import.
+# SMOKE=untested: only the smallest steps of envs `make test` runs no suite in (each suite runs its env's in
+# SUITE/test_ENV_env_step.py); SMOKE=none: resolve, import.
 SMOKE ?= all
 check-envs: $(addprefix env-,$(SETUP_ENVS) mutation)  ## every env's lock resolves from PyPI and is fresh; each env imports and runs its smallest step
 	$(DEV_PY) -m style_tune.dev.lock_envs check --smoke $(SMOKE) $(LOCK_ARGS)
 
 # ---------------------------------------------------------------- checks
 # Every env, then check-envs without the smallest steps of the envs whose suite runs right after (each
-# suite runs those steps at length), then each part of tests/ in its toolchain's env.
+# suite runs its env's step in SUITE/test_ENV_env_step.py, with the session's tiny model), then each
+# part of tests/ in its toolchain's env.
 test:  ## run the whole test suite, each part in its toolchain's env
 	$(MAKE) setup env-mutation
 	$(MAKE) check-envs SMOKE=untested
@@ -182,11 +185,21 @@ split: env-dev  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt,
 data-card: env-dev  ## regenerate the statistics in style_data/README.md from the data
 	$(DEV_PY) -m style_tune.data.card
 
-train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR, a style score at every save (resumes an interrupted run; VIS=tensorboard)
+train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR, a style score at every save (resumes an interrupted run; VIS=tensorboard), then its curves
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) STYLE_TUNE_VAL_DATA=$(VAL_DATA) STYLE_TUNE_VIS=$(VIS) \
 		PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
 		$(TRAIN_PY) -m style_tune.train.train $(CONFIG) --work-dir $(WORK_DIR) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
 		$(if $(TRAIN_ARGS),-- $(TRAIN_ARGS))
+	$(CURVES)
+
+# The run's logged series by iteration (style_tune/train/curves.py; docs/recipe.md#training-curves): loss
+# (logged and smoothed), learning rate, gradient norm, time, tokens/s and memory where logged, the style
+# scores; PNGs and curves.csv in CURVES_DIR. CURVES_SMOOTHING: TensorBoard's weight, in [0, 1).
+CURVES_DIR ?= $(WORK_DIR)/curves
+CURVES_SMOOTHING ?= $(DEFAULT_CURVES_SMOOTHING)
+CURVES = $(TRAIN_PY) -m style_tune.train.curves '$(WORK_DIR)' --out '$(CURVES_DIR)' --smoothing $(CURVES_SMOOTHING)
+curves: env-train  ## WORK_DIR's logged loss, lr, grad norm, style scores... by iteration -> CURVES_DIR (PNGs, curves.csv)
+	$(CURVES)
 
 convert: env-train  ## newest (or ITER=N, or ITER=best: the best by the style score) checkpoint in WORK_DIR -> HF adapter ADAPTER
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) \
@@ -294,7 +307,7 @@ gpu-wheels:  ## wheels for tools/gpu_acceptance.sh --device-stack on a GPU machi
 # the held-out split, scored by style_tune/eval/evaluator.py, then a Markdown report (style_tune/eval/report.py).
 # Each OpenCompass run goes to DIR/<timestamp>/ (DIR/latest points at the last one); DIR/summary.md is
 # OpenCompass's table. Paths may be relative to the repository root.
-.PHONY: eval-select fewclue-data eval-style judge judge-pairs report eval-demo score-replies
+.PHONY: eval-select fewclue-data eval-retention eval-style judge judge-pairs report eval-demo score-replies
 EVAL_DEVICE ?= $(DEVICE)
 # more OpenCompass arguments. --debug (the article's) runs its tasks inside its own process, ~10 s of
 # imports less per task; OC_ARGS= runs each task in a process of its own, two at a time.
@@ -317,6 +330,16 @@ FEWCLUE_CACHE ?= $(or $(COMPASS_DATA_CACHE),$(CURDIR))
 # eval-style: BASE and TUNED models, SPLIT_DIR/{train,test}.json in MODE's format.
 BASE ?= $(BASE_MODEL)
 TUNED ?= $(MERGED)
+# COMPARE="NAME=DIR|URL/v1[#MODEL] ...": two or more models by name, for eval-style (then judge-pairs: every
+# pair) and webui (style_tune/core/compare.py, docs/serving.md#naming-the-models). A bare name of make demo's
+# models (this MODE and DEMO_SEED) stands for its directory: COMPARE="base sft dpo orpo". Unset: base=BASE
+# tuned=TUNED (the page: base=BASE_API or WEBUI_BASE, tuned=TUNED_API or WEBUI_TUNED).
+COMPARE ?=
+DEMO_MODEL_base = $(DEMO_BASE)
+DEMO_MODEL_sft = $(DEMO_MERGED)
+DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
+DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
+COMPARE_SPEC = $(foreach w,$(COMPARE),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
 # the XTuner work dir whose loss curve goes into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
@@ -361,15 +384,47 @@ eval-select: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## 
 		--fewclue-cache '$(FEWCLUE_CACHE)' --model '$(SELECT_QWEN)' --model '$(SELECT_INTERNLM)' \
 		--model-hint 'make download (or SELECT_QWEN=/SELECT_INTERNLM=)' -- $(OC_ARGS)
 
-eval-style: env-eval  ## OpenCompass: BASE vs TUNED model on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
+# eval-retention: what tuning cost on eval-select's FewCLUE tasks (eval_configs/retention.py,
+# style_tune/eval/retention.py, docs/evaluation.md#retention-make-eval-retention). BASE and each tuned
+# model of TUNED="NAME=DIR[:MODE] ..." (merged models; one without :MODE is in MODE's format; a bare DIR,
+# as eval-style's TUNED, is named tuned), each asked in its training format and with no system text;
+# BACKEND=hf|lmdeploy, EVAL_DEVICE, FEWCLUE_CACHE as eval-select.
+# The report: accuracy, the paired 95 % interval of the difference to the base (bootstrap over items,
+# RETENTION_ROUNDS resamples from SEED), unparseable answers apart, and the verdict against MARGIN
+# (accuracy points, stated before the run: kept in the run's config).
+MARGIN ?= $(DEFAULT_RETENTION_MARGIN)
+RETENTION_ROUNDS ?= $(DEFAULT_RETENTION_ROUNDS)
+# override the stock Qwen2.5 configs' max_out_len (4096) and batch size (8 hf / 16 lmdeploy)
+RETENTION_MAX_OUT_LEN ?=
+RETENTION_BATCH_SIZE ?=
+RETENTION_DIR ?= outputs/eval_retention
+RETENTION_TUNED = $(foreach w,$(TUNED),$(if $(findstring =,$(w)),$(w),tuned=$(w)))
+eval-retention: OC_PY = $(if $(filter lmdeploy,$(BACKEND)),$(ENVS)/eval-lmdeploy/bin/python,$(EVAL_PY))
+eval-retention: $(if $(filter lmdeploy,$(BACKEND)),env-eval-lmdeploy,env-eval)  ## FewCLUE accuracy of BASE vs each of TUNED="NAME=DIR[:MODE] ..." in its formats: paired intervals, unparseable apart, MARGIN= verdicts
+	@$(OC_PY) -m style_tune.eval.retention plan --base '$(BASE)' --tuned '$(RETENTION_TUNED)' --mode '$(MODE)' \
+		--margin '$(MARGIN)' --backend '$(BACKEND)'
+	COMPASS_DATA_CACHE='$(abspath $(FEWCLUE_CACHE))' RETENTION_BASE='$(abspath $(BASE))' \
+		RETENTION_TUNED='$(RETENTION_TUNED)' RETENTION_MODE='$(MODE)' RETENTION_BACKEND='$(BACKEND)' \
+		RETENTION_DEVICE='$(EVAL_DEVICE)' RETENTION_MARGIN='$(MARGIN)' RETENTION_SEED='$(SEED)' \
+		RETENTION_ROUNDS='$(RETENTION_ROUNDS)' RETENTION_MAX_OUT_LEN='$(RETENTION_MAX_OUT_LEN)' \
+		RETENTION_BATCH_SIZE='$(RETENTION_BATCH_SIZE)' \
+		$(OPENCOMPASS) eval_configs/retention.py --work-dir $(RETENTION_DIR) --step eval-retention \
+		--fewclue-cache '$(FEWCLUE_CACHE)' -- $(OC_ARGS)
+	$(OC_PY) -m style_tune.eval.retention report $(RETENTION_DIR)/latest --out $(RETENTION_DIR)/report.md \
+		--json $(RETENTION_DIR)/report.json
+
+.PHONY: bench-bootstrap
+bench-bootstrap: env-eval  ## coverage of eval-retention's paired interval by simulation -> benchmarks/bootstrap_coverage.{md,json}
+	$(EVAL_PY) -m benchmarks.bootstrap_coverage
+
+eval-style: env-eval  ## OpenCompass: BASE vs TUNED model (or COMPARE=) on SPLIT_DIR/test.json (style, content, fluency), [make judge,] then `make report`
 	@[[ -z '$(JUDGE_API)' || -n '$(JUDGE_MODEL)' ]] || { echo "eval-style: JUDGE_API= needs JUDGE_MODEL=NAME" >&2; exit 2; }
-	STYLE_EVAL_BASE='$(abspath $(BASE))' STYLE_EVAL_TUNED='$(abspath $(TUNED))' \
-		STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
+	STYLE_EVAL_DATA_DIR='$(abspath $(SPLIT_DIR))' STYLE_EVAL_MODE='$(MODE)' STYLE_EVAL_LIMIT='$(EVAL_LIMIT)' \
 		STYLE_EVAL_SEED='$(SEED)' STYLE_EVAL_MAX_OUT_LEN='$(EVAL_MAX_OUT_LEN)' STYLE_EVAL_DEVICE='$(EVAL_DEVICE)' \
 		$(if $(EVAL_BATCH_SIZE),STYLE_EVAL_BATCH_SIZE='$(EVAL_BATCH_SIZE)') \
 		$(OPENCOMPASS) eval_configs/eval_style.py --work-dir $(STYLE_DIR) --step eval-style \
-		--model '$(BASE)' --model '$(TUNED)' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
-		--model-hint 'make download / make merge, or BASE=/TUNED= (after make demo: make eval-demo)' -- $(OC_ARGS)
+		--compare '$(or $(strip $(COMPARE_SPEC)),base=$(BASE) tuned=$(TUNED))' --split-dir '$(SPLIT_DIR)' --mode '$(MODE)' \
+		--model-hint 'make download / make merge, or BASE=/TUNED=/COMPARE= (after make demo: make eval-demo)' -- $(OC_ARGS)
 	@$(if $(JUDGE_API),$(MAKE) judge)
 	@$(MAKE) report
 
@@ -379,15 +434,16 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
 
-judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): base vs tuned reply of STYLE_DIR's last run, both orders -> make verdicts
+judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
 	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
 		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
 	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
 
-report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
-		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)'
+		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)' \
+		$(if $(ANCHOR),--anchor '$(ANCHOR)') --rounds '$(RANKING_ROUNDS)'
 
 # score-replies: replies from anywhere (an API, another framework), one JSON object a line: "user", "style"
 # (温柔|毒舌|gentle|snarky) or "system" (the system text sent), "reply", optional "finish_reason". Scored by
@@ -405,11 +461,14 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED
 		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
 
 # ---------------------------------------------------------------- web page and serving benchmark
-# make webui: a blind rating session, base vs tuned (style_tune/webui/app.py, Gradio, webui env): N held-out
-# prompts per style, replies as A and B in an order drawn per prompt from SEED, revealed after each verdict
-# (BLIND=0: named, for demos). BASE_API=/TUNED_API= any OpenAI-compatible .../v1 URL (lmdeploy on a GPU,
-# `make serve` on a CPU, a hosted API); without them the page starts the CPU server for
-# WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s models) and stops it on exit. make verdicts counts them.
+# make webui: a blind rating session, base vs tuned or COMPARE="..." (two or more models, each pair asked
+# equally often; style_tune/webui/app.py, Gradio, webui env): N held-out prompts per style, replies as A and
+# B in an order drawn per prompt from SEED, revealed after each verdict (BLIND=0: named, for demos).
+# BASE_API=/TUNED_API= any OpenAI-compatible .../v1 URL (lmdeploy on a GPU, `make serve` on a CPU, a hosted
+# API); without them the page starts the CPU server for WEBUI_BASE/WEBUI_TUNED (default: `make demo`'s
+# models) and stops it on exit. make verdicts counts them. Several raters: WEBUI_HOST=0.0.0.0 needs logins,
+# WEBUI_AUTH_FILE=FILE (one user:password a line) and/or WEBUI_AUTH="user:password ..." (from the
+# environment, never on a command line); each verdict records the logged-in rater.
 .PHONY: webui verdicts bench-serve
 BASE_API ?=
 TUNED_API ?=
@@ -419,17 +478,29 @@ WEBUI_HOST ?= 127.0.0.1
 WEBUI_PORT ?= 7860
 WEBUI_TEST ?= $(SPLIT_DIR)/test.json
 VERDICTS ?= outputs/webui/verdicts.jsonl
+# make verdicts' ranking (style_tune/eval/ranking.py; when three models are connected): ANCHOR= the model
+# at 1000 (default: the one named base), RANKING_ROUNDS= bootstrap rounds of its intervals (seeded by SEED),
+# VERDICTS_OUT= also write the Markdown there (its figure beside it, NAME_ranking.png), RANKING_FIGURE=
+# the figure's path instead.
+ANCHOR ?=
+RANKING_ROUNDS ?= $(DEFAULT_RANKING_ROUNDS)
+VERDICTS_OUT ?=
+RANKING_FIGURE ?=
+RANKING_OPTS = $(if $(ANCHOR),--anchor '$(ANCHOR)') --seed '$(SEED)' --rounds '$(RANKING_ROUNDS)'
 N ?= 20
 BLIND ?= 1
+WEBUI_AUTH_FILE ?=
 
-webui: env-webui env-deploy  ## blind rating page: base vs tuned as A/B, streaming, verdicts to VERDICTS (N=, BLIND=0, WEBUI_PORT=)
-	$(WEBUI_PY) -m style_tune.webui.app --mode '$(MODE)' --base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
-		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)') \
+webui: env-webui env-deploy  ## blind rating page: base vs tuned (or COMPARE=) as A/B, streaming, verdicts to VERDICTS (N=, BLIND=0, WEBUI_PORT=, WEBUI_AUTH_FILE=)
+	$(WEBUI_PY) -m style_tune.webui.app --mode '$(MODE)' $(if $(COMPARE),--compare '$(COMPARE_SPEC)', \
+		--base-model '$(WEBUI_BASE)' --tuned-model '$(WEBUI_TUNED)' \
+		$(if $(BASE_API),--base-api '$(BASE_API)') $(if $(TUNED_API),--tuned-api '$(TUNED_API)')) \
 		--test '$(WEBUI_TEST)' --verdicts '$(VERDICTS)' --host '$(WEBUI_HOST)' --port '$(WEBUI_PORT)' \
-		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind)
+		--n '$(N)' --seed '$(SEED)' $(if $(filter 0,$(BLIND)),--no-blind) $(if $(WEBUI_AUTH_FILE),--auth-file '$(WEBUI_AUTH_FILE)')
 
-verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates with 95 % intervals, position bias
-	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS)
+verdicts: env-eval  ## count the verdicts in VERDICTS (one file or several): win rates, position bias; 3+ models: Bradley–Terry ranking (ANCHOR=)
+	$(EVAL_PY) -m style_tune.eval.verdicts $(VERDICTS) $(RANKING_OPTS) \
+		$(if $(VERDICTS_OUT),--out '$(VERDICTS_OUT)') $(if $(RANKING_FIGURE),--figure '$(RANKING_FIGURE)')
 
 # make bench-serve: the CPU server vs transformers `generate` in one process, 1 and 8 clients, on the
 # tiny model (built if missing): tokens/s and time to first token -> benchmarks/serve_bench_cpu.{json,md};

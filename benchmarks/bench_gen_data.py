@@ -27,7 +27,9 @@ from pathlib import Path
 
 from style_tune.core.io import write_files_atomically
 from style_tune.core.styles import load_styles
-from style_tune.data import generate
+from style_tune.data.gen.client import Tally, ask_all, make_client
+from style_tune.data.gen.journal import Journal, plan_requests, read_journal
+from style_tune.data.gen.validate import DEFAULT_JUDGE_DATA, Answer, load_judge, validate
 from style_tune.deploy.serving import SERVED_MODEL_NAME, serve_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,14 +46,14 @@ def first_prompts(n: int) -> list[str]:
     return list(seen)
 
 
-async def ask(base_url: str, requests, concurrency: int, journal_path: Path) -> tuple[float, generate.Tally]:
-    client = generate.make_client(base_url, timeout=600, max_retries=0)
-    journal = generate.Journal(journal_path)
+async def ask(base_url: str, requests, concurrency: int, journal_path: Path) -> tuple[float, Tally]:
+    client = make_client(base_url, timeout=600, max_retries=0)
+    journal = Journal(journal_path)
     journal.open()
     try:
         start = time.perf_counter()
-        tally = await generate.ask_all(requests, client, journal, concurrency=concurrency, timeout=600,
-                                       max_retries=0, progress=False)
+        tally = await ask_all(requests, client, journal, concurrency=concurrency, timeout=600, max_retries=0,
+                              progress=False)
         return time.perf_counter() - start, tally
     finally:
         journal.close()
@@ -71,7 +73,7 @@ def main() -> None:
     for style in styles:
         style.settings.update(temperature=0, max_tokens=args.max_tokens)
     prompts = first_prompts(args.prompts)
-    requests = generate.plan_requests(prompts, styles, styles.labels, 1, SERVED_MODEL_NAME, 42)
+    requests = plan_requests(prompts, styles, styles.labels, 1, SERVED_MODEL_NAME, 42)
     load_before = os.getloadavg()
     results = []
     server = serve_model(args.model, mode="controllable", style=styles.labels[0])
@@ -83,7 +85,7 @@ def main() -> None:
         for round_, concurrency in enumerate(order):
             journal = Path(tmp) / f"{round_}-c{concurrency}.journal.jsonl"
             seconds, tally = asyncio.run(ask(server.base_url, requests, concurrency, journal))
-            answers = generate._read_journal(journal)
+            answers = read_journal(journal)
             results.append({"round": round_ // len(CONCURRENCIES) + 1, "concurrency": concurrency,
                             "requests": len(requests), "answered": tally.answered,
                             "failed": len(tally.failed), "seconds": round(seconds, 2),
@@ -96,12 +98,12 @@ def main() -> None:
 
         def get_judge():
             judged.append(True)
-            return generate.load_judge(generate.DEFAULT_JUDGE_DATA, 42)
+            return load_judge(DEFAULT_JUDGE_DATA, 42)
 
         start = time.perf_counter()
-        items = [generate.Answer(r.user, r.style, answers[r.key]["reply"], answers[r.key]["finish_reason"])
+        items = [Answer(r.user, r.style, answers[r.key]["reply"], answers[r.key]["finish_reason"])
                  for r in requests if r.key in answers]
-        reasons = generate.validate(items, styles, get_judge)
+        reasons = validate(items, styles, get_judge)
         validate_s = time.perf_counter() - start
         startup_s = server.startup_s
     load_after = os.getloadavg()

@@ -73,7 +73,7 @@ def main() -> int:
         peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
         if result.returncode != 0:
             print(result.stderr, file=sys.stderr)
-            print(f"split_data.py failed with exit status {result.returncode}", file=sys.stderr)
+            print(f"split failed with exit status {result.returncode}", file=sys.stderr)
             return 1
         size_mib = csv_path.stat().st_size / 2**20
         print(f"bench_split: {rows} rows ({size_mib:.0f} MiB CSV): {wall:.2f} s wall, "

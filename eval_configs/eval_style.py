@@ -1,12 +1,18 @@
-# Style evaluation (`make eval-style`): the base model and the tuned (merged) model answer every
-# held-out prompt of test.json; style_tune.eval.evaluator scores the replies (style, content, fluency).
+# Style evaluation (`make eval-style`): the base model and the tuned (merged) model, or any two or more
+# named models (COMPARE=), answer every held-out prompt of test.json; style_tune.eval.evaluator scores
+# the replies (style, content, fluency); `make judge-pairs` then compares every pair of them.
 # Run from the repository root (the Makefile does; it also writes the report):
 #   STYLE_EVAL_BASE=models/Qwen2.5-1.5B-Instruct STYLE_EVAL_TUNED=models/<config>-merged \
 #     .envs/eval/bin/python -m opencompass.cli.main eval_configs/eval_style.py -w outputs/style_eval
 # Settings, from the environment (paths absolute or relative to the repository root; unset: the
 # defaults in style_tune/core/defaults.py):
+#   STYLE_EVAL_MODELS                   the models, a COMPARE spec (style_tune/core/compare.py): NAME=DIR
+#                                       (transformers, as below) or NAME=URL/v1#MODEL (OpenCompass's
+#                                       OpenAISDK, greedy; key from OPENAI_API_KEY, which must be set);
+#                                       make passes it (style_tune/eval/run_opencompass.py: directories
+#                                       made absolute, each API's MODEL filled in). Unset: the two below
 #   STYLE_EVAL_BASE, STYLE_EVAL_TUNED   model directories (defaults: models/Qwen2.5-1.5B-Instruct and
-#                                       the merge of make train's default config; make passes both)
+#                                       the merge of make train's default config), named base and tuned
 #   STYLE_EVAL_DATA_DIR                 the split: train.json (the style judge), test.json (the prompts)
 #   STYLE_EVAL_MODE                     label | controllable: the format the split and the model use
 #   STYLE_EVAL_LIMIT                    evaluate this many prompts (drawn with STYLE_EVAL_SEED); 0 = all
@@ -18,7 +24,7 @@
 # and does not survive the config dump OpenCompass makes, so values from style_tune (defaults, meta
 # template, metric list) are read with __import__ at load time.
 from mmengine.config import read_base
-from opencompass.models import HuggingFacewithChatTemplate
+from opencompass.models import HuggingFacewithChatTemplate, OpenAISDK
 from opencompass.openicl.icl_inferencer import GenInferencer
 from opencompass.openicl.icl_prompt_template import PromptTemplate
 from opencompass.openicl.icl_retriever import ZeroRetriever
@@ -47,6 +53,14 @@ sample_seed = int(_env.get("STYLE_EVAL_SEED", _defaults.SEED))
 max_out_len = int(_env.get("STYLE_EVAL_MAX_OUT_LEN", _defaults.EVAL_MAX_OUT_LEN))
 on_gpu = _env.get("STYLE_EVAL_DEVICE", "cuda") == "cuda"
 batch_size = int(_env.get("STYLE_EVAL_BATCH_SIZE", "16" if on_gpu else "8"))
+# (name, directory or URL, the API's model, whether it is an API), in the spec's order
+compared = [(c.name, c.where if c.is_api else _os.path.join(_root, c.where), c.model, c.is_api)
+            for c in __import__("style_tune.core.compare", fromlist=["_"]).parse_compare(
+                _env["STYLE_EVAL_MODELS"])] if _env.get("STYLE_EVAL_MODELS") else [
+    ("base", base_path, "", False), ("tuned", tuned_path, "", False)]
+# the tokenizer that counts reply tokens (runaway replies; an API model's prompt length): the first
+# model directory's (None when every model is an API: no runaway count)
+tokenizer_path = next((where for _, where, _, api in compared if not api), None)
 del _os, _env, _defaults
 
 # ------------------------------------------------------------------------------------ dataset
@@ -71,7 +85,7 @@ style_eval_cfg = dict(
         train_path=f"{data_dir}/train.json",
         mode=mode,
         max_out_len=max_out_len,
-        tokenizer_path=base_path,
+        tokenizer_path=tokenizer_path,
         seed=0,
     ),
 )
@@ -94,11 +108,15 @@ datasets = [
 # The meta template keeps the dataset's SYSTEM item a real system message (OpenCompass's default one
 # would make it a user message): style_tune.core.prompts.OPENCOMPASS_META_TEMPLATE.
 _meta_template = __import__("style_tune.core.prompts", fromlist=["_"]).OPENCOMPASS_META_TEMPLATE
+# An API model (NAME=URL/v1#MODEL) is asked through OpenCompass's OpenAISDK with the same messages, greedy
+# (temperature 0); OpenAISDK reads the key from OPENAI_API_KEY (key="ENV": never written into the dumped
+# config) and loads tokenizer_path with trust_remote_code=True, so it gets a model directory of this
+# comparison (a Qwen tokenizer: no remote code to run). Two requests a second, retried twice.
 models = [
     dict(
         type=HuggingFacewithChatTemplate,
-        abbr=abbr,
-        path=path,
+        abbr=name,
+        path=where,
         meta_template=_meta_template,
         model_kwargs=dict(device_map="auto", torch_dtype="torch.bfloat16") if on_gpu
         else dict(device_map="cpu", torch_dtype="torch.float32"),
@@ -107,12 +125,27 @@ models = [
         max_out_len=max_out_len,
         batch_size=batch_size,
         run_cfg=dict(num_gpus=1 if on_gpu else 0),
+    ) if not api else dict(
+        type=OpenAISDK,
+        abbr=name,
+        path=model,
+        openai_api_base=where,
+        key="ENV",
+        tokenizer_path=tokenizer_path,
+        meta_template=_meta_template,
+        temperature=0.0,
+        query_per_second=2,
+        retry=2,
+        max_seq_len=1024,
+        max_out_len=max_out_len,
+        batch_size=batch_size,
+        run_cfg=dict(num_gpus=0),
     )
-    for abbr, path in (("base", base_path), ("tuned", tuned_path))
+    for name, where, model, api in compared
 ]
 
-# The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), base and
-# tuned side by side.
+# The summary table: one row per metric of the mode (style_tune.eval.style_metrics.METRICS), one column
+# per model.
 summarizer = dict(dataset_abbrs=[
     [f"style-{mode}", metric]
     for metric in __import__("style_tune.eval.style_metrics", fromlist=["_"]).METRICS[mode]

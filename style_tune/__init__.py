@@ -15,7 +15,8 @@ project is an editable install in each, without dependencies). Each step runs as
 - ``deploy``: lmdeploy chat/serve launchers and the CPU OpenAI-compatible server (deploy env;
   ``deploy.chat`` itself is standard library only).
 - ``webui``: the Gradio page comparing base and tuned replies (webui env).
-- ``dev``: environment locks and mutation testing (dev and mutation envs).
+- ``dev``: environment locks and mutation testing (dev and mutation envs); the GPU check's
+  orchestration (``dev.gpu_acceptance``: standard library only, any python3 >= 3.10).
 """
 
 from pathlib import Path

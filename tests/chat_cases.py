@@ -151,9 +151,9 @@ CASES: tuple[Case, ...] = (
 CASE_IDS = [case.id for case in CASES]
 
 
-def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
-    """A tiny stand-in model (``arch`` qwen2.5, or internlm2 for eval-select's rival), built into
-    ``tmp_dir`` by the current style_tune/train/tiny_model.py.
+def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5", seed: int = 0) -> Path:
+    """A tiny stand-in model (``arch`` qwen2.5, or internlm2 for eval-select's rival; random weights drawn
+    from ``seed``), built into ``tmp_dir`` by the current style_tune/train/tiny_model.py.
 
     Built with the train environment's Python (the builder needs its packages), so the eval and
     deploy environments test what the current code builds, never a leftover in ``models/`` from an
@@ -166,7 +166,7 @@ def tiny_model_path(tmp_dir: Path, arch: str = "qwen2.5") -> Path:
     out = tmp_dir / name
     proc = subprocess.run(
         [str(python), "-m", "style_tune.train.tiny_model", str(out), "--arch", arch,
-         "--size", "tiny", "--seed", "0"],
+         "--size", "tiny", "--seed", str(seed)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
     )
     if proc.returncode != 0:

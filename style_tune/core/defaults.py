@@ -16,11 +16,14 @@ Makefile sets them; direct users of a config may too:
                                         (default: val.json beside the training file)
     STYLE_TUNE_VIS                      xtuner_configs/*.py: extra visualizer backends (`tensorboard`);
                                         mmengine's local scalars.json is always kept
-    STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE, STYLE_EVAL_LIMIT,
-    STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
+    STYLE_EVAL_MODELS, STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE,
+    STYLE_EVAL_LIMIT, STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
                                         eval_configs/eval_style.py (its header says what each is)
     SELECT_QWEN, SELECT_INTERNLM, SELECT_DEVICE, SELECT_MAX_OUT_LEN, SELECT_BATCH_SIZE
                                         eval_configs/select_models*.py
+    RETENTION_BASE, RETENTION_TUNED, RETENTION_MODE, RETENTION_BACKEND, RETENTION_DEVICE,
+    RETENTION_MARGIN, RETENTION_SEED, RETENTION_ROUNDS, RETENTION_MAX_OUT_LEN, RETENTION_BATCH_SIZE
+                                        eval_configs/retention.py
 Each unset one takes the default below. Paths are relative to the repository root.
 """
 
@@ -48,12 +51,33 @@ EVAL_MAX_OUT_LEN = 96
 #: stand-in: 73). The conversations stand-in at 1000 steps: snarky 97.8 (`make eval-demo`, seed 0).
 DEMO_BASE_STEPS = 1000
 
+#: The ranking of `make verdicts` (style_tune/eval/ranking.py): the anchor model at 1000 when ANCHOR= is
+#: not given (the name the web page and the pairwise judge give the base endpoint), and the bootstrap
+#: rounds behind its 95 % intervals (1000: the 2.5th and 97.5th percentiles then rest on 25 rounds each;
+#: docs/serving.md's example, 2 kinds of rater x 360 verdicts, took 9.8 s of CPU).
+RANKING_ANCHOR = "base"
+RANKING_ROUNDS = 1000
+
 
 #: Preference tuning (`make prefs`, the *_dpo_style / *_orpo_style configs): the pairs file in the
 #: controllable split, and the model the preference stage starts from, which is also DPO's reference:
 #: the merged controllable SFT model (`make train merge` with the controllable SFT config).
 PREFS_FILE = "prefs.jsonl"
 SFT_MODEL = "models/qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3-merged"
+
+#: `make eval-retention`: the non-inferiority margin in accuracy points, stated before the run (a tuned
+#: model kept the base's FewCLUE ability when its paired 95 % interval against the base stays above
+#: -MARGIN). 2 points: less than the gap that decided the article's model choice (ocnli_fc-test 60.60
+#: vs 58.06, docs/evaluation.md), so a loss inside it would not have changed that choice. ROUNDS: the
+#: paired bootstrap's resamples: on 2,000 items the interval's ends moved by at most 0.10 point over 20
+#: seeds (benchmarks/bootstrap_coverage.md); more resamples cost time for nothing the verdict can use.
+RETENTION_MARGIN = 2.0
+RETENTION_ROUNDS = 10_000
+
+#: Smoothing weight of the training loss in `make curves` (style_tune/train/curves.py): TensorBoard's
+#: debiased exponential moving average at its slider's default, so the PNG and `VIS=tensorboard` show the
+#: same curve; 0 leaves the loss as logged, towards 1 smooths more (and lags more).
+CURVES_SMOOTHING = 0.6
 
 
 def split_dir(mode: str = MODE) -> str:
@@ -114,7 +138,9 @@ def config_sft_model() -> str:
 #: The values the Makefile takes (as DEFAULT_<NAME>).
 MAKE_DEFAULTS = {"BASE_MODEL": BASE_MODEL, "RIVAL_MODEL": RIVAL_MODEL, "TINY_MODEL": TINY_MODEL,
                  "MODE": MODE, "SEED": SEED, "EVAL_MAX_OUT_LEN": EVAL_MAX_OUT_LEN,
-                 "DEMO_BASE_STEPS": DEMO_BASE_STEPS, "PREFS_FILE": PREFS_FILE, "SFT_MODEL": SFT_MODEL}
+                 "DEMO_BASE_STEPS": DEMO_BASE_STEPS, "PREFS_FILE": PREFS_FILE, "SFT_MODEL": SFT_MODEL,
+                 "RANKING_ROUNDS": RANKING_ROUNDS, "RETENTION_MARGIN": RETENTION_MARGIN,
+                 "RETENTION_ROUNDS": RETENTION_ROUNDS, "CURVES_SMOOTHING": CURVES_SMOOTHING}
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Standard library only. The wrappers run XTuner's own entry points as subprocesse
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -18,9 +17,6 @@ from pathlib import Path
 from typing import NoReturn
 
 _ITER_RE = re.compile(r"^iter_(\d+)\.pth$")
-#: The style score's record in a work dir, one JSON object a line per scored checkpoint, oldest first
-#: (style_tune/train/style_score.py writes it; `make convert ITER=best` reads its last line's "best").
-STYLE_SCORES = "style_scores.jsonl"
 
 
 def fail(step: str, message: str) -> NoReturn:
@@ -84,31 +80,8 @@ def iter_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def style_scores(work_dir: Path) -> list[dict]:
-    """The lines of WORK_DIR/style_scores.jsonl ([] where there is none): each {"iter", "checkpoint",
-    "metrics", "best": {"iter", "checkpoint", "why"}}. The file is written whole each time (atomically)."""
-    path = work_dir / STYLE_SCORES
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def checkpoint_complete(path: Path) -> bool:
     """Whether an ``iter_N.pth`` file was written to its end: torch.save writes a zip archive, whose
     directory comes last, so a save cut short by a kill lacks it. Read without unpickling anything. A
     DeepSpeed checkpoint (a directory) is taken as it is."""
     return path.is_dir() or zipfile.is_zipfile(path)
-
-
-def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
-    """(iteration, loss) pairs from mmengine's LocalVisBackend logs (``*/vis_data/scalars.json``).
-
-    One run directory per start of training; a resumed run's points continue the earlier ones.
-    """
-    points: dict[int, float] = {}
-    for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
-        for line in scalars.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            if "loss" in record and "iter" in record:
-                points[int(record["iter"])] = float(record["loss"])
-    return sorted(points.items())

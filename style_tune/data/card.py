@@ -27,6 +27,8 @@ from style_tune.data import check as check_style_data
 from style_tune.data import csv_input, split_stats
 from style_tune.data import split as split_data
 
+STEP = "data-card"  # what its messages start with: `make data-card`
+PROG = "python -m style_tune.data.card"
 DEFAULT_CSV = REPO_ROOT / "style_data" / "style_chat_data.csv"
 DEFAULT_CARD = REPO_ROOT / "style_data" / "README.md"
 BEGIN, END = "<!-- generated:begin -->", "<!-- generated:end -->"
@@ -54,7 +56,7 @@ def replace_block(card: str, block: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="update_data_card.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the dataset (default: shipped CSV)")
     parser.add_argument("--card", type=Path, default=DEFAULT_CARD, help="the data card to update")
     parser.add_argument("--check", action="store_true", help="only check that the card is up to date")
@@ -66,12 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         split_data.report_problems(err.problems, str(args.csv))
         return 2
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        print(f"update_data_card.py: {err}", file=sys.stderr)
+        print(f"{STEP}: {err}", file=sys.stderr)
         return 2
     if args.check:
         if updated != card:
             print(
-                f"update_data_card.py: {args.card} is out of date with {args.csv}; "
+                f"{STEP}: {args.card} is out of date with {args.csv}; "
                 "run `make data-card` (python3 -m style_tune.data.card) and commit the result",
                 file=sys.stderr,
             )
@@ -87,4 +89,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    main_of("data-card", main)
+    main_of(STEP, main)

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+PROG = "python -m style_tune.data.check"  # no make target of its own: the command names itself
+
 REQUIRED_COLUMNS = ("user", "style", "assistant")
 DEFAULT_MAX_JACCARD = 0.5
 OPENING_CHARS = 2
@@ -243,7 +245,7 @@ def report_pairs(report: Report, source: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="check_style_data.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path, metavar="CSV", help="input CSV (UTF-8, BOM allowed)")
     parser.add_argument("--max-jaccard", type=float, default=DEFAULT_MAX_JACCARD,
                         help=f"near-duplicate threshold (default {DEFAULT_MAX_JACCARD})")
@@ -254,13 +256,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = analyse(args.csv, args.max_jaccard)
     except (OSError, UnicodeDecodeError, ValueError, csv.Error) as err:
-        print(f"check_style_data.py: {args.csv}: {err}", file=sys.stderr)
+        print(f"{PROG}: {args.csv}: {err}", file=sys.stderr)
         return 2
     sys.stdout.write(render_text(report))
     if args.md is not None:
         args.md.write_text(render_markdown(report), encoding="utf-8")
     if report_pairs(report, str(args.csv)):
-        print(f"check_style_data.py: near-duplicate replies in {args.csv}", file=sys.stderr)
+        print(f"{PROG}: near-duplicate replies in {args.csv}", file=sys.stderr)
         return 1
     return 0
 

@@ -14,10 +14,8 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from style_tune.data.split import Options
+from style_tune.data.options import Options
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user", "style", "assistant")
 

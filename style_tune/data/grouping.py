@@ -12,14 +12,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 from style_tune.data.csv_input import InputError, Problem, Row
+from style_tune.data.options import SPLITS, Options
 
-if TYPE_CHECKING:
-    from style_tune.data.split import Options
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Full-width characters common in Chinese text, with their NFKC forms (see normalise_prompts).
 _SEPARATOR = "\x00"
 _COMMON_WIDE = tuple((char, unicodedata.normalize("NFKC", char)) for char in "，！？：；（）～\u3000")

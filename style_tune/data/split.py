@@ -39,11 +39,8 @@ from __future__ import annotations
 import argparse
 import codecs
 import gc
-import re
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from style_tune.core import defaults
@@ -51,73 +48,26 @@ from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import MODES, STYLES
 from style_tune.core.steps import main_of
 from style_tune.data.csv_input import InputError, Problem, load_rows
-from style_tune.data.grouping import SPLITS, drop_duplicates, split_rows
+from style_tune.data.grouping import drop_duplicates, split_rows
+from style_tune.data.options import DEFAULT_RATIOS, Options, parse_ratios, parse_styles
 from style_tune.data.split_stats import Stats, collect_stats, render_markdown, render_text
 from style_tune.data.xtuner_json import json_chunks
 
-STEP = "split_data.py"  # the name its messages have always carried
-DEFAULT_RATIOS = "0.8,0.1,0.1"
-RATIO_TOLERANCE = 1e-6
+STEP = "split"  # what its messages start with: `make split`
+PROG = "python -m style_tune.data.split"  # what --help and usage errors name: the command itself
 #: At most this many problems are printed (the total is always given).
 MAX_PRINTED_PROBLEMS = 200
 
 EXIT_OK, EXIT_WRITE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
-@dataclass(frozen=True)
-class Options:
-    """The parsed command line."""
-
-    csv_path: Path
-    out_dir: Path
-    seed: int
-    ratios: tuple[Fraction, ...]
-    mode: str
-    styles: tuple[str, ...]
-    encoding: str
-    max_chars: int | None
-    stats_md: Path | None
-
-
 # ---------------------------------------------------------------------------------------------
 # Command line
 
 
-def parse_ratios(text: str) -> tuple[Fraction, ...]:
-    """Parse ``a,b,c`` into three positive fractions scaled to sum exactly to 1."""
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) != len(SPLITS):
-        raise ValueError(f"expected {len(SPLITS)} comma-separated numbers (train,val,test), got {text!r}")
-    try:
-        ratios = tuple(Fraction(part) for part in parts)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"cannot parse {text!r} as numbers, e.g. {DEFAULT_RATIOS}") from None
-    for name, ratio in zip(SPLITS, ratios, strict=True):
-        if ratio <= 0:
-            raise ValueError(f"the {name} ratio must be positive (every split needs data), got {text!r}")
-    total = sum(ratios)
-    if abs(total - 1) > RATIO_TOLERANCE:
-        raise ValueError(f"ratios must sum to 1, {text!r} sums to {float(total):g}")
-    return tuple(ratio / total for ratio in ratios)
-
-
-def parse_styles(text: str) -> tuple[str, ...]:
-    """Parse ``温柔,毒舌`` (ASCII or full-width commas) into known, distinct style labels."""
-    styles = tuple(part.strip() for part in re.split("[,，]", text) if part.strip())
-    if not styles:
-        raise ValueError("no style labels given")
-    unknown = [style for style in styles if style not in STYLES]
-    if unknown:
-        known = ", ".join(STYLES)
-        raise ValueError(f"unknown style(s) {', '.join(unknown)}; style_tune.core.prompts knows {known}")
-    if len(set(styles)) != len(styles):
-        raise ValueError(f"a style is listed twice in {text!r}")
-    return styles
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=STEP,
+        prog=PROG,
         description="Split a style-dialogue CSV (columns user, style, assistant) into XTuner "
         "conversation JSON train/val/test files, grouping rows by normalised prompt.",
     )

@@ -10,13 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from operator import itemgetter
-from typing import TYPE_CHECKING
 
 from style_tune.core.stats import percentile
 from style_tune.data.grouping import Split
+from style_tune.data.options import Options
 
-if TYPE_CHECKING:
-    from style_tune.data.split import Options
 
 @dataclass
 class SplitStats:

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ class Env:
     nodeps: tuple[str, ...] = ()  # installed with --no-deps (their dependencies are in reqs)
     # Import names: the toolchain's top-level packages, then the project's modules that run in this env.
     imports: tuple[str, ...] = ()
-    # The part of tests/ that `make test` runs in this env (it exercises the env's steps at length).
+    # The part of tests/ that `make test` runs in this env: it exercises the env's steps at length and runs
+    # its SMOKE steps in SUITE/test_ENV_env_step.py (tests/env_steps.py), with the session's tiny model.
     suite: str | None = None
 
 
@@ -367,23 +369,35 @@ def smoke_serve(model: str) -> None:
 
 
 def smoke_webui(model: str, test_json: str) -> None:
-    """The web page builds against a live server (the CPU server on the tiny model), without a browser."""
+    """The rating page builds against a live server (the CPU server on the tiny model), without a browser:
+    the endpoint lists its model, the split's held-out prompts make a session."""
     import gradio as gr
 
     from style_tune.deploy.serving import serve_model
-    from style_tune.webui.app import Endpoint, build_page, held_out_prompts
+    from style_tune.webui.app import Endpoint, build_page, session_items
 
     with serve_model(model, mode="label") as server, tempfile.TemporaryDirectory() as tmp:
-        endpoint = Endpoint("base", server.base_url)
-        prompts = held_out_prompts(Path(test_json))
-        page = build_page(endpoint, endpoint, "label", prompts, Path(tmp) / "verdicts.jsonl")
+        items = session_items(Path(test_json), "label", 2)
+        assert items, f"no held-out prompts in {test_json}"
+        endpoints = {name: Endpoint(name, server.base_url) for name in ("base", "tuned")}
+        page = build_page(endpoints, "label", items, Path(tmp) / "verdicts.jsonl")
         assert isinstance(page, gr.Blocks), page
 
 
-def run_smoke(env: str, tmp: Path) -> str | None:
-    """Run ENV's smoke steps; the first failure as one line (with the log's last line), else None."""
+IN_ENV_STEPS: dict[str, Callable[..., None]] = {
+    "smoke-lmdeploy": smoke_lmdeploy, "smoke-serve": smoke_serve, "smoke-webui": smoke_webui}
+
+
+def run_smoke(env: str, tmp: Path, *, in_process: bool = False) -> str | None:
+    """Run ENV's smoke steps; the first failure as one line (with the log's last line), else None.
+
+    in_process: the steps that are functions of this module (IN_ENV) run in this interpreter, which must
+    be ENV's (its suite calls them so: the toolchain is imported once); their exceptions propagate."""
     for step in SMOKE[env]:
         argv = [a.format(py=env_python(env), tmp=tmp, dir=ENVS_DIR / env) for a in step]
+        if in_process and step[1:3] == IN_ENV[1:]:
+            IN_ENV_STEPS[argv[3]](*argv[4:])
+            continue
         log = tmp / f"{env}.log"
         with log.open("a") as out:
             run = subprocess.run(argv, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT,
@@ -409,8 +423,9 @@ def check_built_envs(names: list[str], smoke: str) -> int:
     """Import and run each built env; one line per env. The number that failed.
 
     smoke: "all" (make check-envs), "none" (imports only), or "untested" (make test): an env whose suite
-    `make test` runs next is left to it (setup imported its list when it built the env, and the suite
-    runs its steps at length), except the train step when a later step needs its tiny model and split.
+    `make test` runs next is left to it (setup imported its list when it built the env, and the suite runs
+    its smallest step in SUITE/test_ENV_env_step.py), except the train step when a later step needs its
+    tiny model and split.
     """
     def runs(env: str) -> bool:
         return smoke == "all" or (smoke == "untested" and not ENVS[env].suite)
@@ -426,7 +441,8 @@ def check_built_envs(names: list[str], smoke: str) -> int:
         # the train step builds the tiny model and split that later steps read from {tmp}
         feeds = env == SHARED_SMOKE and any(runs(e) and "{tmp}/" in repr(SMOKE[e]) for e in names if e != env)
         if smoke == "untested" and ENVS[env].suite and not feeds:
-            print(f"check-envs: {env}: its suite {ENVS[env].suite} runs next (imports checked by setup)")
+            print(f"check-envs: {env}: its suite {ENVS[env].suite} runs its smallest step next "
+                  "(imports checked by setup)")
             continue
         checked = imports_checked_since_last_change(env)
         if not checked:
@@ -496,8 +512,7 @@ def main() -> int:
             for p in problems:
                 print(f"check-envs: {args[0]}: {p}", file=sys.stderr)
             return 1 if problems else 0
-        steps = {"smoke-lmdeploy": smoke_lmdeploy, "smoke-serve": smoke_serve, "smoke-webui": smoke_webui}
-        steps[action](*args)
+        IN_ENV_STEPS[action](*args)
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=("lock", "check"))

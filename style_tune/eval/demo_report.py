@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, split_label
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:
@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'SFT model:' if args.stage else 'stand-in base:':<19}{args.base}")
     print(f"training run:      {args.work_dir} (config, logs, iter_*.pth checkpoints)")
+    if (args.work_dir / "curves").is_dir():  # `make train` draws them at its end (make curves)
+        print(f"training curves:   {args.work_dir / 'curves'} (loss, learning rate, ... by iteration: PNGs, "
+              "curves.csv)")
     print(f"LoRA adapter:      {args.work_dir / 'adapter'}")
     print(f"merged model:      {args.merged}")
     print(f"data splits:       {args.test.parent}")

@@ -1,14 +1,16 @@
-"""The pairwise LLM judge: the base and the tuned reply to each held-out prompt of an eval-style run, which
-is better? Asked of any OpenAI-compatible chat API; eval env.
+"""The pairwise LLM judge: of two models' replies to a held-out prompt of an eval-style run, which is better?
+Every pair of the run's models (base and tuned; or the two or more models of `make eval-style COMPARE=...`)
+on every prompt. Asked of any OpenAI-compatible chat API; eval env.
 
     python -m style_tune.eval.pairwise_judge RUN_DIR --api URL --model NAME [--out FILE] [--seed 42]
         [--prompt FILE] [--concurrency N] [--timeout S] [--retries N] [--max-tokens N]
 
 ``make judge-pairs JUDGE_API=URL JUDGE_MODEL=NAME`` on STYLE_DIR's last run; the key comes from
-OPENAI_API_KEY. Each pair is asked twice with the replies swapped (the order drawn per prompt from the
-seed first, as the web page does, then the other one): a judge that prefers whatever comes first would
-otherwise look like a verdict. The prompt file (eval_configs/pairwise_judge_prompt.json) asks for one JSON
-object with ``"better"``: ``"A"``, ``"B"``, ``"tie"`` or ``"both bad"``.
+OPENAI_API_KEY. N models give N(N-1)/2 pairs a prompt. Each pair is asked twice with the replies swapped
+(the order drawn per prompt from the seed first, as the web page does, then the other one): a judge that
+prefers whatever comes first would otherwise look like a verdict. The prompt file
+(eval_configs/pairwise_judge_prompt.json) asks for one JSON object with ``"better"``: ``"A"``, ``"B"``,
+``"tie"`` or ``"both bad"``.
 
 - both answers name the same model (or both say tie, or both "both bad"): that verdict;
 - they disagree (the judge followed the order, or cannot tell): a tie, marked ``"orders_agree": false``;
@@ -23,6 +25,7 @@ judge side by side, labelled.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -51,7 +54,6 @@ from style_tune.eval.verdicts import SIDES, VERDICTS, record, shown_order
 DEFAULT_PROMPT = REPO_ROOT / "eval_configs" / "pairwise_judge_prompt.json"
 RESULT_NAME = "pairwise_verdicts.jsonl"
 PLACEHOLDERS = ("style", "style_description", "user", "reply_a", "reply_b")
-MODELS = ("base", "tuned")
 
 
 def load_prompt(path: Path) -> tuple[str, Template, dict[str, str]]:
@@ -104,26 +106,33 @@ def judge_pairs(run_dir: Path, *, api: str, model: str, prompt_path: Path = DEFA
                 seed: int = defaults.SEED, out: Path | None = None, concurrency: int = CONCURRENCY,
                 timeout: float = TIMEOUT_S, retries: int = RETRIES,
                 max_tokens: int = MAX_TOKENS) -> list[dict]:
-    """Judge every base/tuned pair of the run; write the records; return them."""
+    """Judge every pair of the run's models on every prompt; write the records; return them."""
     run_dir = run_dir.resolve()
     system, template, descriptions = load_prompt(prompt_path)
     items = run_items(run_dir)
-    if sorted(items) != sorted(MODELS) or len(items["base"]) != len(items["tuned"]):
-        raise JudgeError(f"{run_dir}: the pairwise judge needs the base and the tuned model's replies to the "
-                         f"same prompts (found {', '.join(f'{k}: {len(v)}' for k, v in items.items())})")
+    if len(items) < 2 or len({len(replies) for replies in items.values()}) != 1:
+        raise JudgeError(f"{run_dir}: the pairwise judge needs two or more models' replies to the same "
+                         f"prompts (found {', '.join(f'{k}: {len(v)}' for k, v in items.items())})")
+    names = list(items)
+    for rows in zip(*items.values(), strict=True):
+        if len({row["user"] for row in rows}) != 1:
+            raise JudgeError(f"{run_dir}: the predictions of {', '.join(names)} are not in the same prompt "
+                             "order")
     pairs, conversations = [], []
-    for base, tuned in zip(items["base"], items["tuned"], strict=True):
-        if base["user"] != tuned["user"]:
-            raise JudgeError(f"{run_dir}: base and tuned predictions are not in the same prompt order")
-        style = tuned["style"]  # controllable: the requested one; label: the one the tuned reply announces
-        replies = {"base": base["reply"], "tuned": tuned["reply"]}
-        shown = shown_order(seed, base["user"], style)
-        pairs.append((base["user"], style, replies, shown))
-        for order in (shown, shown[::-1]):
-            text = template.substitute(style=style or NO_STYLE, user=base["user"], reply_a=replies[order[0]],
-                                       reply_b=replies[order[1]],
-                                       style_description=descriptions[style if style in STYLES else NO_STYLE])
-            conversations.append([{"role": "system", "content": system}, {"role": "user", "content": text}])
+    for first, second in itertools.combinations(names, 2):  # base first: base vs tuned as before
+        for one, other in zip(items[first], items[second], strict=True):
+            # controllable: the requested style; label: the one the second (tuned) reply announces
+            style = other["style"] or one["style"]
+            replies = {first: one["reply"], second: other["reply"]}
+            shown = shown_order(seed, one["user"], style, names=(first, second))
+            pairs.append((one["user"], style, replies, shown))
+            for order in (shown, shown[::-1]):
+                text = template.substitute(
+                    style=style or NO_STYLE, user=one["user"], reply_a=replies[order[0]],
+                    reply_b=replies[order[1]],
+                    style_description=descriptions[style if style in STYLES else NO_STYLE])
+                conversations.append([{"role": "system", "content": system},
+                                      {"role": "user", "content": text}])
     client = make_client(api, timeout, retries)
     answers = ask_judge(conversations, client=client, model=model, concurrency=concurrency,
                         max_tokens=max_tokens, label="pairs (each in both orders)")

@@ -1,17 +1,19 @@
-"""The style-evaluation report: Markdown table, training loss curve, base and tuned replies side by side.
+"""The style-evaluation report: Markdown table, training loss curve, the models' replies side by side.
 
     python -m style_tune.eval.report RUN_DIR --out outputs/style_eval/report.md [--train-work-dir DIR]
         [--samples 10] [--seed 42]
 
 RUN_DIR is one OpenCompass run of eval_configs/eval_style.py (``outputs/style_eval/latest`` after
-``make eval-style``). The report holds:
-- every metric for the base model, the tuned model and the references themselves (the held-out
+``make eval-style``; its models: base and tuned, or those of COMPARE=, in that order). The report holds:
+- every metric for each model (base, tuned, ...) and the references themselves (the held-out
   reference replies scored as if a model had written them: what a model that writes like the data
   gets), with what each number means and its range (style_tune/eval/style_metrics.py);
 - the training loss curve, drawn from the XTuner work dir's ``*/vis_data/scalars.json`` into a PNG
   next to the report;
-- the article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with the base
-  and the tuned reply side by side.
+- with VERDICTS (`make verdicts`' section): the side-by-side verdicts; over three models or more, their
+  Bradley–Terry ranking and its figure (a PNG next to the report);
+- the article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with every model's
+  reply side by side.
 Files are written atomically (a temporary file, then a rename).
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STYLES, split_label
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
     LENGTH_METRICS,
@@ -39,8 +41,6 @@ from style_tune.eval.style_metrics import (
     score_replies,
 )
 from style_tune.eval.verdicts import report_section as verdicts_section
-
-MODELS = ("base", "tuned")
 
 
 def run_settings(run_dir: Path) -> dict:
@@ -57,13 +57,16 @@ def run_settings(run_dir: Path) -> dict:
         "train": dataset["eval_cfg"]["evaluator"]["train_path"], "limit": dataset["limit"],
         "sample_seed": dataset["seed"],
         "max_out_len": dataset["infer_cfg"]["inferencer"]["max_out_len"],
-        "paths": {model["abbr"]: model["path"] for model in cfg.models},
+        # a directory; an API model (OpenAISDK): its name at its URL
+        "paths": {model["abbr"]: model["path"] + (f" at {model['openai_api_base']}"
+                                                  if model.get("openai_api_base") else "")
+                  for model in cfg.models},
     }
 
 
-def load_results(run_dir: Path, abbr: str) -> dict[str, dict]:
+def load_results(run_dir: Path, abbr: str, models: list[str]) -> dict[str, dict]:
     results = {}
-    for model in MODELS:
+    for model in models:
         path = run_dir / "results" / model / f"{abbr}.json"
         if not path.is_file():
             raise SystemExit(f"style_report: no results for {model}: {path} (did the run finish?)")
@@ -152,28 +155,29 @@ def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str,
 
 
 def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int,
-                 verdicts: Path | None = None) -> str:
+                 verdicts: Path | None = None, anchor: str | None = None,
+                 rounds: int = defaults.RANKING_ROUNDS) -> str:
     run_dir = run_dir.resolve()
     settings = run_settings(run_dir)
     mode = settings["mode"]
-    results = load_results(run_dir, settings["abbr"])
-    details = {m: results[m].get("details") or [] for m in MODELS}
-    if len(details["base"]) != len(details["tuned"]) or not details["base"]:
+    models = list(settings["paths"])
+    results = load_results(run_dir, settings["abbr"], models)
+    details = {m: results[m].get("details") or [] for m in models}
+    if len({len(d) for d in details.values()}) != 1 or not details[models[0]]:
         raise SystemExit("style_report: the runs have no per-reply details (or different numbers)")
-    samples = evaluated_samples(settings, len(details["base"]))
+    samples = evaluated_samples(settings, len(details[models[0]]))
     refs = reference_scores(settings, samples)
     judged = load_judgement(run_dir)  # `make judge`'s verdicts on this run, if a judge ran
 
     lines = [
-        "# Style evaluation: base vs tuned",
+        f"# Style evaluation: {' vs '.join(models)}",
         "",
         f"- mode: **{mode}**; prompts: {len(samples)} distinct held-out prompts of `{settings['test']}`"
         + (f" (a random {settings['limit']}, seed {settings['sample_seed']})" if settings["limit"] else ""),
-        f"- base: `{settings['paths'].get('base')}`",
-        f"- tuned: `{settings['paths'].get('tuned')}`",
-        f"- generation: OpenCompass `HuggingFacewithChatTemplate`, greedy, at most {settings['max_out_len']} "
-        "tokens, stops at `<|im_end|>`; each prompt is the data row's system text and user input, "
-        "rendered by the model's chat template (the prompt it was trained on)",
+        *(f"- {m}: `{settings['paths'][m]}`" for m in models),
+        f"- generation: OpenCompass `HuggingFacewithChatTemplate` (an API: `OpenAISDK`), greedy, at most "
+        f"{settings['max_out_len']} tokens, stops at `<|im_end|>`; each prompt is the data row's system text "
+        "and user input, rendered by the model's chat template (the prompt it was trained on)",
         "- style judge: TF-IDF character 1-3-grams + logistic regression over "
         f"{' / '.join(STYLES)} / neither, "
         f"trained on the replies of `{settings['train']}` (label words removed) and, for neither, on "
@@ -185,7 +189,7 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "## Scores",
         "",
     ]
-    lines += metric_table(mode, {"base": results["base"], "tuned": results["tuned"], "references": refs},
+    lines += metric_table(mode, {**{m: results[m] for m in models}, "references": refs},
                           {"references": {"chrf": "100 (by definition)", "rouge_l": "100 (by definition)",
                                           "runaway_rate": "–"}})
     lines += [
@@ -202,7 +206,8 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "prompt): lengths and distinct-n near it mean replies shaped like the data.",
         "",
         *(report_section(judged) + [""] if judged else []),
-        *(verdicts_section(verdicts) if verdicts and verdicts.is_file() else []),
+        *(verdicts_section(verdicts, figure=out.with_name(out.stem + "_ranking.png"), anchor=anchor,
+                           seed=seed, rounds=rounds) if verdicts and verdicts.is_file() else []),
         "## Training loss",
         "",
     ]
@@ -225,20 +230,22 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "The article's own check: read the replies. ⏎ is a line break (in label mode the first line "
         "should be the style label).",
         "",
-        "| # | prompt | " + ("requested | " if mode == "controllable" else "") + "base | tuned | reference |"
-        + (" judge: base | judge: tuned |" if judged else ""),
-        "|---|---|" + ("---|" if mode == "controllable" else "") + "---|---|---|"
-        + ("---|---|" if judged else ""),
+        "| # | prompt | " + ("requested | " if mode == "controllable" else "") + " | ".join(models)
+        + " | reference |" + "".join(f" judge: {m} |" for m in models if judged),
+        "|---|---|" + ("---|" if mode == "controllable" else "") + "---|" * (len(models) + 1)
+        + ("---|" * len(models) if judged else ""),
     ]
     for n, i in enumerate(picked, start=1):
         sample = samples[i]
-        base, tuned = details["base"][i]["prediction"], details["tuned"][i]["prediction"]
-        base, tuned = (p[0] if isinstance(p, list) else p for p in (base, tuned))
+        replies = [details[m][i]["prediction"] for m in models]
+        replies = [p[0] if isinstance(p, list) else p for p in replies]
         requested = f"{sample['requested_style']} | " if mode == "controllable" else ""
         verdicts = "".join(f" {verdict_cell(judged['models'][m]['details'][i])} |"
-                           for m in MODELS) if judged else ""
-        lines.append(f"| {n} | {cell(sample['input'])} | {requested}{cell(base)} | {cell(tuned)} | "
-                     f"{cell(matching_reference(sample, tuned))} |{verdicts}")
+                           for m in models) if judged else ""
+        # the reference in the style the last (most tuned) model announces
+        lines.append(f"| {n} | {cell(sample['input'])} | {requested}"
+                     + "".join(f"{cell(r)} | " for r in replies)
+                     + f"{cell(matching_reference(sample, replies[-1]))} |{verdicts}")
     text = "\n".join(lines) + "\n"
     write_atomically(out, text.encode("utf-8"))
     return text
@@ -250,10 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the Markdown report to write")
     parser.add_argument("--train-work-dir", type=Path, help="the XTuner work dir of the tuned model")
     parser.add_argument("--samples", type=int, default=10, help="prompts for the side-by-side check")
-    parser.add_argument("--seed", type=int, default=defaults.SEED, help="seed of that draw")
-    parser.add_argument("--verdicts", type=Path, help="the web page's verdicts: counted when the file exists")
+    parser.add_argument("--seed", type=int, default=defaults.SEED,
+                        help="seed of that draw and of the ranking's bootstrap")
+    parser.add_argument("--verdicts", type=Path, help="the web page's verdicts: counted when the file exists "
+                        "(three models or more: ranked, the figure beside the report)")
+    parser.add_argument("--anchor", help="the ranking's model at 1000 (default: the one named base)")
+    parser.add_argument("--rounds", type=int, default=defaults.RANKING_ROUNDS,
+                        help="bootstrap rounds of the ranking's intervals (seeded by --seed)")
     args = parser.parse_args(argv)
-    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts)
+    build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts,
+                 args.anchor, args.rounds)
     print(f"[report] {args.out}")
     return 0
 

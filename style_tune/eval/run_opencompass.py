@@ -9,7 +9,13 @@ the table instead. On success it prints the Markdown summary (dataset | version 
 column per model), copies it to ``DIR/summary.md`` and points ``DIR/latest`` at the run's folder
 ``DIR/<timestamp>/`` (predictions, results, logs, the dumped config).
 
-Exit status: OpenCompass's own when it fails; 1 when the summary is missing or has an empty cell.
+``--compare SPEC`` (eval-style's models, style_tune/core/compare.py): each directory is checked and made
+absolute (OpenCompass runs in DIR), each API asked for its models (its ``#MODEL`` must be listed; none
+given: the first listed); the config reads the result from $STYLE_EVAL_MODELS. OPENAI_API_KEY, when
+unset, is set to "none" for an API (OpenCompass's OpenAISDK insists on one; a local server ignores it).
+
+Exit status: OpenCompass's own when it fails; 2 when an input is missing; 1 when the summary is missing
+or has an empty cell.
 """
 
 from __future__ import annotations
@@ -23,8 +29,13 @@ import sys
 from pathlib import Path
 
 from style_tune.core.cli import split_passthrough
+from style_tune.core.compare import Candidate, format_compare, parse_compare
 from style_tune.core.io import write_atomically
+from style_tune.deploy.serving import list_models
 from style_tune.eval import fewclue
+
+#: Where the config (eval_configs/eval_style.py) reads the resolved --compare spec.
+MODELS_ENV = "STYLE_EVAL_MODELS"
 
 RUN_DIR_LINE = re.compile(r"Current exp folder: (\S+)")
 
@@ -69,6 +80,30 @@ def missing_input(args: argparse.Namespace) -> str | None:
     return None
 
 
+def resolve(spec: str, hint: str) -> tuple[list[Candidate], str | None]:
+    """The --compare models with each directory absolute and each API's model named; or the first
+    problem, as what to do about it."""
+    try:
+        candidates = parse_compare(spec)
+    except ValueError as err:
+        return [], f"COMPARE: {err}"
+    resolved = []
+    for c in candidates:
+        if not c.is_api:
+            if not (Path(c.where) / "config.json").is_file():
+                return [], f"no model in {c.where} ({c.name}): {hint}"
+            resolved.append(Candidate(c.name, str(Path(c.where).resolve())))
+            continue
+        try:
+            listed = list_models(c.where, timeout=10, api_key=os.environ.get("OPENAI_API_KEY") or None)
+        except (OSError, ValueError, KeyError) as err:
+            return [], f"{c.name}: {c.where} does not answer GET /models ({err}); is the server up?"
+        if (c.model and c.model not in listed) or not listed:
+            return [], f"{c.name}: {c.where} lists {', '.join(listed[:10]) or 'no model'}, not {c.model!r}"
+        resolved.append(Candidate(c.name, c.where, c.model or listed[0]))
+    return resolved, None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("config", type=Path)
@@ -78,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", dest="models", action="append", default=[],
                         help="a model directory the config loads (repeatable); it needs a config.json")
     parser.add_argument("--model-hint", default="", help="what to do when one is missing")
+    parser.add_argument("--compare", default="",
+                        help=f"the models, NAME=DIR|URL/v1[#MODEL] ...: resolved into ${MODELS_ENV}")
     parser.add_argument("--split-dir", type=Path, help="the split the config reads (train.json, test.json)")
     parser.add_argument("--mode", help="the split's data format, for the hint")
     parser.add_argument("--fewclue-cache", type=Path, help="the COMPASS_DATA_CACHE FewCLUE is read from")
@@ -89,6 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     if not config.is_file():
         parser.error(f"no config {config}")
     problem = missing_input(args)
+    env = dict(os.environ)
+    if args.compare and not problem:
+        candidates, problem = resolve(args.compare, args.model_hint)
+        env[MODELS_ENV] = format_compare(candidates)
+        if any(c.is_api for c in candidates):
+            env.setdefault("OPENAI_API_KEY", "none")
     if problem:
         print(f"{args.step}: {problem}", file=sys.stderr)
         return 2
@@ -97,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = [sys.executable, "-m", "opencompass.cli.main", str(config), "-w", str(work_dir), *extra]
     print("[eval] " + " ".join(cmd), flush=True)
     run_dir = None
-    with subprocess.Popen(cmd, cwd=work_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    with subprocess.Popen(cmd, cwd=work_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, bufsize=1) as proc:
         for line in proc.stdout:
             sys.stdout.write(line)

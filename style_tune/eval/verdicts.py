@@ -1,6 +1,7 @@
 """`make verdicts VERDICTS=FILE`: count side-by-side verdicts (the web page's, people or an LLM judge).
 
-    python -m style_tune.eval.verdicts FILE [FILE ...] [--out verdicts.md]
+    python -m style_tune.eval.verdicts FILE [FILE ...] [--out verdicts.md] [--anchor NAME] [--seed 42]
+        [--rounds 1000] [--figure ranking.png]
 
 One JSON object a line, as the web page (`make webui`) writes them:
 
@@ -12,7 +13,10 @@ For each pair of models (endpoint names) it reports, overall and per style, and 
 each judge: wins, losses, ties and "both bad" of one model against the other; its win rate over the
 decisive verdicts (wins + losses) with a 95 % Wilson interval (scipy's ``binomtest(...).proportion_ci``);
 the number of prompts and raters; and the share of decisive verdicts won by the reply shown as "A" with
-its interval: about 50 % when the order does not sway the raters (position bias otherwise).
+its interval: about 50 % when the order does not sway the raters (position bias otherwise). When the
+verdicts of one kind of rater connect three models or more, a Bradley–Terry ranking follows (Elo scale,
+``--anchor`` at 1000, bootstrap intervals over prompts seeded by ``--seed``, its figure to ``--figure`` or
+beside ``--out``): style_tune/eval/ranking.py.
 
 A judge's answer that could not be read is a record with ``"verdict": null, "unparsable": true`` (the
 pairwise judge writes them): counted apart, in its own column, never as a verdict. A line that is not
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -33,14 +38,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from style_tune.core import defaults
 from style_tune.core.io import write_atomically
+from style_tune.core.stats import LEVEL, percent, wilson_interval
+from style_tune.core.steps import fail
+from style_tune.eval import ranking
 
 VERDICTS = ("A", "B", "tie", "both bad")
 #: What a judge's record holds when its answers could not be read: never a verdict.
 UNPARSABLE = "unparsable"
 SIDES = ("A", "B")
-#: The interval's level and method: Wilson's score interval on the decisive verdicts.
-LEVEL, METHOD = 0.95, "wilson"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Verdict:
     rater: str | None
     source: str  # "people", or "judge MODEL"
     seed: int | None = None  # the session's seed (the web page's SEED=): its order of A and B
+    lengths: tuple[int, int] | None = None  # characters of the replies shown as A and B, if recorded
 
     def winner(self) -> str | None:
         return {"A": self.a, "B": self.b}.get(self.verdict)
@@ -108,8 +116,13 @@ def parse(line: str, where: str) -> Verdict:
     seed = record.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ValueError("seed must be an integer")
+    replies, lengths = record.get("replies"), None
+    if replies is not None:
+        if not (isinstance(replies, dict) and all(isinstance(replies.get(side), str) for side in SIDES)):
+            raise ValueError('replies must map "A" and "B" to the reply texts')
+        lengths = (len(replies["A"]), len(replies["B"]))
     return Verdict(where, prompt, style or None, names[0], names[1], verdict, rater or None,
-                   f"judge {judge}" if judge else "people", seed)
+                   f"judge {judge}" if judge else "people", seed, lengths)
 
 
 def read(paths: Iterable[Path]) -> tuple[list[Verdict], list[str]]:
@@ -131,16 +144,6 @@ def read(paths: Iterable[Path]) -> tuple[list[Verdict], list[str]]:
     return verdicts, errors
 
 
-def interval(successes: int, trials: int) -> tuple[float, float] | None:
-    """The 95 % Wilson interval of successes / trials (None without trials)."""
-    if not trials:
-        return None
-    from scipy.stats import binomtest
-
-    ci = binomtest(successes, trials).proportion_ci(confidence_level=LEVEL, method=METHOD)
-    return float(ci.low), float(ci.high)
-
-
 def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
     """FIRST against SECOND over the verdicts that compare exactly these two."""
     pair = [v for v in verdicts if {v.a, v.b} == {first, second}]
@@ -154,8 +157,8 @@ def tally(verdicts: list[Verdict], first: str, second: str) -> dict:
             "ties": sum(v.verdict == "tie" for v in pair),
             "both_bad": sum(v.verdict == "both bad" for v in pair),
             "unparsable": sum(v.verdict == UNPARSABLE for v in pair),
-            "win_rate": wins / decisive if decisive else None, "win_ci": interval(wins, decisive),
-            "a_share": a_wins / decisive if decisive else None, "a_ci": interval(a_wins, decisive),
+            "win_rate": wins / decisive if decisive else None, "win_ci": wilson_interval(wins, decisive),
+            "a_share": a_wins / decisive if decisive else None, "a_ci": wilson_interval(a_wins, decisive),
             "prompts": len({(v.prompt, v.style) for v in pair if v.verdict != UNPARSABLE}),
             "raters": len({v.rater or v.source for v in pair})}
 
@@ -164,12 +167,6 @@ def pairs(verdicts: list[Verdict]) -> list[tuple[str, str]]:
     """Each pair of models compared, the tuned one (or else the first by name) first."""
     found = sorted({tuple(sorted((v.a, v.b))) for v in verdicts})
     return [(b, a) if b == "tuned" else (a, b) for a, b in found]
-
-
-def percent(share: float | None, ci: tuple[float, float] | None) -> str:
-    if share is None or ci is None:
-        return "—"
-    return f"{share:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]"
 
 
 def render(verdicts: list[Verdict]) -> str:
@@ -193,30 +190,58 @@ def render(verdicts: list[Verdict]) -> str:
                              f"{t['raters']} | {t['wins']} | {t['losses']} | {t['ties']} | {t['both_bad']} | "
                              f"{t['unparsable']} | "
                              f"{percent(t['win_rate'], t['win_ci'])} | {percent(t['a_share'], t['a_ci'])} |")
-    if len({name for v in verdicts for name in (v.a, v.b)}) > 2:
-        lines += ["", "More than two models: each pair is counted apart (no ranking across pairs)."]
     return "\n".join(lines) + "\n"
 
 
-def report_section(path: Path) -> list[str]:
-    """`make report`'s section for a verdict file (its bad lines counted apart, named by `make verdicts`)."""
+def report_section(path: Path, *, figure: Path | None = None, anchor: str | None = None,
+                   seed: int = defaults.SEED, rounds: int = defaults.RANKING_ROUNDS) -> list[str]:
+    """`make report`'s section for a verdict file (its bad lines counted apart, named by `make verdicts`),
+    with the ranking when it connects three models (its figure drawn to FIGURE, linked by file name)."""
     verdicts, errors = read([path])
     lines = (render(verdicts) if verdicts else "## Side-by-side verdicts\n\nNo valid verdict.\n").splitlines()
     lines.insert(1, f"\nFrom `{path}` (`make verdicts VERDICTS={path}`).")
     if errors:
         lines.append(f"\n{len(errors)} line(s) of it are not verdicts and are not counted: `make verdicts` "
                      "names them.")
-    return [*lines, ""]
+    try:
+        ranked = ranking.section(verdicts, anchor=anchor, seed=seed, rounds=rounds, figure=figure,
+                                 figure_link=figure.name if figure else None)
+    except ValueError as err:
+        ranked = ["## Ranking (Bradley–Terry)", "", f"No ranking: {err}."]
+    return [*lines, *([""] + ranked if ranked else []), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m style_tune.eval.verdicts",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("files", nargs="+", type=Path, help="verdict files (JSONL), people's and judges'")
-    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table here (and the ranking's "
+                        "figure next to it, OUT's name + _ranking.png, unless --figure names one)")
+    parser.add_argument("--anchor", help=f"the ranking's model at {ranking.ANCHOR_RATING} (default: the one "
+                        f"named {defaults.RANKING_ANCHOR!r}, else the first by name)")
+    parser.add_argument("--seed", type=int, default=defaults.SEED, help="seeds the ranking's bootstrap")
+    parser.add_argument("--rounds", type=int, default=defaults.RANKING_ROUNDS,
+                        help="bootstrap rounds behind the ranking's 95 %% intervals")
+    parser.add_argument("--figure", type=Path, help="draw the ratings with their intervals to this PNG")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        fail("verdicts", f"--rounds {args.rounds}: give a positive number of bootstrap rounds")
     verdicts, errors = read(args.files)
     table = render(verdicts) if verdicts else "## Side-by-side verdicts\n\nNo valid verdict.\n"
+    figure = args.figure or (args.out.with_name(args.out.stem + "_ranking.png") if args.out else None)
+    link = None
+    if figure:
+        link = os.path.relpath(figure, args.out.parent) if args.out else os.fspath(figure)
+    try:
+        ranked = ranking.section(verdicts, anchor=args.anchor, seed=args.seed, rounds=args.rounds,
+                                 figure=figure, figure_link=link)
+    except ValueError as err:
+        fail("verdicts", f"{err}: give ANCHOR= one of them")
+    if ranked:
+        table += "\n" + "\n".join(ranked) + "\n"
+    if args.figure and not any(line.startswith("![") for line in ranked):
+        print(f"verdicts: no ratings to draw (no three models connected): {args.figure} not written",
+              file=sys.stderr)
     print(table, end="")
     if args.out:
         write_atomically(args.out, table)

@@ -21,15 +21,8 @@ import sys
 from pathlib import Path
 
 from style_tune.core.io import atomic_dir
-from style_tune.core.steps import (
-    STYLE_SCORES,
-    checkpoint_complete,
-    fail,
-    iter_checkpoints,
-    main_of,
-    run,
-    style_scores,
-)
+from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, main_of, run
+from style_tune.core.train_logs import STYLE_SCORES, style_scores
 
 STEP = "convert"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

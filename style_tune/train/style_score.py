@@ -52,7 +52,7 @@ from torch.utils.data import Dataset
 
 from style_tune.core.io import write_atomically
 from style_tune.core.prompts import STOP_WORDS, STYLE_SLUGS, STYLES, render_chatml
-from style_tune.core.steps import STYLE_SCORES, style_scores
+from style_tune.core.train_logs import STYLE_SCORES, style_scores
 
 #: What the metric reports, after mmengine's prefix "style/" (scalars.json, TensorBoard): the headline,
 #: the margin, sanity, accuracy per style, and the checkpoint rule's number.

@@ -65,7 +65,7 @@ def test_stale_card_is_caught(tmp_path: Path) -> None:
     text = (REPO_ROOT / "style_data" / "README.md").read_text(encoding="utf-8")
     card.write_text(text.replace("| total | 920 |", "| total | 921 |"), encoding="utf-8")
     result = run_tool(UPDATE, "--card", card, "--check")
-    assert result.returncode == 1 and "out of date" in result.stderr
+    assert result.returncode == 1 and result.stderr.startswith(f"data-card: {card} is out of date")
     assert run_tool(UPDATE, "--card", card).returncode == 0
     assert card.read_text(encoding="utf-8") == text
 
@@ -87,7 +87,8 @@ def test_planted_near_duplicate_is_flagged(tmp_path: Path) -> None:
     result = run_tool(CHECK, planted, "--max-jaccard", "0.5")
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{planted}:2 and {planted}:6" in result.stderr
-    assert "near-duplicate" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"python -m style_tune.data.check: near-duplicate replies in {planted}")
     assert run_tool(CHECK, planted, "--max-jaccard", "0.95").returncode == 0
 
 

@@ -190,5 +190,5 @@ def test_split_ctrl_c_says_one_line_and_leaves_nothing(split_reference, tmp_path
     at = kill_points.points(split_reference[1])["middle"]
     proc = kill_points.make(["split", f"SPLIT_DIR={tmp_path}/out"], root=tmp_path,
                             log=tmp_path.parent / f"{tmp_path.name}.log", at=at, sig="INT")
-    kill_points.interrupted_cleanly(proc, "split_data.py")
+    kill_points.interrupted_cleanly(proc, "split")
     assert kill_points.leftovers(tmp_path) == []

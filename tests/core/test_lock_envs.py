@@ -1,8 +1,9 @@
 """style_tune/dev/lock_envs.py: the CUDA coherence check on lock files, the one-Python rule, and the
 guard's import check failing on a broken lock (installed from uv's cache, as tools/setup_env.sh does).
 
-The resolver side (every env resolves from PyPI, locks are fresh) and each env's smallest step are
-`make check-envs`, which `make test` runs first.
+The resolver side (every env resolves from PyPI, locks are fresh) is `make check-envs`, which `make test`
+runs first; each env's smallest step runs there too (envs without a suite) or in its suite
+(SUITE/test_ENV_env_step.py).
 """
 
 from __future__ import annotations
@@ -167,3 +168,16 @@ def test_imports_are_checked_again_only_after_a_change(tmp_path: Path,
     assert lock_envs.imports_checked_since_last_change("eval")
     os.utime(tmp_path / "benchmarks" / "m.py", (2_000_000_001, 2_000_000_001))  # edited after the build
     assert not lock_envs.imports_checked_since_last_change("eval")
+
+
+def test_every_envs_smallest_step_runs_in_make_test() -> None:
+    """`make test` runs `check-envs SMOKE=untested`, which leaves an env that has a suite to it: that suite
+    must run the env's SMOKE steps (tests/env_steps.py), or a step could break with CI green."""
+    recipe = re.search(r"^test:.*\n((?:\t.*\n)+)", (REPO_ROOT / "Makefile").read_text(encoding="utf-8"), re.M)
+    assert recipe and "check-envs SMOKE=untested" in recipe.group(1)
+    for env, spec in lock_envs.ENVS.items():
+        if spec.suite is None:
+            continue
+        assert f"-m pytest {spec.suite}" in recipe.group(1), env
+        test = REPO_ROOT / spec.suite / f"test_{env}_env_step.py"
+        assert test.is_file() and f'run_env_step("{env}"' in test.read_text(encoding="utf-8"), env

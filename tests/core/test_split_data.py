@@ -20,7 +20,7 @@ import pytest
 
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import STYLES, output_text, system_text
-from style_tune.data import csv_input, grouping, split_stats, xtuner_json
+from style_tune.data import csv_input, grouping, options, split_stats, xtuner_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOL = ("-m", "style_tune.data.split")
@@ -470,6 +470,16 @@ def test_success_leaves_no_temporaries(tmp_path: Path) -> None:
     assert sorted(path.name for path in out.iterdir()) == ["test.json", "train.json", "val.json"]
 
 
+def test_what_an_interrupted_run_left_is_removed_in_one_line_naming_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".train.json.0123abcd.tmp").write_text("cut short", encoding="utf-8")  # unlocked, no process
+    result = run_ok(write_csv(tmp_path / "data.csv", dataset(20)), out)
+    assert result.stderr.splitlines() == [
+        f"split: removed what an interrupted run left beside {out / 'train.json'}: .train.json.0123abcd.tmp"]
+    assert sorted(path.name for path in out.iterdir()) == ["test.json", "train.json", "val.json"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -625,8 +635,8 @@ def test_a_split_without_a_style_is_warned_about(tmp_path: Path) -> None:
                if all(turn(row)["output"].split("\n")[0] != SHARP for row in split)]
     assert sorted(lacking) == ["test", "val"]  # 问题0 is a train prompt (see the pinned split)
     assert result.stderr == (
-        "split_data.py: warning: the val split has no 毒舌 rows\n"
-        "split_data.py: warning: the test split has no 毒舌 rows\n"
+        "split: warning: the val split has no 毒舌 rows\n"
+        "split: warning: the test split has no 毒舌 rows\n"
     )
     assert stats_md.read_text(encoding="utf-8").endswith(
         "\n\nWarning: the val split has no 毒舌 rows.\nWarning: the test split has no 毒舌 rows.\n"
@@ -699,7 +709,7 @@ def test_header_problems_exactly(tmp_path: Path) -> None:
         "data.csv:1: header: column 'user' appears 2 times",
         "data.csv:1: header: missing required column 'style'; "
         "found columns: 'user', 'assistant', 'user', 'extra'",
-        "split_data.py: 2 problem(s) in data.csv; nothing written",
+        "split: 2 problem(s) in data.csv; nothing written",
     ]
     data.write_text("", encoding="utf-8")
     assert run_tool(data, tmp_path / "out").stderr.splitlines()[0] == (
@@ -749,8 +759,8 @@ def test_max_chars_bounds(tmp_path: Path) -> None:
 def test_usage_error_messages(tmp_path: Path, args: list[str], message: str) -> None:
     result = run_tool(write_csv(tmp_path / "data.csv", dataset(20)), tmp_path / "out", *args)
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0].startswith("usage: split_data.py ")
-    assert result.stderr.splitlines()[-1] == f"split_data.py: error: {message}"
+    assert result.stderr.splitlines()[0].startswith("usage: python -m style_tune.data.split ")
+    assert result.stderr.splitlines()[-1] == f"python -m style_tune.data.split: error: {message}"
 
 
 def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
@@ -759,19 +769,20 @@ def test_output_paths_that_cannot_be(tmp_path: Path) -> None:
     blocker.write_text("")
     result = run_tool(data, blocker)
     assert result.stderr.splitlines()[-1] == (
-        f"split_data.py: error: --out-dir: {blocker} exists and is not a directory"
+        f"python -m style_tune.data.split: error: --out-dir: {blocker} exists and is not a directory"
     )
     result = run_tool(data, tmp_path / "out", "--stats-md", str(tmp_path))
-    assert result.stderr.splitlines()[-1] == f"split_data.py: error: --stats-md: {tmp_path} is a directory"
+    assert result.stderr.splitlines()[-1] == (
+        f"python -m style_tune.data.split: error: --stats-md: {tmp_path} is a directory")
     result = run_tool(data, blocker / "sub")
     assert result.returncode == 1
-    assert result.stderr.startswith("split_data.py: cannot write output: [Errno 20] Not a directory")
+    assert result.stderr.startswith("split: cannot write output: [Errno 20] Not a directory")
 
 
 def test_ratios_are_scaled_to_sum_exactly_to_one() -> None:
-    ratios = split_data.parse_ratios("0.3333333,0.3333333,0.3333333")
+    ratios = options.parse_ratios("0.3333333,0.3333333,0.3333333")
     assert sum(ratios) == 1 and ratios == (Fraction(1, 3),) * 3
-    assert split_data.parse_ratios("0.8,0.1,0.1000009") == (
+    assert options.parse_ratios("0.8,0.1,0.1000009") == (
         Fraction(8, 10) / Fraction(10000009, 10000000), Fraction(1, 10) / Fraction(10000009, 10000000),
         Fraction(1000009, 10000000) / Fraction(10000009, 10000000),
     )
@@ -806,14 +817,14 @@ def test_report_problems_order_and_limit(capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().err.splitlines() == [
         "f.csv: file: whole file",
         "f.csv:1: a: first line",
-        "split_data.py: 2 problem(s) in f.csv; nothing written",
+        "split: 2 problem(s) in f.csv; nothing written",
     ]
     many = [Problem(line, "c", "m") for line in range(205, 0, -1)]
     split_data.report_problems(many, "f.csv")
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 202 and err[0] == "f.csv:1: c: m" and err[199] == "f.csv:200: c: m"
     assert err[200:] == [
-        "... and 5 more problem(s)", "split_data.py: 205 problem(s) in f.csv; nothing written"
+        "... and 5 more problem(s)", "split: 205 problem(s) in f.csv; nothing written"
     ]
     assert str(csv_input.InputError(many)) == "205 problem(s)"
 

@@ -19,6 +19,7 @@ import pytest
 from train_stand_ins import stand_in_xtuner_train, train_inputs
 
 from style_tune.core import defaults, io, steps
+from style_tune.core.train_logs import STYLE_SCORES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -131,22 +132,6 @@ def test_atomic_dir_refuses_to_replace_without_force(tmp_path: Path, capsys) -> 
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in final.iterdir()) == ["new"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
-
-
-def test_loss_curve_joins_runs_and_skips_other_records(tmp_path: Path) -> None:
-    def scalars(run: str, records: list[dict]) -> None:
-        path = tmp_path / run / "vis_data" / "scalars.json"
-        path.parent.mkdir(parents=True)
-        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-
-    scalars("20260101_000000", [{"iter": 1, "loss": 3.0, "lr": 1}, {"iter": 2, "loss": 2.5},
-                                {"iter": 3, "loss": 9.0}, {"iter": 3, "lr": 0.1}, {"loss": 7.0}])
-    scalars("20260101_010000", [{"iter": 3, "loss": "2.25"}, {"iter": 4, "loss": 2}])
-    (tmp_path / "20260101_020000" / "vis_data").mkdir(parents=True)  # a run that logged nothing
-    curve = steps.loss_curve(tmp_path)
-    assert curve == [(1, 3.0), (2, 2.5), (3, 2.25), (4, 2.0)]
-    assert all(type(i) is int and type(loss) is float for i, loss in curve)
-    assert steps.loss_curve(tmp_path / "missing") == []
 
 
 # --- style_tune/train/train.py -----------------------------------------------------------------------------
@@ -439,7 +424,7 @@ def record(work: Path, *bests: dict) -> None:
     """A style_scores.jsonl whose lines name these bests."""
     lines = [{"iter": 4 * (i + 1), "checkpoint": f"iter_{4 * (i + 1)}.pth", "metrics": {}, "best": best}
              for i, best in enumerate(bests)]
-    (work / steps.STYLE_SCORES).write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (work / STYLE_SCORES).write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def convert_inputs(tmp_path: Path, *iterations: int) -> tuple[Path, Path]:
@@ -458,7 +443,7 @@ def test_convert_iter_best_takes_the_record_s_last_best(tmp_path: Path, monkeypa
     calls: list = []
     monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
     assert exits(capsys, convert.main, args) == (
-        f"convert: error: no {steps.STYLE_SCORES} in {work}: ITER=best needs a run scored at its saves (the "
+        f"convert: error: no {STYLE_SCORES} in {work}: ITER=best needs a run scored at its saves (the "
         "shipped configs score every save); convert by iteration instead: ITER=N")
     record(work, {"iter": None, "checkpoint": None, "why": "none qualifies"})
     assert exits(capsys, convert.main, args) == (
@@ -467,7 +452,7 @@ def test_convert_iter_best_takes_the_record_s_last_best(tmp_path: Path, monkeypa
            {"iter": 4, "checkpoint": "best_style_sane_margin_iter_4.pth", "why": "the widest margin"})
     assert exits(capsys, convert.main, args) == (
         f"convert: error: {work / 'best_style_sane_margin_iter_4.pth'} not found, though "
-        f"{work / steps.STYLE_SCORES} names it as the best checkpoint")
+        f"{work / STYLE_SCORES} names it as the best checkpoint")
     checkpoint(work / "best_style_sane_margin_iter_4.pth")
     assert convert.main(args) == 0 and calls[0][1][-3] == str(work / "best_style_sane_margin_iter_4.pth")
     out = capsys.readouterr().out

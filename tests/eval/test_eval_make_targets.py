@@ -28,6 +28,7 @@ from pathlib import Path
 
 import chat_cases
 import pytest
+from verdict_sim import STRENGTHS, lines, simulate
 
 from style_tune.core.prompts import render_chatml
 from style_tune.deploy.serving import SERVED_MODEL_NAME
@@ -104,10 +105,17 @@ def test_demo_runs_end_to_end_and_reports_its_loss_and_artefacts(demo_run: dict)
     assert sum(line.startswith("user:      ") for line in lines) == 6  # --show's default
     artefacts = [f"stand-in base:     {demo_run['base']}",
                  f"training run:      {work_dir} (config, logs, iter_*.pth checkpoints)",
+                 f"training curves:   {work_dir / 'curves'} (loss, learning rate, ... by iteration: PNGs, "
+                 "curves.csv)",
                  f"LoRA adapter:      {work_dir / 'adapter'}", f"merged model:      {demo_run['tuned']}",
                  f"data splits:       {split}"]
     assert [line for line in lines if line in artefacts] == artefacts
     assert any(line.startswith("demo wall time:") and line.endswith(" s") for line in lines)
+    # `make train` in the demo drew the curves: the CSV holds the logged losses, the figures are there
+    with (work_dir / "curves" / "curves.csv").open(encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [(int(row["iter"]), float(row["loss"])) for row in rows if row["loss"]] == losses
+    assert {"loss.png", "lr.png", "grad_norm.png"} <= {p.name for p in (work_dir / "curves").iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +191,17 @@ def test_judge_adds_its_section_and_columns_to_the_report(style_run: dict, model
     report = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "## Side-by-side verdicts" in report and "| people | all | 1 | 1 | 1 | 1 | 0 | 0 | 0 |" in report
     assert "1 line(s) of it are not verdicts and are not counted" in report
+    assert "## Ranking" not in report and not (tmp_path / "report_ranking.png").exists()  # two models
+    # verdicts over four models (simulated, tests/verdict_sim.py): the report ranks them, with its figure
+    ranked = tmp_path / "ranked.jsonl"
+    ranked.write_text(lines(simulate(STRENGTHS, 20, 0)), encoding="utf-8")
+    make("report", f"STYLE_DIR={tmp_path}", f"TRAIN_WORK_DIR={models['work_dir']}", f"VERDICTS={ranked}",
+         "ANCHOR=sft", "RANKING_ROUNDS=50")
+    with_ranking = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "## Ranking (Bradley–Terry)" in with_ranking and "Anchor: sft = 1000 (ANCHOR=sft)" in with_ranking
+    assert "intervals from 50 of 50 bootstrap rounds (seed 42)" in with_ranking
+    assert "](report_ranking.png)" in with_ranking
+    assert (tmp_path / "report_ranking.png").read_bytes()[:4] == b"\x89PNG"
     # the pairwise judge on the same run: every pair asked in both orders; the junk answers are counted
     # apart, never as a verdict, by make verdicts beside the person's
     make("judge-pairs", f"STYLE_DIR={tmp_path}", f"JUDGE_API={cpu_server.base_url}",

@@ -1,7 +1,9 @@
-"""`make gen-data` without a server: the styles file, input cleaning and its errors, the journal, the
-request plan, and validation on real replies (the shipped data and hand-written bad ones).
+"""`make gen-data` without a server: the styles file, the command's errors (bad input, the judge's data,
+an unreachable API, its arguments), and validation on real replies (the shipped data and hand-written
+bad ones).
 
-The live runs (retries, faults, kill and resume) are in test_gen_data_server.py.
+The live runs (retries, faults, kill and resume) are in test_gen_data_server.py; the standard-library
+parts (prompts, request plan and journal, CSV output) in tests/core/test_gen_data_parts.py.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pytest
 from style_tune.core.prompts import STYLE_SLUGS, STYLE_SYSTEMS, STYLES
 from style_tune.core.styles import STYLES_FILE, StylesError, load_styles
 from style_tune.data import generate
-from style_tune.data.generate import Answer, Journal, clean_prompts, plan_requests, read_prompts, validate
+from style_tune.data.gen.validate import Answer, check_judge_data, load_judge, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "style_data" / "style_chat_data.csv"
@@ -31,7 +33,7 @@ def styles():
 
 @pytest.fixture(scope="module")
 def judge():
-    return generate.load_judge(DATA, seed=42)
+    return load_judge(DATA, seed=42)
 
 
 # ------------------------------------------------------------------------------ the styles file
@@ -74,41 +76,7 @@ def test_a_styles_file_that_is_not_json_names_line_and_column(tmp_path: Path) ->
         load_styles(path)
 
 
-# ------------------------------------------------------------------------------ input prompts
-
-def test_prompts_are_cleaned_and_every_drop_is_counted() -> None:
-    items = list(enumerate([
-        "  今天  好累啊  ",                       # whitespace collapsed
-        "今天 好累啊",                            # a repeat after cleaning
-        "ＡＢＣ考了１００分！",                      # NFKC: full-width ASCII; Chinese punctuation kept
-        "ABC考了100分!",                          # a repeat by the split tool's normalisation (NFKC)
-        "看这个 https://example.com/a?b=1 笑死",  # URL removed
-        "@bob_99 你说得对",                        # ASCII handle removed
-        "老板在群里@所有人，邮件发给 a@b.com",       # a CJK mention and an e-mail address are kept
-        "https://t.co/x",                         # nothing left
-        "嗯",                                     # too short
-        "长" * 201,                               # too long
-    ], start=1))
-    prompts = clean_prompts(items, {"min_chars": 2, "max_chars": 200})
-    assert prompts.kept == ["今天 好累啊", "ABC考了100分！", "看这个 笑死", "你说得对",
-                            "老板在群里@所有人，邮件发给 a@b.com"]
-    assert prompts.read == 10 and prompts.stripped == 3
-    assert prompts.dropped == {"duplicates": 2, "empty after cleaning": 1, "shorter than 2 characters": 1,
-                               "longer than 200 characters": 1}
-    assert "10 prompts read, 5 kept (3 had URLs or @handles removed); dropped 5" in prompts.summary(Path("p"))
-
-
-def test_prompts_come_from_lines_a_csv_column_or_a_jsonl_field(tmp_path: Path) -> None:
-    lines = tmp_path / "p.txt"
-    lines.write_text("\ufeff第一句\r\n\r\n第二句\n", encoding="utf-8")
-    assert read_prompts(lines, "user") == [(1, "第一句"), (3, "第二句")]
-    table = tmp_path / "p.csv"
-    table.write_text('id,text\n1,"第一句，带逗号"\n2,"第二\n行"\n3,\n', encoding="utf-8")
-    assert read_prompts(table, "text") == [(2, "第一句，带逗号"), (3, "第二\n行")]
-    jsonl = tmp_path / "p.jsonl"
-    jsonl.write_text('{"q": "第一句"}\n\n{"q": "第二句", "x": 1}\n', encoding="utf-8")
-    assert read_prompts(jsonl, "q") == [(1, "第一句"), (3, "第二句")]
-
+# ------------------------------------------------------------------------------ the command
 
 @pytest.mark.parametrize(("name", "content", "column", "expected"), [
     ("p.csv", "id,text\n1,你好\n", "user",
@@ -137,6 +105,30 @@ def test_bad_input_gets_one_line_per_problem_naming_file_row_and_column(
     assert not (tmp_path / "out.csv").exists()
 
 
+@pytest.mark.parametrize(("content", "expected"), [
+    (None, r"judge\.csv: no such file \(--judge-data: the CSV the style judge learns from\)$"),
+    ("user,style,assistant\n你好,温柔,你好呀\n",
+     r"judge\.csv: the style judge needs a user,style,assistant CSV with replies of every style "
+     r"\(温柔, 毒舌; none of 毒舌\): give one with GEN_ARGS="),
+    ("user,style,assistant\n你好,温柔,\n再见,毒舌,走好\n", r"judge\.csv: .*; none of -\)"),  # an empty reply
+])
+def test_the_judges_data_is_checked_before_anything_is_asked(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                             content: str | None, expected: str) -> None:
+    prompts, judge_data = tmp_path / "p.txt", tmp_path / "judge.csv"
+    prompts.write_text("你好呀\n", encoding="utf-8")
+    if content is not None:
+        judge_data.write_text(content, encoding="utf-8")
+    code = generate.main([str(prompts), "--out", str(tmp_path / "out.csv"), "--judge-data", str(judge_data),
+                          "--api-base", "http://127.0.0.1:9/v1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == generate.EXIT_BAD_INPUT
+    assert len(err) == 1 and re.match(rf"^gen-data: {re.escape(str(tmp_path))}/{expected}", err[0]), err
+    unjudged = load_styles()  # styles the judge does not read need no judge data
+    for style in unjudged:
+        style.rules["judge"] = "off"
+    check_judge_data(judge_data, unjudged, unjudged.labels)
+
+
 def test_an_unreachable_api_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     prompts = tmp_path / "p.txt"
     prompts.write_text("你好呀\n", encoding="utf-8")
@@ -146,39 +138,6 @@ def test_an_unreachable_api_is_one_line_and_exit_1(tmp_path: Path, capsys: pytes
     assert code == generate.EXIT_API
     assert err[-1].startswith("gen-data: error: cannot reach http://127.0.0.1:9/v1/")
     assert "make serve" in err[-1]
-
-
-# ------------------------------------------------------------------------------ requests and journal
-
-def test_requests_carry_the_style_prompt_and_a_key_for_everything_the_answer_depends_on(styles) -> None:
-    requests = plan_requests(["今天好累"], styles, ["温柔", "毒舌"], 2, "m", 42)
-    assert [(r.style, r.sample, r.index) for r in requests] == [
-        ("温柔", 0, 0), ("温柔", 1, 1), ("毒舌", 0, 2), ("毒舌", 1, 3)]
-    gentle = requests[0].body
-    assert gentle["messages"][0] == {"role": "system", "content": styles["温柔"].prompt}
-    assert gentle["messages"][-1] == {"role": "user", "content": "今天好累"}
-    assert len(gentle["messages"]) == 2 + 2 * len(styles["温柔"].examples)
-    assert gentle["temperature"] == 0.9 and gentle["max_tokens"] == 160
-    assert len({r.key for r in requests}) == len({r.body["seed"] for r in requests}) == 4
-    again = plan_requests(["今天好累"], styles, ["温柔", "毒舌"], 2, "m", 42)
-    assert [r.key for r in again] == [r.key for r in requests]
-    for changed in (plan_requests(["今天好累"], styles, ["温柔"], 1, "other-model", 42),
-                    plan_requests(["今天好累"], styles, ["温柔"], 1, "m", 7)):
-        assert changed[0].key != requests[0].key
-
-
-def test_the_journal_drops_a_line_cut_short_and_is_locked(tmp_path: Path) -> None:
-    path = tmp_path / "out.journal.jsonl"
-    path.write_bytes(b'{"key": "a", "reply": "1"}\n{"key": "b", "reply": "2"}\n{"key": "c", "re')
-    journal = Journal(path)
-    assert set(journal.open()) == {"a", "b"} and journal.dropped_partial
-    with pytest.raises(generate.InputError, match="another gen-data run is writing this journal"):
-        Journal(path).open()
-    journal.append({"key": "c", "reply": "3"})
-    journal.close()
-    again = Journal(path)
-    assert set(again.open()) == {"a", "b", "c"} and not again.dropped_partial
-    again.close()
 
 
 def test_make_gen_data_passes_its_variables_to_the_step() -> None:
@@ -206,7 +165,6 @@ def test_no_prompts_file_is_one_line(capsys: pytest.CaptureFixture) -> None:
 def test_the_output_path_must_be_a_csv(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         generate.parse_args([str(tmp_path / "p.txt"), "--out", str(tmp_path / "out.json")])
-    assert generate.side_path(Path("d/gen.csv"), ".rejected.csv") == Path("d/gen.rejected.csv")
 
 
 # ------------------------------------------------------------------------------ validation

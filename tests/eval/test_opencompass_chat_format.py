@@ -136,3 +136,48 @@ def test_generation_stops_at_the_end_token_training_used(opencompass_model) -> N
     model = opencompass_model()
     assert {IM_END, ENDOFTEXT} <= set(model.stop_words)
     assert model.tokenizer.eos_token == IM_END
+
+
+# ------------------------------------------------------------------------------ make eval-retention
+#: A FewCLUE bustm row and the prompt OpenCompass's FewCLUE_bustm_gen config asks with it, by hand.
+BUSTM_ROW = {"sentence1": "今天北京的天气怎么样", "sentence2": "北京今天天气如何", "label": "1"}
+BUSTM_PROMPT = ("语句一：“今天北京的天气怎么样”\n语句二：“北京今天天气如何”\n"
+                "请判断语句一和语句二说的是否是一个意思？\nA. 无关\nB. 相关\n请从“A”，“B”中进行选择。\n答：")
+
+
+@pytest.mark.parametrize("mode", ["label", "controllable"])
+def test_retention_entries_prompt_their_training_format(mode: str, tiny_model_dir: Path, monkeypatch) -> None:
+    """eval_configs/retention.py: every entry's model, built by OpenCompass from the config, asks
+    eval-select's FewCLUE prompt (the dataset config's own template on a row) as the user message, after
+    the entry's system text: each style's for a controllable model, label mode's for a label model, none
+    for the base and the `none` entry (Qwen's template then writes its default, which is label mode's
+    text: a label model's training format is the no-system prompt, asked once)."""
+    from chat_cases import GENTLE_SYSTEM, LABEL_SYSTEM, SNARKY_SYSTEM
+    from mmengine.config import Config
+    from opencompass.openicl.icl_prompt_template import PromptTemplate
+    from opencompass.utils.build import build_model_from_cfg
+
+    monkeypatch.setenv("RETENTION_BASE", str(tiny_model_dir))
+    monkeypatch.setenv("RETENTION_TUNED", f"t={tiny_model_dir}:{mode}")
+    monkeypatch.setenv("RETENTION_DEVICE", "cpu")
+    cfg = Config.fromfile(str(REPO_ROOT / "eval_configs" / "retention.py"))
+    select = Config.fromfile(str(REPO_ROOT / "eval_configs" / "select_models.py"))
+    assert cfg.datasets == select.datasets  # eval-select's datasets and prompts, as they are
+    bustm = next(d for d in cfg.datasets if d["abbr"] == "bustm-dev")
+    template = {k: v for k, v in bustm["infer_cfg"]["prompt_template"].items() if k != "type"}
+    prompt = PromptTemplate(**template).generate_item(BUSTM_ROW)
+    expected_system = {"base": LABEL_SYSTEM, "t@none": LABEL_SYSTEM, "t@label": LABEL_SYSTEM,
+                       "t@gentle": GENTLE_SYSTEM, "t@snarky": SNARKY_SYSTEM}
+    abbrs = [m["abbr"] for m in cfg.models]
+    assert abbrs == (["base", "t@label"] if mode == "label" else ["base", "t@gentle", "t@snarky", "t@none"])
+    for model_cfg in cfg.models:
+        model = build_model_from_cfg(model_cfg)
+        with recording(model) as seen:
+            model.generate_from_template([prompt], max_out_len=1)
+        text = (f"<|im_start|>system\n{expected_system[model_cfg['abbr']]}<|im_end|>\n"
+                f"<|im_start|>user\n{BUSTM_PROMPT}<|im_end|>\n<|im_start|>assistant\n")
+        assert seen["texts"] == [text], model_cfg["abbr"]
+        assert seen["ids"] == [model.tokenizer(text, add_special_tokens=False)["input_ids"]]
+        sent_system = model_cfg["meta_template"].get("begin", {}).get("prompt")
+        no_system = model_cfg["abbr"] in ("base", "t@none")
+        assert sent_system == (None if no_system else expected_system[model_cfg["abbr"]])

@@ -75,8 +75,8 @@ def test_a_third_style_goes_through_every_step_without_code_change(tmp_path: Pat
     assert "style_data/chat_template_controllable_tsundere.json is missing" in proc.stderr, proc.stderr
 
     # gen-data's rules: the style's own markers apply
-    check = ("from style_tune.core.styles import load_styles; from style_tune.data.generate import Answer, "
-             "validate; s = load_styles(); print(validate(["
+    check = ("from style_tune.core.styles import load_styles; "
+             "from style_tune.data.gen.validate import Answer, validate; s = load_styles(); print(validate(["
              "Answer('好累', '傲娇', '今天累坏了吧，早点休息，明天加油哦'), "
              "Answer('好累', '傲娇', '哼，累了就早点睡啊笨蛋，才不是担心你呢。')], s))")
     assert run("-c", check, env=env).stdout.strip() == "[['no marker: none of 哼, 才不是, 笨'], []]"

@@ -19,7 +19,8 @@ from test_recipe import CPU_CONFIG, FAST, make
 from train_stand_ins import stand_in_xtuner_train, train_inputs
 
 from style_tune.core import steps
-from style_tune.core.steps import iter_checkpoints, style_scores
+from style_tune.core.steps import iter_checkpoints
+from style_tune.core.train_logs import style_scores
 from style_tune.train import train
 
 

@@ -24,7 +24,7 @@ import torch
 from chat_cases import CASES, Case
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES
-from style_tune.core.steps import loss_curve
+from style_tune.core.train_logs import loss_curve
 from style_tune.data.prefs import pair
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,6 +8,7 @@ a number; an interrupted and resumed run must reproduce it, loss by loss and wei
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import kill_points
 import pytest
 import torch
 
-from style_tune.core.steps import loss_curve, style_scores
+from style_tune.core.train_logs import loss_curve, style_scores
 from style_tune.train.style_score import REPORTED, SAVE_BEST, SELECTION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -109,6 +110,37 @@ def test_train_writes_checkpoints_and_loss(trained: dict) -> None:
     work_dir = trained["work_dir"]
     assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
     assert [i for i, _ in loss_curve(work_dir)] == list(range(1, ITERS + 1))
+
+
+def curves_rows(curves_dir: Path) -> list[dict[str, str]]:
+    with (curves_dir / "curves.csv").open(encoding="utf-8", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_train_draws_the_runs_curves_and_make_curves_redraws_them(trained: dict, tmp_path: Path) -> None:
+    """`make train` ends with `make curves`: one CSV row per iteration with every series the run logged
+    in training, value for value, and a figure of each; `make curves` on the same work dir writes the same
+    CSV. (The validation scores, where a config logs them: tests/train/test_curves.py's synthetic logs.)"""
+    work_dir = trained["work_dir"]
+    logged = {record["iter"]: record for scalars in sorted(work_dir.glob("*/vis_data/scalars.json"))
+              for record in map(json.loads, scalars.read_text(encoding="utf-8").splitlines())
+              if "iter" in record}
+    rows = curves_rows(work_dir / "curves")
+    training = [name for name in rows[0] if not name.startswith(("style/", "val/"))]
+    assert training == ["iter", "loss", "loss_smoothed", "lr", "grad_norm", "time", "data_time"]
+    assert [int(row["iter"]) for row in rows] == list(range(1, ITERS + 1)) == sorted(logged)
+    for row in rows:
+        record = logged[int(row["iter"])]
+        assert {k: float(row[k]) for k in training if k not in ("iter", "loss_smoothed")} == {
+            k: v for k, v in record.items() if k not in ("iter", "step")}
+    assert float(rows[-1]["loss_smoothed"]) != float(rows[-1]["loss"])
+    figures = {p.name for p in (work_dir / "curves").iterdir()} - {"style_scores.png"}  # no GPU memory
+    assert sorted(figures) == ["curves.csv", "grad_norm.png", "loss.png", "lr.png", "time.png"]
+    proc = make("curves", f"WORK_DIR={work_dir}", f"CURVES_DIR={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "curves.csv").read_bytes() == (work_dir / "curves" / "curves.csv").read_bytes()
+    assert "curves: not logged in this run, so no figure: tokens_per_sec, memory" in proc.stdout
+    print(f"make curves on the real run: {proc.stdout.strip()}")
 
 
 def test_seeded_run_has_the_pinned_loss(trained: dict) -> None:
@@ -403,10 +435,19 @@ def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split
     assert style_scores(work_dir) == style_scores(trained["work_dir"])
     assert sorted(p.name for p in work_dir.glob("best_*.pth")) == sorted(
         p.name for p in trained["work_dir"].glob("best_*.pth"))
+    # the killed late run and the rerun both logged iterations 5-8: the curves (make train's last step)
+    # keep one point per iteration, equal to the uninterrupted run's
+    logged = [json.loads(line).get("iter") for scalars in runs for line in scalars.read_text().splitlines()]
+    assert logged.count(5) >= 2, logged
+    rows = curves_rows(work_dir / "curves")
+    assert [int(row["iter"]) for row in rows] == list(range(1, ITERS + 1))
+    expected = [loss for _, loss in loss_curve(trained["work_dir"])]
+    assert [float(row["loss"]) for row in rows] == pytest.approx(expected, abs=RESUME_LOSS_ATOL)
     print("kill point: train early (its work dir made), middle (iter_4.pth written, not yet scored), late "
           "(iter_8.pth opened, empty), each killed run a rerun of the one before: the middle one started "
           "over, the late one scored iteration 4 and resumed at 5, the last rerun removed the cut "
-          "iter_8.pth, resumed at 5, same losses, weights, style scores and best checkpoint")
+          "iter_8.pth, resumed at 5, same losses, weights, style scores and best checkpoint; one curve point "
+          "per iteration")
 
 
 def test_training_ctrl_c_stops_xtuner_and_says_one_line(trained: dict, split_dir: Path,

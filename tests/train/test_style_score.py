@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from style_tune.core.steps import style_scores
+from style_tune.core.train_logs import style_scores
 from style_tune.train.style_score import (
     REPORTED,
     SAVE_BEST,
@@ -88,7 +88,7 @@ def run_training(tiny_model_dir: Path, split_dir: Path, work_dir: Path, scores: 
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from style_tune.core.steps import loss_curve
+    from style_tune.core.train_logs import loss_curve
     from style_tune.train.style_score import StyleScoreHook, StyleValLoop, StyleValPrompts, as_list
     from style_tune.train.xtuner_cpu import CPUSupervisedFinetune
 

@@ -1,16 +1,26 @@
-"""The rating session's pieces, in process (no server, no browser): which prompts a session holds, the
-order drawn per prompt, the resume point read from the verdict file, and what the page config names in
+"""The rating session's pieces, in process (no server, no browser): which prompts a session holds, which
+pair of models each prompt goes to, the order drawn per prompt, the resume point read from the verdict
+file, the logins and the refusal to listen beyond loopback without one, and what the page config names in
 blind and non-blind mode (stand-in endpoints: only their names, URLs and model names are read)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import subprocess
+import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
-from style_tune.core.prompts import STYLE_SYSTEMS, system_text
+import pytest
+
+from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, system_text
 from style_tune.eval.verdicts import record, shown_order
-from style_tune.webui.app import build_page, judged, session_items
+from style_tune.webui.app import build_page, check_exposure, judged, pair_plan, read_logins, session_items
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 ENDPOINTS = {"base": SimpleNamespace(model="base-model-x", base_url="http://127.0.0.1:1111/v1"),
              "tuned": SimpleNamespace(model="tuned-model-y", base_url="http://127.0.0.1:2222/v1")}
@@ -71,3 +81,84 @@ def test_blind_config_names_no_endpoint_and_demo_mode_does(tmp_path: Path) -> No
             assert not [s for s in secrets if s in config] and "tuned" not in config
         else:
             assert all(s in config for s in secrets)
+
+
+def test_every_pair_is_asked_equally_often_and_about_each_style_alike() -> None:
+    for names, per_style in ((["m1", "m2", "m3"], 6), (["m1", "m2", "m3", "m4"], 6), (["m1", "m2", "m3"], 7)):
+        items = [{"prompt": f"p{i}", "style": style} for i in range(per_style) for style in STYLES]
+        plan = pair_plan(items, names, seed=3)
+        pairs = list(itertools.combinations(names, 2))
+        assert set(plan) == set(pairs)  # each pair keeps the names' order within it (A/B is drawn apart)
+        for style in STYLES:
+            counts = Counter(pair for pair, item in zip(plan, items, strict=True) if item["style"] == style)
+            assert max(counts.values()) - min(counts.values()) <= (0 if per_style % len(pairs) == 0 else 1)
+            assert sum(counts.values()) == per_style
+        assert plan == pair_plan(items, names, seed=3)  # a reload, another rater: the same plan
+        assert plan != pair_plan(items, names, seed=4) or len(pairs) == 1
+    # two models: always that pair, so the order is the one drawn before there were more
+    items = [{"prompt": f"p{i}", "style": None} for i in range(5)]
+    assert pair_plan(items, ["base", "tuned"], seed=9) == [("base", "tuned")] * 5
+
+
+def test_logins_come_from_a_file_and_the_environment_and_are_never_shown(tmp_path: Path, capsys) -> None:
+    logins = tmp_path / "raters.txt"
+    logins.write_text("# raters\nann:pw-ann\n\n  bob:p:w:b  \n", encoding="utf-8")
+    assert read_logins(logins, "cy:pw-cy") == [("cy", "pw-cy"), ("ann", "pw-ann"), ("bob", "p:w:b")]
+    assert read_logins(None, "") == []
+    bad_file = tmp_path / "bad.txt"
+    for text, inline, problem in (
+            (None, "ann:secret-1 bob", "WEBUI_AUTH: a login is user:password"),
+            (None, ":secret-1", "WEBUI_AUTH: a login is user:password"),
+            (None, "ann:secret-1 ann:secret-2", "WEBUI_AUTH: user 'ann' is given twice"),
+            ("carol:secret one\n", "", "bad.txt:1: a login is user:password"),
+            ("# nobody\n", "", "holds no login"),
+            ("", "", "No such file")):
+        bad_file.unlink(missing_ok=True)
+        if text:
+            bad_file.write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit):
+            read_logins(None if text is None else bad_file, inline)
+        error = capsys.readouterr().err
+        assert error.startswith("webui: error: ") and error.count("\n") == 1 and problem in error, error
+        assert "secret" not in error
+
+
+def test_only_loopback_goes_without_a_login(capsys) -> None:
+    for host in ("127.0.0.1", "localhost", "::1"):
+        check_exposure(host, [])
+    check_exposure("0.0.0.0", [("ann", "pw")])
+    for host in ("0.0.0.0", "192.168.1.5", "::"):
+        with pytest.raises(SystemExit):
+            check_exposure(host, [])
+        assert f"listening on {host} without a login" in capsys.readouterr().err
+
+
+def test_make_webui_refuses_any_other_address_without_a_login_in_one_line() -> None:
+    """Before any server starts (the model directories do not even exist): one line, and make's exit 2;
+    a bad login stops it the same way, without showing the password."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS", "WEBUI_AUTH"))}
+    models = ["WEBUI_BASE=/nonexistent/a", "WEBUI_TUNED=/nonexistent/b", "WEBUI_HOST=0.0.0.0"]
+    for extra, problem in (([], "listening on 0.0.0.0 without a login"),
+                           (["WEBUI_AUTH=ann"], "WEBUI_AUTH: a login is user:password")):
+        proc = subprocess.run(["make", "-s", "webui", *models, *extra], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("webui: error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and problem in errors[0], proc.stderr
+        assert "starting" not in proc.stdout and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "style_tune.webui.app", "--host", "0.0.0.0", "--base-model",
+                           "/nonexistent/a"], cwd=REPO_ROOT, env={**env, "WEBUI_AUTH": "ann:pw bob:"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "bob" not in proc.stderr, proc.stderr
+
+
+def test_a_blind_page_over_three_models_names_none_of_them(tmp_path: Path) -> None:
+    endpoints = {**ENDPOINTS, "third": SimpleNamespace(model="third-model-z", base_url="http://127.0.0.1:3333/v1")}
+    items = [{"prompt": f"p{i}", "style": style} for i in range(3) for style in STYLES]
+    for login in (False, True):
+        page = build_page(endpoints, "controllable", items, tmp_path / "v.jsonl", seed=0, login=login)
+        config = json.dumps(page.get_config_file(), ensure_ascii=False, default=repr)
+        secrets = ("1111", "2222", "3333", "base-model-x", "tuned-model-y", "third-model-z", "tuned", "third")
+        assert not [s for s in secrets if s in config]
+        assert "3 models take part" in config
+    with pytest.raises(ValueError, match="two or more endpoints"):
+        build_page({"base": ENDPOINTS["base"]}, "label", items, tmp_path / "v.jsonl")
