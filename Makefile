@@ -51,6 +51,13 @@ MODEL ?= $(BASE_MODEL)
 DATA ?= $(SPLIT_DIR)/train.json
 WORK_DIR ?= work_dirs/$(basename $(notdir $(CONFIG)))
 DEEPSPEED ?=
+# The split the style score at every save asks (xtuner_configs/ PART 1): default val.json beside DATA.
+VAL_DATA ?=
+# VIS=tensorboard: TensorBoard event files beside mmengine's scalars.json (which is always written);
+# open them with .envs/train/bin/tensorboard --logdir $(WORK_DIR) --host 127.0.0.1 (docs/recipe.md).
+VIS ?=
+# convert: ITER=N converts iter_N.pth, ITER=best the best checkpoint by the style score (style_scores.jsonl
+# says which and why); default the newest.
 ITER ?=
 ADAPTER ?= $(WORK_DIR)/adapter
 MERGED ?= $(MODELS)/$(basename $(notdir $(CONFIG)))-merged
@@ -81,8 +88,12 @@ DEMO_MERGED = $(MODELS)/tiny-qwen2.5-demo-$(MODE)$(DEMO_SUFFIX)-merged
 # Dropout: 0.1 (the config's) gave 93/76 on the 5-layer single-exchange stand-in, 0.0 91/78: the same
 # within noise.
 DEMO_ITERS ?= 800
+# A checkpoint and a style score every DEMO_SAVE_STEPS iterations: 10 points over the 800 (each one a
+# validation of every val prompt in every style: its share of the time, docs/recipe.md).
+DEMO_SAVE_STEPS ?= 80
 DEMO_TRAIN_ARGS ?= --cfg-options train_cfg.max_iters=$(DEMO_ITERS) param_scheduler.1.end=$(DEMO_ITERS) \
-	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003 randomness.seed=$(shell echo $$((42 + $(DEMO_SEED))))
+	model.lora.lora_dropout=0.0 optim_wrapper.optimizer.lr=0.003 randomness.seed=$(shell echo $$((42 + $(DEMO_SEED)))) \
+	default_hooks.checkpoint.interval=$(DEMO_SAVE_STEPS) train_cfg.val_interval=$(DEMO_SAVE_STEPS)
 # STAGE=dpo|orpo (MODE=controllable): after the SFT, `make prefs` and DPO or ORPO from the merged SFT model
 # (xtuner_configs/qwen2_5_tiny_lora_{dpo,orpo}_style_cpu.py); STAGE=sft, the control: more SFT instead.
 # Each stage gets about the same wall time: iterations measured on the 2-core machine (one torch thread,
@@ -177,8 +188,9 @@ split: env-dev  ## CSV -> data/$(MODE)/{train,val,test}.json, grouped by prompt,
 data-card: env-dev  ## regenerate the statistics in style_data/README.md from the data
 	$(DEV_PY) -m style_tune.data.card
 
-train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR (resumes an interrupted run), then its curves
-	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
+train: env-train  ## train CONFIG on DATA from MODEL into WORK_DIR, a style score at every save (resumes an interrupted run; VIS=tensorboard), then its curves
+	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) STYLE_TUNE_VAL_DATA=$(VAL_DATA) STYLE_TUNE_VIS=$(VIS) \
+		PATH=$(CURDIR)/$(ENVS)/train/bin:$$PATH \
 		$(TRAIN_PY) -m style_tune.train.train $(CONFIG) --work-dir $(WORK_DIR) $(if $(DEEPSPEED),--deepspeed $(DEEPSPEED)) \
 		$(if $(TRAIN_ARGS),-- $(TRAIN_ARGS))
 	$(CURVES) --after-train
@@ -192,7 +204,7 @@ CURVES = $(TRAIN_PY) -m style_tune.train.curves '$(WORK_DIR)' --out '$(CURVES_DI
 curves: env-train  ## WORK_DIR's logged loss, lr, grad norm, style scores... by iteration -> CURVES_DIR (PNGs, curves.csv)
 	$(CURVES)
 
-convert: env-train  ## newest (or ITER=N) checkpoint in WORK_DIR -> HF adapter ADAPTER
+convert: env-train  ## newest (or ITER=N, or ITER=best: the best by the style score) checkpoint in WORK_DIR -> HF adapter ADAPTER
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) \
 		$(TRAIN_PY) -m style_tune.train.convert $(CONFIG) --work-dir $(WORK_DIR) --out $(ADAPTER) \
 		$(if $(ITER),--iter $(ITER)) $(if $(FORCE),--force)

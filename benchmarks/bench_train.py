@@ -6,8 +6,8 @@
 Each variant is one shipped config (xtuner_configs/), run by mmengine's Runner exactly as
 `xtuner train` builds it (XTuner's model, dataset, collate function, optimizer wrapper and train
 loop), for warm-up + measured optimizer steps, in a subprocess of its own so that its memory peak is
-its own. Checkpointing and the chat hook are switched off; a timing hook brackets every step with
-device synchronisation. On a CPU the model and optimizer settings come from the CPU config
+its own. Checkpointing and the style score (validation) are switched off; a timing hook brackets every
+step with device synchronisation. On a CPU the model and optimizer settings come from the CPU config
 (qwen2_5_tiny_lora_style_cpu.py: fp32, no bitsandbytes) while the data settings (batch size,
 max_length, packing) stay each variant's, so the pad-token share is the real one.
 
@@ -124,7 +124,8 @@ def run_variant(name: str, args: argparse.Namespace) -> dict:
     cfg.train_cfg.pop("max_epochs", None)
     cfg.train_cfg.max_iters = total
     cfg.param_scheduler = None  # constant lr: schedules do not change step cost
-    cfg.custom_hooks = []  # no chat-hook generation inside the timed loop
+    cfg.custom_hooks = []  # no hooks of ours inside the timed loop
+    cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None  # no style score (validation) at the end
     cfg.default_hooks.checkpoint = None
     cfg.default_hooks.logger.interval = 10**6
     cfg.visualizer = None

@@ -61,14 +61,15 @@ def results(style_dir: Path) -> dict[str, dict] | None:
 
 def train_seconds(work_dir: Path) -> float | None:
     """Training time of a work dir: mmengine's logged seconds per iteration (each the mean over its
-    logging interval) times the interval, summed; start-up and the chat hook's questions left out."""
+    logging interval) times the interval, summed; start-up and the style scores at the saves (the
+    validation lines, which carry their own time but no loss) left out."""
     scalars = sorted(work_dir.glob("*/vis_data/scalars.json"))
     if not scalars:
         return None
     total, last_step, interval = 0.0, 0, 0
     for line in scalars[-1].read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        if "time" in record and "step" in record:
+        if "time" in record and "step" in record and "loss" in record:
             interval = record["step"] - last_step
             total += record["time"] * interval
             last_step = record["step"]

@@ -15,15 +15,17 @@ LAUNCH_VARIABLES = ("NNODES", "NPROC_PER_NODE", "NODE_RANK", "ADDR", "PORT")
 
 def train_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unset: tuple[str, ...] = ()
                  ) -> dict[str, Path]:
-    """A model dir, a data file and a config that pass train.check_inputs; the launch variables unset."""
+    """A model dir, a data file (with a val.json beside it) and a config that pass train.check_inputs; the
+    launch variables unset."""
     model, data, config = tmp_path / "model", tmp_path / "train.json", tmp_path / "cfg.py"
     model.mkdir()
     (model / "config.json").write_text("{}")
     data.write_text("[]")
+    (tmp_path / "val.json").write_text("[]")  # the split the style score asks, beside the training data
     config.write_text("")
     monkeypatch.setenv("STYLE_TUNE_MODEL", str(model))
     monkeypatch.setenv("STYLE_TUNE_DATA", str(data))
-    for name in (*LAUNCH_VARIABLES, *unset):
+    for name in (*LAUNCH_VARIABLES, "STYLE_TUNE_VAL_DATA", "STYLE_TUNE_VIS", *unset):
         monkeypatch.delenv(name, raising=False)
     return {"model": model, "data": data, "config": config, "work_dir": tmp_path / "work"}
 

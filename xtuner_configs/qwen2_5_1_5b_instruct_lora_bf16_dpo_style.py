@@ -43,6 +43,11 @@ batch_size = 16
 # Higher: a faster style shift, and the replies drift from the SFT model's (content, fluency) sooner.
 lr = 5e-6
 max_epochs = 1  # 736 pairs of the shipped data: 46 steps; more epochs mostly widen the margin on them
+# A style score at every save (style_tune/train/style_score.py), about ten a run: 46 steps, a save every 5
+# gives 10 (5, 10, ..., 45 and the last, 46). The prompts: the validation split beside the pairs (`make
+# prefs` writes them into the controllable split), asked once per style; the judge learns from its train.json.
+save_steps = 5
+val_data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_val_data(data_files)
 
 #######################################################################
 #                      PART 2  Model & Tokenizer                      #
@@ -83,6 +88,9 @@ train_dataloader = dict(
     sampler=dict(type=DefaultSampler, shuffle=True),
     collate_fn=dict(type=preference_collate_fn, use_varlen_attn=use_varlen_attn),
 )
+# the style score's prompts: the validation split beside the pairs, with the start model's tokenizer
+val_dataloader.dataset.path = val_data_files
+val_dataloader.dataset.tokenizer = tokenizer
 
 #######################################################################
 #                    PART 4  Scheduler & Optimizer                    #
@@ -91,17 +99,11 @@ optim_wrapper.optimizer.lr = lr
 param_scheduler[0].end = warmup_ratio * max_epochs
 param_scheduler[1].begin = warmup_ratio * max_epochs
 param_scheduler[1].end = max_epochs
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+train_cfg = dict(type=TrainLoop, max_epochs=max_epochs, val_interval=save_steps)
+val_evaluator.judge_data = __import__("style_tune.core.defaults", fromlist=["_"]).judge_data(val_data_files)
 
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-# The chat hook asks its questions once per style, with that style's system text (as the controllable SFT).
-custom_hooks = [
-    dict(type=DatasetInfoHook, tokenizer=tokenizer),
-    *__import__("style_tune.core.prompts", fromlist=["_"]).style_chat_hooks(
-        dict(custom_hooks[1], tokenizer=tokenizer)
-    ),
-]
-save_steps = 20
+custom_hooks[0].tokenizer = tokenizer  # the start model's
 default_hooks.checkpoint.interval = save_steps

@@ -11,8 +11,11 @@ with read_base():
     from .qwen2_5_1_5b_instruct_lora_int8_style_e3 import *
 
 # The controllable data (__import__: see the main config's note on lazy imports): its training split
-# ($STYLE_TUNE_DATA, else data/controllable/train.json), and the chat hook asked once per style of
-# style_data/styles.json, with that style's system text from style_tune.core.prompts, as the split's.
+# ($STYLE_TUNE_DATA, else data/controllable/train.json) and the validation split beside it, whose prompts
+# the style score asks once per style of style_data/styles.json, with that style's system text from
+# style_tune.core.prompts, as the split's rows carry it.
 data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_train_data("controllable")
 train_dataloader.dataset.dataset.data_files = dict(train=data_files)
-custom_hooks[1:2] = __import__("style_tune.core.prompts", fromlist=["_"]).style_chat_hooks(custom_hooks[1])
+val_data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_val_data(data_files)
+val_dataloader.dataset.path = val_data_files
+val_evaluator.judge_data = __import__("style_tune.core.defaults", fromlist=["_"]).judge_data(val_data_files)

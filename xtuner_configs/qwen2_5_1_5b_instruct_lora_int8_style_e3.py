@@ -8,6 +8,8 @@
 # Paths are read from environment variables, so nothing here needs editing:
 #   STYLE_TUNE_MODEL  base model directory     (default models/Qwen2.5-1.5B-Instruct; make: MODEL=)
 #   STYLE_TUNE_DATA   training split (JSON)     (default data/label/train.json;         make: DATA=)
+#   STYLE_TUNE_VAL_DATA the split scored at each save (default val.json beside STYLE_TUNE_DATA; VAL_DATA=)
+#   STYLE_TUNE_VIS    extra visualizer backend: tensorboard (scalars.json is always written;  make: VIS=)
 # Any other setting: --cfg-options, e.g. `--cfg-options train_dataloader.batch_size=8`.
 # Note: XTuner itself calls AutoConfig.from_pretrained(..., trust_remote_code=True) on the model path:
 # only point STYLE_TUNE_MODEL at model directories you trust.
@@ -22,20 +24,26 @@ from mmengine.hooks import (
     ParamSchedulerHook,
 )
 from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, LinearLR
-from mmengine.visualization import LocalVisBackend, Visualizer
+from mmengine.visualization import LocalVisBackend, TensorboardVisBackend, Visualizer
 from peft import LoraConfig
 from torch.optim import AdamW
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from xtuner.dataset import process_hf_dataset
 from xtuner.dataset.collate_fns import default_collate_fn
 from xtuner.dataset.map_fns import template_map_fn_factory
-from xtuner.engine.hooks import DatasetInfoHook, EvaluateChatHook, VarlenAttnArgsToMessageHubHook
+from xtuner.engine.hooks import DatasetInfoHook, VarlenAttnArgsToMessageHubHook
 from xtuner.engine.runner import TrainLoop
 from xtuner.model import SupervisedFinetune
 from xtuner.parallel.sequence import SequenceParallelSampler
 from xtuner.utils import PROMPT_TEMPLATE
 
-from style_tune.core.prompts import QWEN_DEFAULT_SYSTEM
+from style_tune.train.style_score import (
+    StyleScoreHook,
+    StyleScoreMetric,
+    StyleValLoop,
+    StyleValPrompts,
+    as_list,
+)
 
 #######################################################################
 #                          PART 1  Settings                           #
@@ -76,26 +84,32 @@ weight_decay = 0
 max_norm = 1  # grad clip
 warmup_ratio = 0.03
 
-# Save
-save_steps = 50
-save_total_limit = 2  # Maximum checkpoints to keep (-1 means unlimited)
-
-# Evaluate the generation performance during the training
-evaluation_freq = 50
-SYSTEM = QWEN_DEFAULT_SYSTEM
-# The article's 10 evaluation questions (drawn from its validation set; not in the shipped data).
-evaluation_inputs = [
-    "工作忙的没有私人时间，生活已经变得不会再幸福了。",
-    "进医院你陪钱",
-    "那个社长明信片还没收到么",
-    "老林有对象我都替他开心",
-    "静静的校园真美，羡慕",
-    "穿这衣服，会被人领走的",
-    "外星人还有台式呢？",
-    "今天都没来道早安作业一大堆啊写死了",
-    "居然有情人一起回去",
-    "狗东西吃这么好",
-]
+# Save, and score every save (style_tune/train/style_score.py): the model answers the validation prompts
+# (greedy, batched) and the project's style metrics score the replies: scalars.json (and TensorBoard),
+# WORK_DIR/style_scores.jsonl, and the best checkpoint kept beside the newest ones (`make convert
+# ITER=best`). How often: the shipped data's 736 training rows make 37 steps of 20 an epoch, 111 in 3
+# epochs; a save every 12 steps gives 10 scores (12, 24, ..., 108 and the last, 111). More often: a finer
+# curve, each point one more validation (its cost: docs/recipe.md). Variants with other step counts set it;
+# from the command line set both: --cfg-options default_hooks.checkpoint.interval=N train_cfg.val_interval=N.
+save_steps = 12
+save_total_limit = 2  # the newest checkpoints kept (-1: all); the best one is kept besides
+# The split scored ($STYLE_TUNE_VAL_DATA, else val.json beside the training file; never the test split,
+# which is for the final report); its judge learns from the train.json beside it, as eval-style's does.
+val_data_files = __import__("style_tune.core.defaults", fromlist=["_"]).config_val_data(data_files)
+# Validation prompts per score, 0 = all (the shipped split: 46, each asked in every style in controllable
+# mode): fewer is cheaper and noisier (at 46 prompts one reply moves style_accuracy by 2.2 points).
+val_prompts = 0
+# Token budget of a reply (greedy; eval-style's): the data's replies fit well within it, and a reply that
+# uses it all is a runaway, which counts as not sane. Higher: runaways cost more decode steps; lower:
+# long sane replies get cut.
+val_max_new_tokens = __import__("style_tune.core.defaults", fromlist=["_"]).EVAL_MAX_OUT_LEN
+# Prompts per generate call: 64 answers the shipped label split in one call (the controllable one in two);
+# more is faster on a GPU and holds more KV cache (batch x (prompt + budget) tokens: ~0.3 GB at 64).
+val_batch_size = 64
+# The best checkpoint: the highest style_margin among the checkpoints whose sane_rate (0-100) is at least
+# this; ties keep the earlier. Higher: degenerate replies (runaways, repetition, noise) rule a checkpoint
+# out sooner, and fewer checkpoints qualify (none: none is kept). The shipped references all pass.
+min_sane_rate = 90
 
 #######################################################################
 #                      PART 2  Model & Tokenizer                      #
@@ -165,6 +179,16 @@ train_dataloader = dict(
     collate_fn=dict(type=default_collate_fn, use_varlen_attn=use_varlen_attn),
 )
 
+# The validation prompts of the style score, in file order (each process answers its share), each rendered
+# by style_tune.core.prompts and tokenised as training does it (XTuner's DatasetInfoHook logs the first).
+val_dataloader = dict(
+    batch_size=val_batch_size,
+    num_workers=0,
+    dataset=dict(type=StyleValPrompts, path=val_data_files, tokenizer=tokenizer, limit=val_prompts),
+    sampler=dict(type=DefaultSampler, shuffle=False),
+    collate_fn=dict(type=as_list),
+)
+
 #######################################################################
 #                    PART 4  Scheduler & Optimizer                    #
 #######################################################################
@@ -199,23 +223,25 @@ param_scheduler = [
     ),
 ]
 
-# train, val, test setting
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
+# train, val, test setting: a style score at every save (val_interval = the checkpoint interval; mmengine
+# also validates the last iteration, which CheckpointHook also saves)
+train_cfg = dict(type=TrainLoop, max_epochs=max_epochs, val_interval=save_steps)
+val_cfg = dict(type=StyleValLoop, max_new_tokens=val_max_new_tokens)
+val_evaluator = dict(
+    type=StyleScoreMetric,
+    judge_data=__import__("style_tune.core.defaults", fromlist=["_"]).judge_data(val_data_files),
+    min_sane_rate=min_sane_rate,
+)
 
 #######################################################################
 #                           PART 5  Runtime                           #
 #######################################################################
-# Log the dialogue periodically during the training process, optional
+# The style score's record, log lines and replies (style_scores.jsonl, style_replies/). It replaces XTuner's
+# EvaluateChatHook, which sampled ten replies into the log at each save, one at a time, unscored, and drew
+# from training's random stream: the score answers every validation prompt greedily and keeps the replies.
 custom_hooks = [
     dict(type=DatasetInfoHook, tokenizer=tokenizer),
-    dict(
-        type=EvaluateChatHook,
-        tokenizer=tokenizer,
-        every_n_iters=evaluation_freq,
-        evaluation_inputs=evaluation_inputs,
-        system=SYSTEM,
-        prompt_template=prompt_template,
-    ),
+    dict(type=StyleScoreHook),
 ]
 
 if use_varlen_attn:
@@ -229,12 +255,16 @@ default_hooks = dict(
     logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=10),
     # enable the parameter scheduler.
     param_scheduler=dict(type=ParamSchedulerHook),
-    # save checkpoint per `save_steps` (and the last iteration).
+    # save checkpoint per `save_steps` (and the last iteration), and keep the best by the style score:
+    # style/sane_margin is style_margin where sane_rate >= min_sane_rate, else NaN (never greater), and
+    # mmengine keeps the strictly greater one, so a tie keeps the earlier (style_tune/train/style_score.py)
     checkpoint=dict(
         type=CheckpointHook,
         by_epoch=False,
         interval=save_steps,
         max_keep_ckpts=save_total_limit,
+        save_best="style/sane_margin",
+        rule="greater",
     ),
     # set sampler seed in distributed evrionment.
     sampler_seed=dict(type=DistSamplerSeedHook),
@@ -250,9 +280,13 @@ env_cfg = dict(
     dist_cfg=dict(backend="nccl"),
 )
 
-# set visualizer: mmengine's local backend writes <work_dir>/<run>/vis_data/scalars.json, the loss
-# curve the demo and the evaluation report read
-visualizer = dict(type=Visualizer, vis_backends=[dict(type=LocalVisBackend)])
+# set visualizer: mmengine's local backend writes <work_dir>/<run>/vis_data/scalars.json, the loss and
+# style scores the demo, the reports and the curves read: always kept. $STYLE_TUNE_VIS=tensorboard
+# (make train VIS=tensorboard) adds TensorBoard's event files beside it (docs/recipe.md: how to open them).
+vis_backends = [dict(type=LocalVisBackend)]
+if "tensorboard" in __import__("style_tune.core.defaults", fromlist=["_"]).config_vis():
+    vis_backends = [dict(type=LocalVisBackend), dict(type=TensorboardVisBackend)]
+visualizer = dict(type=Visualizer, vis_backends=vis_backends)
 
 # set log level
 log_level = "INFO"

@@ -32,9 +32,9 @@ train_dataset.num_proc = 1
 lr = 3e-4
 optim_wrapper.optimizer.lr = lr
 
-save_steps = 50
+# A style score at every save: 10 of the 200 iterations, as the SFT CPU config.
+save_steps = 20
 default_hooks.checkpoint.interval = save_steps
+train_cfg.val_interval = save_steps
 default_hooks.logger.interval = 10
-for hook in custom_hooks[1:]:
-    hook.every_n_iters = 100
-    hook.max_new_tokens = 48
+val_dataloader.batch_size = 16  # as the SFT CPU config

@@ -12,6 +12,10 @@ its configs in lazy-import mode, so they read the environment with ``__import__(
 Makefile sets them; direct users of a config may too:
 
     STYLE_TUNE_MODEL, STYLE_TUNE_DATA   xtuner_configs/*.py: base model dir, training split (JSON)
+    STYLE_TUNE_VAL_DATA                 xtuner_configs/*.py: the split the style score at every save asks
+                                        (default: val.json beside the training file)
+    STYLE_TUNE_VIS                      xtuner_configs/*.py: extra visualizer backends (`tensorboard`);
+                                        mmengine's local scalars.json is always kept
     STYLE_EVAL_MODELS, STYLE_EVAL_BASE, STYLE_EVAL_TUNED, STYLE_EVAL_DATA_DIR, STYLE_EVAL_MODE,
     STYLE_EVAL_LIMIT, STYLE_EVAL_SEED, STYLE_EVAL_MAX_OUT_LEN, STYLE_EVAL_DEVICE, STYLE_EVAL_BATCH_SIZE
                                         eval_configs/eval_style.py (its header says what each is)
@@ -94,6 +98,36 @@ def config_train_data(mode: str = MODE) -> str:
 def config_prefs_data() -> str:
     """The pairs a preference config reads: $STYLE_TUNE_DATA (`make train DATA=`), else `make prefs`'s."""
     return os.environ.get("STYLE_TUNE_DATA", f"{split_dir('controllable')}/{PREFS_FILE}")
+
+
+def config_val_data(train: str) -> str:
+    """The validation split a config's style score asks (style_tune/train/style_score.py):
+    $STYLE_TUNE_VAL_DATA (`make train VAL_DATA=`), else val.json beside TRAIN, the training file (`make
+    split` writes the three files of a split side by side; `make prefs` puts its pairs beside them)."""
+    return os.environ.get("STYLE_TUNE_VAL_DATA") or os.path.join(os.path.dirname(train), "val.json")
+
+
+def judge_data(val: str) -> str:
+    """The split the style judge learns from: train.json beside the validation split (as `make eval-style`'s
+    judge learns from the train.json beside its test.json)."""
+    return os.path.join(os.path.dirname(val), "train.json")
+
+
+#: Visualizer backends `make train VIS=` / $STYLE_TUNE_VIS may add to mmengine's LocalVisBackend (which
+#: writes WORK_DIR/<run>/vis_data/scalars.json, what the reports and curves read: it is always kept).
+VIS_BACKENDS = ("tensorboard",)
+
+
+def config_vis() -> tuple[str, ...]:
+    """The extra visualizer backends a config adds: $STYLE_TUNE_VIS, comma- or space-separated names of
+    VIS_BACKENDS ("" or "local": none). An unknown name raises ValueError (`make train` says so in one
+    line)."""
+    names = os.environ.get("STYLE_TUNE_VIS", "").replace(",", " ").split()
+    unknown = [name for name in names if name not in (*VIS_BACKENDS, "local")]
+    if unknown:
+        raise ValueError(f"unknown visualizer backend {', '.join(unknown)} in VIS= (STYLE_TUNE_VIS); "
+                         f"known: {', '.join(VIS_BACKENDS)} (the local scalars.json is always written)")
+    return tuple(dict.fromkeys(name for name in names if name != "local"))
 
 
 def config_sft_model() -> str:

@@ -1,10 +1,11 @@
 """The conversation format, defined once.
 
-The split tool writes these texts into every training row, the XTuner configs use them for the
-chat hook's ``SYSTEM``, and the chat templates / evaluation configs are generated from them, so
-the prompt a model is trained on is the prompt it is served with. The styles themselves (labels,
-ASCII names, system texts) come from the styles file, style_data/styles.json
-(:mod:`style_tune.core.styles`; ``STYLE_TUNE_STYLES=FILE`` points every step at another one).
+The split tool writes these texts into every training row, the training's style score
+(style_tune/train/style_score.py) renders its validation prompts with them, and the chat templates /
+evaluation configs are generated from them, so the prompt a model is trained on is the prompt it is
+validated and served with. The styles themselves (labels, ASCII names, system texts) come from the
+styles file, style_data/styles.json (:mod:`style_tune.core.styles`; ``STYLE_TUNE_STYLES=FILE`` points
+every step at another one).
 """
 
 from __future__ import annotations
@@ -27,12 +28,6 @@ QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful
 
 #: Controllable mode: one instruction per style; the user picks the style with the system message.
 STYLE_SYSTEMS: dict[str, str] = {style.label: style.system for style in _STYLE_SET}
-
-
-def style_chat_hooks(hook: dict) -> list[dict]:
-    """Controllable mode's XTuner configs: one copy of a chat hook's config per style, in the styles
-    file's order, each asking its questions with that style's system text."""
-    return [dict(hook, system=system) for system in STYLE_SYSTEMS.values()]
 
 
 def system_text(mode: str, style: str | None = None) -> str:

@@ -80,7 +80,6 @@ def iter_checkpoints(work_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-
 def checkpoint_complete(path: Path) -> bool:
     """Whether an ``iter_N.pth`` file was written to its end: torch.save writes a zip archive, whose
     directory comes last, so a save cut short by a kill lacks it. Read without unpickling anything. A

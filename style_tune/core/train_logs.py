@@ -1,5 +1,6 @@
 """mmengine's training logs in a work dir, read back: every series it logged, by training iteration
-(`make curves`, the loss curve of the demo's and the evaluation's reports). Standard library only."""
+(`make curves`, the loss curve of the demo's and the evaluation's reports), and the style score's record.
+Standard library only."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from pathlib import Path
 
 from style_tune.core.io import json_objects
 
+#: The style score's record in a work dir, one JSON object a line per scored checkpoint, oldest first
+#: (style_tune/train/style_score.py writes it; `make convert ITER=best` reads its last line's "best").
+STYLE_SCORES = "style_scores.jsonl"
 #: The keys of a logged record that say where it belongs rather than measure something.
 _INDEX_KEYS = ("iter", "step", "epoch")
 #: A validation record's own timing (its loop's, not training's): left out.
@@ -66,3 +70,13 @@ def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
     """(iteration, loss) pairs from mmengine's LocalVisBackend logs (``*/vis_data/scalars.json``), as
     `logged_scalars` merges them: a resumed run's points continue the earlier ones."""
     return sorted(logged_scalars(work_dir)[0].get("loss", {}).items())
+
+
+def style_scores(work_dir: Path) -> list[dict]:
+    """The lines of WORK_DIR/style_scores.jsonl ([] where there is none), oldest first: each {"iter",
+    "checkpoint", "metrics", "best": {"iter", "checkpoint", "why"}}. The file is written whole each time
+    (atomically); a line that is not one JSON object is skipped (`make curves` names it)."""
+    path = work_dir / STYLE_SCORES
+    if not path.is_file():
+        return []
+    return [record for _, record in json_objects(path, path.read_text(encoding="utf-8", errors="replace"))[0]]

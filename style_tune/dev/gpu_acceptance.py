@@ -156,13 +156,14 @@ class Step:
     fresh: Path | None = None  # removed first: a fresh run, no resume from an earlier one
 
 
-def train_args(iters: int, chat_hooks: int) -> str:
-    """ITERS iterations of the epoch-based configs, a checkpoint at the end, a loss line every iteration;
-    custom_hooks.1 (and .2, the DPO config's second style) are the configs' EvaluateChatHook (the long-rows
-    step checks it): 8 tokens a sample."""
-    hooks = " ".join(f"custom_hooks.{i}.max_new_tokens=8" for i in range(1, chat_hooks + 1))
+def train_args(iters: int, prompts: int) -> str:
+    """ITERS iterations of the epoch-based configs, a checkpoint and a style score at the end, a loss line
+    every iteration; the style score (the configs' val_cfg, StyleValLoop: the long-rows step checks it) on
+    PROMPTS validation prompts, 8 tokens a reply."""
     return (f"--cfg-options train_cfg.max_epochs=None train_cfg.max_iters={iters} "
-            f"default_hooks.checkpoint.interval={iters} default_hooks.logger.interval=1 {hooks}")
+            f"default_hooks.checkpoint.interval={iters} train_cfg.val_interval={iters} "
+            f"default_hooks.logger.interval=1 val_dataloader.dataset.limit={prompts} "
+            "val_cfg.max_new_tokens=8")
 
 
 def make(*words: str, **variables: str | Path) -> tuple[str, ...]:
@@ -176,8 +177,9 @@ def plan(opts: Options, tuned: str) -> list[Step]:
     long_rows, adapter, merged = work / "long_rows.json", work / "adapter", work / "merged"
 
     def train(name: str, config: str, work_dir: Path, needs: str, **overrides: str | Path) -> Step:
-        variables = {"CONFIG": config, "MODEL": MODEL, "DATA": long_rows, "WORK_DIR": work_dir,
-                     "TRAIN_ARGS": train_args(opts.iters, 1), **overrides}
+        # the style score asks the label split's prompts: the long rows have no val.json beside them
+        variables = {"CONFIG": config, "MODEL": MODEL, "DATA": long_rows, "VAL_DATA": f"{SPLIT_DIR}/val.json",
+                     "WORK_DIR": work_dir, "TRAIN_ARGS": train_args(opts.iters, 4), **overrides}
         return Step(name, make("train", **variables), 420, (needs,), train=True, config=config,
                     iters=opts.iters, fresh=work_dir)
 
@@ -457,8 +459,8 @@ def long_rows(src: str, dst: str, model: str, iters: str, *configs: str) -> None
     shape = {}
     for path in configs:
         cfg = Config.fromfile(path)
-        hook = str(cfg.custom_hooks[1]["type"])
-        assert "EvaluateChatHook" in hook, f"{path}: custom_hooks.1 is {hook}, not EvaluateChatHook"
+        loop = str(cfg.val_cfg["type"])
+        assert "StyleValLoop" in loop, f"{path}: val_cfg is {loop}, not the style score's StyleValLoop"
         shape[path] = (cfg.train_dataloader.batch_size, cfg.train_dataloader.dataset.max_length)
     max_length = max(length for _, length in shape.values())
     count = max(batch for batch, _ in shape.values()) * int(iters)

@@ -307,9 +307,9 @@ def import_problems(env: str) -> list[str]:
 # directory (the tiny model in {tmp}/tiny, a split in {tmp}/split, built by the train env's step),
 # {py} the env's own interpreter. `make` runs the step the way a user does.
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
-# One iteration, its loss logged, the sample-generation hook asked for one token.
+# One iteration, its loss logged, the style score at its save on one validation prompt, one token a reply.
 ONE_ITER = ("--cfg-options train_cfg.max_iters=1 default_hooks.logger.interval=1 "
-            "custom_hooks.1.max_new_tokens=1")
+            "val_dataloader.dataset.limit=1 val_cfg.max_new_tokens=1")
 IN_ENV = ("{py}", "-m", "style_tune.dev.lock_envs")
 SMOKE: dict[str, tuple[tuple[str, ...], ...]] = {
     "dev": (("make", "-s", "lint"),),

@@ -54,6 +54,7 @@ from style_tune.core.prompts import (
     STYLE_SYSTEMS,
     STYLES,
     split_label,
+    system_text,
 )
 from style_tune.core.stats import percentile
 
@@ -209,6 +210,31 @@ def group_prompts(turns: Iterable[dict], mode: str) -> list[dict]:
         })
         sample["references"].append(turn["output"])
     return list(samples.values())
+
+
+def prompts_in_every_style(path: str | Path, limit: int = 0, seed: int = 0) -> tuple[str, list[dict]]:
+    """(mode, samples) of a split file asked as the training's style score asks it: every distinct user
+    prompt, in file order (``limit`` > 0: that many, drawn with ``seed``), in every style: controllable
+    mode once per style of the styles file with that style's system text, label mode once with the
+    label-mode system text (the model announces a style). The mode is the rows' (:func:`row_mode`).
+    Each sample as :func:`group_prompts` makes them (system, input, requested_style, references: the
+    split's replies to that prompt in that style; none where the split has none)."""
+    turns = load_rows(path)
+    if not turns:
+        raise ValueError(f"{path}: no rows")
+    mode = row_mode(turns[0].get("system"))
+    known = {(sample["requested_style"], sample["input"]): sample for sample in group_prompts(turns, mode)}
+    inputs = list(dict.fromkeys(turn["input"] for turn in turns))
+    if 0 < limit < len(inputs):
+        inputs = [inputs[i] for i in sorted(random.Random(seed).sample(range(len(inputs)), limit))]
+    styles: tuple[str | None, ...] = STYLES if mode == "controllable" else (None,)
+    samples = []
+    for user in inputs:
+        for style in styles:
+            references = known.get((style or "", user), {}).get("references", [])
+            samples.append({"system": system_text(mode, style), "input": user, "requested_style": style or "",
+                            "references": list(references)})
+    return mode, samples
 
 
 # ------------------------------------------------------------------------------- tokenisation

@@ -1,9 +1,12 @@
 """`make convert`: an XTuner ``iter_N.pth`` checkpoint -> a Hugging Face PEFT adapter (safetensors).
 
-    python -m style_tune.train.convert CONFIG --work-dir DIR [--iter N] [--out OUT] [--force]
+    python -m style_tune.train.convert CONFIG --work-dir DIR [--iter N|best] [--out OUT] [--force]
 
-Runs XTuner's own converter (`xtuner convert pth_to_hf`) on the newest checkpoint in DIR, or on
-iter_N.pth. The adapter goes to OUT (default DIR/iter_N_hf), written to a temporary directory and
+Runs XTuner's own converter (`xtuner convert pth_to_hf`) on the newest checkpoint in DIR, on
+iter_N.pth, or (``--iter best``) on the best checkpoint by the style score at every save: the one the
+last line of DIR/style_scores.jsonl names (mmengine's ``best_style_sane_margin_iter_N.pth``; the rule
+and why: style_tune/train/style_score.py). The adapter goes to OUT (default DIR/iter_N_hf), written to a
+temporary directory and
 renamed only when XTuner finished and the adapter files are there. XTuner rebuilds the model from a
 config, which must be the one training used: mmengine dumps it into the work dir (DIR/<CONFIG's file
 name>, with training's --cfg-options such as a LoRA rank, and its model path), and convert uses that
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from style_tune.core.io import atomic_dir
 from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, main_of, run
+from style_tune.core.train_logs import STYLE_SCORES, style_scores
 
 STEP = "convert"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
@@ -37,18 +41,47 @@ def pick_checkpoint(work_dir: Path, iteration: int | None) -> tuple[int, Path]:
     fail(STEP, f"{work_dir}/iter_{iteration}.pth not found; checkpoints there: {have}")
 
 
+def best_checkpoint(work_dir: Path) -> tuple[int, Path, str]:
+    """(iteration, file, why) of the best checkpoint the style score's record names in its last line."""
+    lines = style_scores(work_dir)
+    if not lines:
+        fail(STEP, f"no {STYLE_SCORES} in {work_dir}: ITER=best needs a run scored at its saves (the shipped "
+                   "configs score every save); convert by iteration instead: ITER=N")
+    best = lines[-1]["best"]
+    if not best.get("checkpoint"):
+        fail(STEP, f"no best checkpoint in {work_dir}: {best['why']}; convert by iteration instead: ITER=N")
+    path = work_dir / best["checkpoint"]
+    if not path.exists():
+        fail(STEP, f"{path} not found, though {work_dir / STYLE_SCORES} names it as the best checkpoint")
+    return int(best["iter"]), path, best["why"]
+
+
+def iteration_or_best(value: str) -> int | str:
+    if value == "best":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither an iteration number nor 'best'") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Convert an XTuner .pth checkpoint to a HF adapter.")
     parser.add_argument("config", type=Path)
     parser.add_argument("--work-dir", type=Path, required=True)
-    parser.add_argument("--iter", type=int, dest="iteration", help="checkpoint iteration (default: newest)")
+    parser.add_argument("--iter", type=iteration_or_best, dest="iteration",
+                        help="checkpoint iteration, or 'best': the best by the style score (default: newest)")
     parser.add_argument("--out", type=Path, help="adapter directory (default: WORK_DIR/iter_N_hf)")
     parser.add_argument("--force", action="store_true", help="replace an existing adapter directory")
     args = parser.parse_args(argv)
 
     if not args.config.is_file():
         fail(STEP, f"config {args.config} not found")
-    iteration, pth = pick_checkpoint(args.work_dir, args.iteration)
+    if args.iteration == "best":
+        iteration, pth, why = best_checkpoint(args.work_dir)
+        print(f"{STEP}: the best checkpoint by the style score: {pth.name} (iteration {iteration}): {why}")
+    else:
+        iteration, pth = pick_checkpoint(args.work_dir, args.iteration)
     if not checkpoint_complete(pth):
         fail(STEP, f"{pth} is cut short (an interrupted training run, or not a checkpoint); run `make train` "
                    "again: it removes it and resumes")

@@ -49,14 +49,14 @@ from typing import TYPE_CHECKING, Any
 from style_tune.core import defaults
 from style_tune.core.io import json_objects, write_files_atomically
 from style_tune.core.steps import main_of
-from style_tune.core.train_logs import logged_scalars
+from style_tune.core.train_logs import STYLE_SCORES, logged_scalars
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 STEP = "curves"
 #: The style-score record a run keeps beside its checkpoints (one JSON object per checkpoint).
-RECORD = "style_scores.jsonl"
+RECORD = STYLE_SCORES
 CSV_NAME = "curves.csv"
 SMOOTHED = "loss_smoothed"
 STYLE = "style/"

@@ -4,9 +4,11 @@
         [-- extra xtuner args]
 
 Model and data paths come from the environment, as the configs read them (STYLE_TUNE_MODEL,
-STYLE_TUNE_DATA); they are checked before anything starts. If DIR holds a checkpoint of an
-interrupted run, training resumes from the newest one (iteration count, optimizer and scheduler
-state included); a finished run resumes at its end and stops at once.
+STYLE_TUNE_DATA, STYLE_TUNE_VAL_DATA: the split the style score at every save asks, and beside it the
+train.json its judge learns from; STYLE_TUNE_VIS); they are checked before anything starts. If DIR holds a
+checkpoint of an interrupted run, training resumes from the newest one (iteration count, optimizer and
+scheduler state included, and mmengine's best checkpoint so far); a finished run resumes at its end and
+stops at once. Checkpoints a kill cut short are removed first (an iter_N.pth or a best_*.pth).
 
 One process without DeepSpeed runs `python -m xtuner.tools.train`. With NPROC_PER_NODE or NNODES > 1,
 or with --deepspeed (DEEPSPEED=) even on one GPU, it starts XTuner's train script under torchrun with the
@@ -25,6 +27,7 @@ import random
 import sys
 from pathlib import Path
 
+from style_tune.core import defaults
 from style_tune.core.cli import split_passthrough
 from style_tune.core.steps import checkpoint_complete, fail, iter_checkpoints, main_of, run
 
@@ -69,6 +72,19 @@ def check_inputs(config: Path) -> None:
     elif data and holds_pairs(Path(data)):
         fail(STEP, f"{data} holds preference pairs, but {config.name} is an SFT config: give DATA= a split "
                    "(data/<mode>/train.json), or CONFIG= a *_dpo_* / *_orpo_* config")
+    if data or os.environ.get("STYLE_TUNE_VAL_DATA"):
+        val = Path(defaults.config_val_data(data or ""))
+        if not val.is_file():
+            fail(STEP, f"validation split {val} not found: the style score at every save asks its prompts; "
+                       "`make split` writes val.json beside train.json, or VAL_DATA= names one")
+        judge = Path(defaults.judge_data(str(val)))
+        if not judge.is_file():
+            fail(STEP, f"{judge} not found: the style score's judge learns from the train.json beside the "
+                       f"validation split {val} (`make split` writes both)")
+    try:
+        defaults.config_vis()
+    except ValueError as err:
+        fail(STEP, str(err))
 
 
 def check_deepspeed(deepspeed: str) -> None:
@@ -89,7 +105,13 @@ def check_deepspeed(deepspeed: str) -> None:
 
 def resume_args(work_dir: Path) -> list[str]:
     """``--resume`` with the newest complete checkpoint; one a kill cut short is removed first (said in
-    one line): resuming from it would fail, and training writes it again."""
+    one line): resuming from it would fail, and training writes it again. So is a best checkpoint a kill cut
+    short (mmengine's ``best_*.pth``, saved after a score): the resumed run scores that iteration again
+    (style_tune/train/style_score.py) and saves it again."""
+    for best in sorted(work_dir.glob("best_*.pth")) if work_dir.is_dir() else []:
+        if not checkpoint_complete(best):
+            best.unlink()
+            print(f"{STEP}: removed {best}: an interrupted run left it cut short", flush=True)
     checkpoints = iter_checkpoints(work_dir)
     while checkpoints and not checkpoint_complete(checkpoints[-1][1]):
         _, broken = checkpoints.pop()

@@ -39,8 +39,9 @@ def test_results_read_the_numbers_of_both_models(tmp_path: Path) -> None:
 def test_train_seconds_weights_each_logged_time_by_its_interval(tmp_path: Path) -> None:
     scalars = tmp_path / "20261203_000000" / "vis_data" / "scalars.json"
     scalars.parent.mkdir(parents=True)
+    # (a style score's line: its validation's own time, at its iteration; not training time)
     lines = [{"step": 10, "time": 0.5, "loss": 1.0}, {"step": 20, "time": 0.25, "loss": 0.9},
-             {"step": 25, "time": 1.0, "loss": 0.8}]
+             {"step": 22, "time": 9.0, "style/style_accuracy": 50.0}, {"step": 25, "time": 1.0, "loss": 0.8}]
     scalars.write_text("\n".join(json.dumps(line) for line in lines))
     assert demo_seeds.train_seconds(tmp_path) == pytest.approx(10 * 0.5 + 10 * 0.25 + 5 * 1.0)
     assert demo_seeds.train_seconds(tmp_path / "none") is None

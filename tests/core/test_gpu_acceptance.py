@@ -330,9 +330,14 @@ def test_part_two_tunes_and_compares_the_model_it_is_given(tmp_path: Path) -> No
     assert {"TUNED=TUNED", f"BASE={ga.MODEL}"} <= set(steps["eval-style"].argv)
     dpo = steps["train-dpo"]
     assert "MODEL=TUNED" in dpo.argv and f"DATA={ga.PREFS}" in dpo.argv and dpo.iters == ga.DPO_ITERS
-    assert "custom_hooks.2.max_new_tokens=8" in ga.show(dpo) and "max_iters=2 " in ga.show(dpo)
+    # the style score on 2 prompts (both styles each) of the split beside the pairs, 8 tokens a reply
+    assert "val_dataloader.dataset.limit=2 val_cfg.max_new_tokens=8" in ga.show(dpo)
+    assert "max_iters=2 " in ga.show(dpo)
+    assert not [word for word in dpo.argv if word.startswith("VAL_DATA=")]
     deepspeed = steps["train-deepspeed"]
     assert "max_iters=3 " in ga.show(deepspeed) and "DEEPSPEED=deepspeed_zero2" in deepspeed.argv
+    # the long rows have no val.json beside them: the label split's
+    assert f"VAL_DATA={ga.SPLIT_DIR}/val.json" in deepspeed.argv
 
 
 def test_the_device_stack_builds_its_venvs_first_and_part_two_needs_no_preparation(tmp_path: Path) -> None:

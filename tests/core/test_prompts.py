@@ -23,7 +23,6 @@ from style_tune.core.prompts import (
     render_chatml,
     resolve_style,
     split_label,
-    style_chat_hooks,
     system_text,
 )
 
@@ -137,14 +136,6 @@ def test_system_text_controllable_needs_a_known_style(style: str | None) -> None
 def test_system_text_refuses_an_unknown_mode() -> None:
     with pytest.raises(ValueError, match=r"unknown mode 'chat'; use one of label, controllable"):
         system_text("chat", "温柔")
-
-
-def test_style_chat_hooks_ask_once_per_style_in_the_styles_order() -> None:
-    """The controllable configs' chat hooks: copies of the one hook, each with a style's system text."""
-    hook = {"type": "EvaluateChatHook", "every_n_iters": 50, "system": LABEL_SYSTEM}
-    hooks = style_chat_hooks(hook)
-    assert hooks == [{**hook, "system": GENTLE_SYSTEM}, {**hook, "system": SNARKY_SYSTEM}]
-    assert hook["system"] == LABEL_SYSTEM  # the hook given is left as it was
 
 
 # --- resolve_style ------------------------------------------------------------------------------

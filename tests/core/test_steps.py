@@ -8,6 +8,7 @@ command line (and, for convert, to play XTuner's part of writing the adapter fil
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import stat
 import sys
@@ -17,7 +18,8 @@ from pathlib import Path
 import pytest
 from train_stand_ins import stand_in_xtuner_train, train_inputs
 
-from style_tune.core import io, steps
+from style_tune.core import defaults, io, steps
+from style_tune.core.train_logs import STYLE_SCORES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,6 +180,33 @@ def test_train_refuses_missing_data(inputs, capsys) -> None:
     )
 
 
+def test_train_refuses_a_missing_validation_split(inputs, monkeypatch, capsys) -> None:
+    val = inputs["data"].with_name("val.json")
+    val.unlink()
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (
+        f"train: error: validation split {val} not found: the style score at every save asks its prompts; "
+        "`make split` writes val.json beside train.json, or VAL_DATA= names one"
+    )
+    elsewhere = inputs["model"] / "val.json"  # VAL_DATA=: a split whose train.json (the judge's) is missing
+    elsewhere.write_text("[]")
+    monkeypatch.setenv("STYLE_TUNE_VAL_DATA", str(elsewhere))
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (
+        f"train: error: {inputs['model'] / 'train.json'} not found: the style score's judge learns from the "
+        f"train.json beside the validation split {elsewhere} (`make split` writes both)"
+    )
+
+
+def test_train_refuses_an_unknown_visualizer(inputs, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("STYLE_TUNE_VIS", "tensorboard,wandb")
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (
+        "train: error: unknown visualizer backend wandb in VIS= (STYLE_TUNE_VIS); known: tensorboard (the "
+        "local scalars.json is always written)"
+    )
+    monkeypatch.setenv("STYLE_TUNE_VIS", "local tensorboard")
+    train.check_inputs(inputs["config"])
+    assert defaults.config_vis() == ("tensorboard",)
+
+
 def test_resume_args(tmp_path: Path, capsys) -> None:
     assert train.resume_args(tmp_path) == []
     assert capsys.readouterr().out == ""
@@ -204,6 +233,19 @@ def test_resume_removes_a_checkpoint_a_kill_cut_short(tmp_path: Path, capsys) ->
     (tmp_path / "iter_4.pth").write_bytes(b"")  # cut before its first byte: nothing left to resume from
     assert train.resume_args(tmp_path) == []
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_removes_a_best_checkpoint_a_kill_cut_short(tmp_path: Path, capsys) -> None:
+    """mmengine's best checkpoint (saved after a score) cut short goes too: the resumed run scores that
+    iteration again and saves it; a whole one stays."""
+    checkpoint(tmp_path / "iter_8.pth")
+    checkpoint(tmp_path / "best_style_sane_margin_iter_4.pth")
+    (tmp_path / "best_style_sane_margin_iter_8.pth").write_bytes(b"PK\x03\x04 cut")
+    assert train.resume_args(tmp_path) == ["--resume", str(tmp_path / "iter_8.pth")]
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"train: removed {tmp_path / 'best_style_sane_margin_iter_8.pth'}: an interrupted run left it cut "
+        "short")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best_style_sane_margin_iter_4.pth", "iter_8.pth"]
 
 
 def test_a_deepspeed_checkpoint_directory_counts_as_complete(tmp_path: Path) -> None:
@@ -378,6 +420,49 @@ def test_convert_refuses_a_checkpoint_a_kill_cut_short(tmp_path: Path, monkeypat
     assert calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["cfg.py", "work"]
 
 
+def record(work: Path, *bests: dict) -> None:
+    """A style_scores.jsonl whose lines name these bests."""
+    lines = [{"iter": 4 * (i + 1), "checkpoint": f"iter_{4 * (i + 1)}.pth", "metrics": {}, "best": best}
+             for i, best in enumerate(bests)]
+    (work / STYLE_SCORES).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def convert_inputs(tmp_path: Path, *iterations: int) -> tuple[Path, Path]:
+    """A config file and a work dir with checkpoints of these iterations."""
+    config, work = tmp_path / "cfg.py", tmp_path / "work"
+    config.write_text("")
+    work.mkdir()
+    for n in iterations:
+        checkpoint(work / f"iter_{n}.pth")
+    return config, work
+
+
+def test_convert_iter_best_takes_the_record_s_last_best(tmp_path: Path, monkeypatch, capsys) -> None:
+    config, work = convert_inputs(tmp_path, 4, 8)
+    args = [str(config), "--work-dir", str(work), "--iter", "best"]
+    calls: list = []
+    monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
+    assert exits(capsys, convert.main, args) == (
+        f"convert: error: no {STYLE_SCORES} in {work}: ITER=best needs a run scored at its saves (the "
+        "shipped configs score every save); convert by iteration instead: ITER=N")
+    record(work, {"iter": None, "checkpoint": None, "why": "none qualifies"})
+    assert exits(capsys, convert.main, args) == (
+        f"convert: error: no best checkpoint in {work}: none qualifies; convert by iteration instead: ITER=N")
+    record(work, {"iter": None, "checkpoint": None, "why": "none"},
+           {"iter": 4, "checkpoint": "best_style_sane_margin_iter_4.pth", "why": "the widest margin"})
+    assert exits(capsys, convert.main, args) == (
+        f"convert: error: {work / 'best_style_sane_margin_iter_4.pth'} not found, though "
+        f"{work / STYLE_SCORES} names it as the best checkpoint")
+    checkpoint(work / "best_style_sane_margin_iter_4.pth")
+    assert convert.main(args) == 0 and calls[0][1][-3] == str(work / "best_style_sane_margin_iter_4.pth")
+    out = capsys.readouterr().out
+    assert ("convert: the best checkpoint by the style score: best_style_sane_margin_iter_4.pth (iteration "
+            "4): the widest margin") in out and f"written to {work / 'iter_4_hf'}" in out
+    with pytest.raises(SystemExit):
+        convert.main([str(config), "--work-dir", str(work), "--iter", "newest"])
+    assert "'newest' is neither an iteration number nor 'best'" in capsys.readouterr().err
+
+
 def test_convert_refuses_a_missing_config(tmp_path: Path, monkeypatch, capsys) -> None:
     calls: list = []
     monkeypatch.setattr(convert, "run", recording_run(calls))
@@ -440,11 +525,7 @@ def test_convert_needs_a_work_dir(tmp_path: Path, capsys) -> None:
 
 
 def test_convert_uses_the_iteration_asked_for(tmp_path: Path, monkeypatch, capsys) -> None:
-    config, work = tmp_path / "cfg.py", tmp_path / "work"
-    config.write_text("")
-    work.mkdir()
-    for n in (2, 5):
-        checkpoint(work / f"iter_{n}.pth")
+    config, work = convert_inputs(tmp_path, 2, 5)
     calls: list = []
     monkeypatch.setattr(convert, "run", recording_run(calls, xtuner_writes(*convert.ADAPTER_FILES)))
     assert convert.main([str(config), "--work-dir", str(work), "--iter", "2"]) == 0

@@ -10,6 +10,9 @@ For every shared case (tests/chat_cases.py: 1 and 2 turns, seed and controllable
 - that <|im_end|> is what ends generation: eos of the tokenizer and generation config, XTuner's stop
   words, lmdeploy's and OpenCompass's (tests/deploy, tests/eval);
 - `make chat-cpu` (XTuner's chat) runs on the tiny model and asks it exactly the reference prompts;
+- the style score at every save (style_tune/train/style_score.py) asks the reference prompts, as text
+  and as token ids, exactly the prompt part of XTuner's encoding of the same row, with the system texts
+  of the definition;
 - a training row without its system text is detected as a mismatch.
 """
 
@@ -28,6 +31,7 @@ from style_tune.core.prompts import (
     ENDOFTEXT,
     IM_END,
     STOP_WORDS,
+    STYLES,
     XTUNER_PROMPT_TEMPLATE,
     system_text,
 )
@@ -137,14 +141,65 @@ def test_a_row_without_its_system_text_is_detected(config, tokenizer) -> None:
         assert (text == case.prompt(1)) == (case.mode == "label")
 
 
-def test_the_config_trains_and_evaluates_with_the_one_definition(config) -> None:
+def test_the_config_trains_with_the_one_definition(config) -> None:
     from xtuner.utils import PROMPT_TEMPLATE
 
     assert dict(config.prompt_template) == dict(PROMPT_TEMPLATE[XTUNER_PROMPT_TEMPLATE])
     assert dict(config.train_dataloader.dataset.template_map_fn.template) == dict(config.prompt_template)
-    chat_hook = next(hook for hook in config.custom_hooks if "system" in hook)
-    assert chat_hook.system == config.SYSTEM == system_text("label") == LABEL_SYSTEM
-    assert dict(chat_hook.prompt_template) == dict(config.prompt_template)
+    assert system_text("label") == LABEL_SYSTEM
+
+
+ONE_TURN = [case for case in CASES if len(case.turns) == 1]
+
+
+def val_prompts(case: Case, tokenizer, tmp_path: Path):
+    """The style score's prompts (StyleValPrompts) of a validation split holding the case's row."""
+    from style_tune.train.style_score import StyleValPrompts
+
+    (tmp_path / "val.json").write_text(json.dumps([case.xtuner_row()], ensure_ascii=False), encoding="utf-8")
+    return StyleValPrompts(str(tmp_path / "val.json"), tokenizer)
+
+
+@pytest.mark.parametrize("case", ONE_TURN, ids=[case.id for case in ONE_TURN])
+def test_the_style_score_asks_the_reference_prompt(case: Case, config, tokenizer, tmp_path: Path) -> None:
+    """What the model answers at every save is what it trains on and is served with: the case's prompt, as
+    text and as token ids, and the prompt part of XTuner's encoding of the row; controllable mode asks it in
+    every style, each with its own system text."""
+    prompts = val_prompts(case, tokenizer, tmp_path)
+    (sample,) = [s for s in prompts.samples if s["requested_style"] in ("", case.style)]
+    assert sample["prompt"] == case.prompt(1)
+    assert sample["input_ids"] == ids_of(tokenizer, case.prompt(1))
+    input_ids, labels = xtuner_encode(case.xtuner_row(), config, tokenizer)
+    assert sample["input_ids"] == input_ids[:label_spans(labels)[0][0]]
+    asked = {s["requested_style"]: s["prompt"] for s in prompts.samples}
+    if case.mode == "controllable":
+        assert sorted(asked) == sorted(STYLES)
+        for style, prompt in asked.items():
+            assert prompt == case.prompt(1).replace(case.system, system_text("controllable", style))
+    else:
+        assert list(asked) == [""]
+
+
+@pytest.mark.parametrize(("case", "key", "attribute"), [
+    (next(c for c in ONE_TURN if c.mode == "label"), None, "QWEN_DEFAULT_SYSTEM"),
+    (next(c for c in ONE_TURN if c.mode == "controllable"), "温柔", "STYLE_SYSTEMS"),
+    (next(c for c in ONE_TURN if c.mode == "controllable"), "毒舌", "STYLE_SYSTEMS"),
+], ids=["label", "controllable-gentle", "controllable-snarky"])
+def test_the_style_score_s_system_texts_come_from_the_definition(case: Case, key: str | None, attribute: str,
+                                                                tokenizer, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Change the definition (style_tune.core.prompts) and the validation prompts follow: a copy of the row's
+    own text, or a literal in the code, would pass the test above but fails this one."""
+    import style_tune.core.prompts as prompts
+
+    marker = f"MARKER-{attribute}-{key}"
+    if key is None:
+        monkeypatch.setattr(prompts, attribute, marker)
+    else:
+        monkeypatch.setitem(getattr(prompts, attribute), key, marker)
+    samples = val_prompts(case, tokenizer, tmp_path).samples
+    asked = {s["requested_style"] or None: s["prompt"] for s in samples}
+    assert asked[key].startswith(f"<|im_start|>system\n{marker}<|im_end|>\n"), asked
 
 
 def test_replies_end_where_training_ended_them(config, tiny_model_dir: Path, tokenizer) -> None:

@@ -20,6 +20,7 @@ from train_stand_ins import stand_in_xtuner_train, train_inputs
 
 from style_tune.core import steps
 from style_tune.core.steps import iter_checkpoints
+from style_tune.core.train_logs import style_scores
 from style_tune.train import train
 
 
@@ -29,7 +30,7 @@ def test_two_processes_train_together_on_cpu(tiny_model_dir: Path, split_dir: Pa
     data.write_text(json.dumps(json.loads((split_dir / "train.json").read_text())[:16], ensure_ascii=False))
     proc = make(
         "train", f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"DATA={data}", f"WORK_DIR={work_dir}",
-        "NPROC_PER_NODE=2", f"TRAIN_ARGS={FAST.format(iters=2)} custom_hooks.1.max_new_tokens=4",
+        f"VAL_DATA={split_dir}/val.json", "NPROC_PER_NODE=2", f"TRAIN_ARGS={FAST.format(iters=2)}",
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
@@ -38,6 +39,13 @@ def test_two_processes_train_together_on_cpu(tiny_model_dir: Path, split_dir: Pa
     assert "gloo process group, rank 0 of 2" in out and "gloo process group, rank 1 of 2" in out, out[-4000:]
     assert "Distributed training: True" in out
     assert [i for i, _ in iter_checkpoints(work_dir)] == [2]
+    # the style score: each process answered its half of the 4 validation prompts, rank 0 scored the 4 once
+    answered = sorted(re.findall(r"style score: rank (\d) of 2 answered (\d+) of 4 validation prompts", out))
+    assert answered == [("0", "2"), ("1", "2")], out[-4000:]
+    assert out.count("style score: 4 replies scored once, on rank 0") == 1
+    (line,) = style_scores(work_dir)
+    assert line["iter"] == 2
+    assert len((work_dir / "style_replies" / "iter_2.jsonl").read_text().splitlines()) == 4
 
 
 def test_deepspeed_is_the_version_xtuner_asks_for() -> None:

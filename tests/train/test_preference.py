@@ -207,13 +207,13 @@ def test_style_orpo_differs_from_xtuners_only_by_the_id_0_targets(batch: dict, t
 
 # ------------------------------------------------------------------ make train on the DPO config
 
-# Four short iterations: 2 pairs a step, a checkpoint every 2, every loss logged unsmoothed, full lr from
-# the first step, no LoRA dropout (mmengine's checkpoint does not carry the random state), one chat question.
+# Four short iterations: 2 pairs a step, a checkpoint and a style score every 2, every loss logged
+# unsmoothed, full lr from the first step, no LoRA dropout (mmengine's checkpoint does not carry the random
+# state); the style score on 2 validation prompts (in both styles), 8 tokens a reply.
 FAST = ("--cfg-options train_cfg.max_iters={iters} train_dataloader.batch_size=2 "
-        "default_hooks.checkpoint.interval=2 default_hooks.logger.interval=1 log_processor.window_size=1 "
-        "param_scheduler.0.start_factor=1.0 model.lora.lora_dropout=0.0 "
-        "custom_hooks.1.every_n_iters=1000 custom_hooks.1.evaluation_inputs=['你好'] "
-        "custom_hooks.2.every_n_iters=1000 custom_hooks.2.evaluation_inputs=['你好']")
+        "default_hooks.checkpoint.interval=2 train_cfg.val_interval=2 default_hooks.logger.interval=1 "
+        "log_processor.window_size=1 param_scheduler.0.start_factor=1.0 model.lora.lora_dropout=0.0 "
+        "val_dataloader.dataset.limit=2 val_cfg.max_new_tokens=8")
 ITERS = 4
 #: The DPO loss of each iteration of that run (tiny model seed 0 as the start model, `make prefs` of the
 #: small CSV's split, seed 42), measured on the 2-core CPU machine with the pinned train env. Re-pin
@@ -321,8 +321,8 @@ def test_make_demo_with_a_stage_runs_dpo_from_the_merged_sft_model(tiny_model_di
     from transformers import AutoModelForCausalLM
 
     paths = {name: tmp_path / name for name in ("split", "sft", "sft-merged", "dpo", "dpo-merged")}
-    # few iterations (the tiny model's full vocabulary makes a DPO step ~4 s), one chat question per style
-    quick = "custom_hooks.1.evaluation_inputs=[你好] custom_hooks.2.evaluation_inputs=[你好]"
+    # few iterations (the tiny model's full vocabulary makes a DPO step ~4 s), a short style score
+    quick = "val_dataloader.dataset.limit=2 val_cfg.max_new_tokens=8"
     proc = make("demo", "MODE=controllable", "STAGE=dpo", f"CSV={small_csv}", f"DEMO_BASE={tiny_model_dir}",
                 f"DEMO_TRAIN_ARGS=--cfg-options train_cfg.max_iters=2 {quick}",
                 f"DEMO_STAGE_ARGS=--cfg-options train_cfg.max_iters=2 {quick}",
@@ -369,5 +369,6 @@ def test_gpu_configs_parse_with_what_they_say(config: str, model_type: str, knob
     assert dataset.dataset.data_files == {"train": f"data/controllable/{defaults.PREFS_FILE}"}
     assert dataset.num_proc == 4 and cfg.train_dataloader.sampler.type is DefaultSampler
     assert cfg.train_dataloader.batch_size == 16 and cfg.train_cfg.max_epochs == 1
-    systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
-    assert systems == list(STYLE_SYSTEMS.values())
+    # the style score asks the controllable split's validation prompts, each in every style
+    assert cfg.val_dataloader.dataset.path == "data/controllable/val.json"
+    assert cfg.val_dataloader.dataset.tokenizer.pretrained_model_name_or_path == defaults.SFT_MODEL

@@ -18,22 +18,25 @@ from pathlib import Path
 import kill_points
 import pytest
 import torch
-from chat_cases import GENTLE_SYSTEM, SNARKY_SYSTEM
 
-from style_tune.core.train_logs import loss_curve
+from style_tune.core.train_logs import loss_curve, style_scores
+from style_tune.train.style_score import REPORTED, SAVE_BEST, SELECTION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CPU_CONFIG = "xtuner_configs/qwen2_5_tiny_lora_style_cpu.py"
 MAIN_CONFIG = REPO_ROOT / "xtuner_configs/qwen2_5_1_5b_instruct_lora_int8_style_e3.py"
-# Few, short iterations of the CPU config. Batch 2, a checkpoint every 4 iterations, every loss
-# logged unsmoothed (window 1); lr 0.02 from the first step (no warm-up) so that 8 steps visibly
-# learn; LoRA dropout off, because mmengine's checkpoint does not carry the random state, so a
-# resumed run would draw other dropout masks than an uninterrupted one.
+# Few, short iterations of the CPU config. Batch 2, a checkpoint and a style score every 4 iterations,
+# every loss logged unsmoothed (window 1); lr 0.02 from the first step (no warm-up) so that 8 steps
+# visibly learn; LoRA dropout off, because mmengine's checkpoint does not carry the random state, so a
+# resumed run would draw other dropout masks than an uninterrupted one. The style score: 4 validation
+# prompts, 8 tokens a reply, and no sanity threshold (the random tiny model writes no sane reply, so with
+# the configs' threshold no checkpoint would be kept as the best; the rule itself: test_style_score.py).
 FAST = (
     "--cfg-options train_cfg.max_iters={iters} train_dataloader.batch_size=2 "
-    "default_hooks.checkpoint.interval=4 default_hooks.logger.interval=1 log_processor.window_size=1 "
-    "optim_wrapper.optimizer.lr=0.02 param_scheduler.0.start_factor=1.0 model.lora.lora_dropout=0.0 "
-    "custom_hooks.1.every_n_iters=1000 custom_hooks.1.evaluation_inputs=['你好']"
+    "default_hooks.checkpoint.interval=4 train_cfg.val_interval=4 default_hooks.logger.interval=1 "
+    "log_processor.window_size=1 optim_wrapper.optimizer.lr=0.02 param_scheduler.0.start_factor=1.0 "
+    "model.lora.lora_dropout=0.0 val_dataloader.dataset.limit=4 val_cfg.max_new_tokens=8 "
+    "val_evaluator.min_sane_rate=0"
 )
 ITERS = 8
 #: The loss of each iteration of that run (tiny model seed 0, `make split` of the shipped data, seed
@@ -151,6 +154,61 @@ def test_seeded_run_learns(trained: dict) -> None:
     assert first - last >= MIN_LOSS_DROP, f"mean loss {first:.3f} -> {last:.3f}"
 
 
+def val_scalars(work_dir: Path) -> list[dict]:
+    """The validation lines of mmengine's scalars.json (LoggerHook: the style scores, step = iteration)."""
+    return [json.loads(line) for scalars in sorted(work_dir.glob("*/vis_data/scalars.json"))
+            for line in scalars.read_text(encoding="utf-8").splitlines() if SAVE_BEST in line]
+
+
+def test_every_save_is_scored_in_the_record_and_in_scalars_json(trained: dict) -> None:
+    """The shipped CPU config's style score: one line per checkpoint in style_scores.jsonl, the same values
+    in scalars.json, the best by the rule (FAST's threshold 0: the highest style_margin, a tie to the
+    earlier)."""
+    work_dir = trained["work_dir"]
+    lines = style_scores(work_dir)
+    assert [(line["iter"], line["checkpoint"]) for line in lines] == [(4, "iter_4.pth"), (8, "iter_8.pth")]
+    assert all(set(line["metrics"]) == {*REPORTED, SELECTION} for line in lines)
+    logged = val_scalars(work_dir)
+    assert [record["step"] for record in logged] == [4, 8]
+    for record, line in zip(logged, lines, strict=True):
+        assert {name: record[f"style/{name}"] for name in line["metrics"]} == pytest.approx(line["metrics"])
+    margins = [line["metrics"]["style_margin"] for line in lines]
+    best = lines[-1]["best"]
+    assert best["iter"] == lines[margins.index(max(margins))]["iter"]
+    assert best["checkpoint"] == f"best_style_sane_margin_iter_{best['iter']}.pth"
+    assert (work_dir / best["checkpoint"]).is_file()
+    replies = [(work_dir / "style_replies" / f"iter_{i}.jsonl").read_text().splitlines() for i in (4, 8)]
+    assert [len(lines) for lines in replies] == [4, 4]
+
+
+def lora_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The LoRA weights of an mmengine checkpoint, named as peft names them in an adapter."""
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return {name.removeprefix("llm.").replace(".default.", "."): value for name, value in state.items()}
+
+
+def test_convert_iter_best_converts_the_best_checkpoint(trained: dict, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    work_dir, adapter = trained["work_dir"], tmp_path / "adapter"
+    best = style_scores(work_dir)[-1]["best"]
+    proc = make("convert", f"CONFIG={CPU_CONFIG}", f"MODEL={trained['model']}", f"WORK_DIR={work_dir}",
+                f"ADAPTER={adapter}", "ITER=best")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (f"convert: the best checkpoint by the style score: {best['checkpoint']} (iteration "
+            f"{best['iter']}): {best['why']}") in proc.stdout
+    assert f"adapter from {work_dir / best['checkpoint']} " in proc.stdout
+    # the adapter holds that checkpoint's weights (XTuner writes them in float16), not the newest one's
+    converted = load_file(adapter / "adapter_model.safetensors")
+    expected, newest = lora_weights(work_dir / best["checkpoint"]), lora_weights(work_dir / "iter_8.pth")
+    assert sorted(converted) == sorted(expected)
+    def same(reference: dict[str, torch.Tensor]) -> bool:
+        return all(torch.allclose(converted[name].float(), value, rtol=1e-3, atol=1e-5)
+                   for name, value in reference.items())
+
+    assert same(expected) and not same(newest)
+
+
 def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
     adapter = trained["adapter"]
     config = json.loads((adapter / "adapter_config.json").read_text())
@@ -159,19 +217,56 @@ def test_convert_writes_a_safetensors_adapter(trained: dict) -> None:
     assert not list(adapter.parent.glob(".adapter.tmp-*")), "temporary directory left behind"
 
 
-def test_convert_rebuilds_the_model_training_ran(tiny_model_dir: Path, split_dir: Path,
-                                                 tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def short_run(tiny_model_dir: Path, split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two iterations with a LoRA rank set by --cfg-options and VIS=tensorboard, converted."""
+    root = tmp_path_factory.mktemp("short")
+    common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={root / 'work'}"]
+    overrides = FAST.format(iters=2) + " model.lora.r=8 model.lora.lora_alpha=16"
+    train = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={overrides}",
+                 "VIS=tensorboard")
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    convert = make("convert", *common, f"ADAPTER={root / 'adapter'}")
+    assert convert.returncode == 0, convert.stdout[-3000:] + convert.stderr[-3000:]
+    return {"work_dir": root / "work", "adapter": root / "adapter", "convert": convert}
+
+
+def test_convert_rebuilds_the_model_training_ran(short_run: dict) -> None:
     """A LoRA rank set with --cfg-options at train time converts (it failed with a shape mismatch when
     convert rebuilt the model from the config file alone): convert uses the config mmengine dumped."""
-    common = [f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"WORK_DIR={tmp_path / 'work'}"]
-    overrides = FAST.format(iters=1) + " model.lora.r=8 model.lora.lora_alpha=16"
-    proc = make("train", *common, f"DATA={split_dir}/train.json", f"TRAIN_ARGS={overrides}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    proc = make("convert", *common, f"ADAPTER={tmp_path / 'adapter'}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"(config {tmp_path / 'work' / Path(CPU_CONFIG).name})" in proc.stdout
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert f"(config {short_run['work_dir'] / Path(CPU_CONFIG).name})" in short_run["convert"].stdout
+    config = json.loads((short_run["adapter"] / "adapter_config.json").read_text())
     assert config["r"] == 8 and config["lora_alpha"] == 16
+
+
+def test_vis_tensorboard_writes_events_beside_scalars_json(short_run: dict) -> None:
+    """VIS=tensorboard adds mmengine's TensorboardVisBackend and keeps LocalVisBackend: the event files, read
+    back with TensorBoard's own reader, hold the values scalars.json holds (float32): loss, style scores."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (vis_data,) = short_run["work_dir"].glob("*/vis_data")
+    assert list(vis_data.glob("events.out.tfevents.*")), sorted(p.name for p in vis_data.iterdir())
+    records = [json.loads(line) for line in (vis_data / "scalars.json").read_text().splitlines()]
+    losses = {record["step"]: record["loss"] for record in records if "loss" in record}
+    assert sorted(losses) == [1, 2]
+    events = EventAccumulator(str(vis_data))
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("loss")} == pytest.approx(losses, rel=1e-6)
+    (scores,) = [record for record in records if SAVE_BEST in record]
+    for name in REPORTED:
+        assert [(e.step, e.value) for e in events.Scalars(f"style/{name}")] == [
+            (scores["step"], pytest.approx(scores[f"style/{name}"], rel=1e-6, abs=1e-6))]
+
+
+def test_an_unknown_vis_backend_fails_with_one_line(tiny_model_dir: Path, split_dir: Path,
+                                                    tmp_path: Path) -> None:
+    proc = make("train", f"CONFIG={CPU_CONFIG}", f"MODEL={tiny_model_dir}", f"DATA={split_dir}/train.json",
+                f"WORK_DIR={tmp_path / 'work'}", "VIS=wandb")
+    ours = [line for line in proc.stderr.splitlines() if not line.startswith("make")]
+    assert proc.returncode != 0 and ours == [
+        "train: error: unknown visualizer backend wandb in VIS= (STYLE_TUNE_VIS); known: tensorboard (the "
+        "local scalars.json is always written)"]
+    assert not (tmp_path / "work").exists()
 
 
 def _logits(model_dir: Path, ids: torch.Tensor, adapter: Path | None = None) -> torch.Tensor:
@@ -322,6 +417,9 @@ def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split
         proc = kill_points.make(args, root=tmp_path, log=log, at=at)
         assert kill_points.killed(proc), (point, proc.returncode, proc.stderr[-2000:])
         assert ("resuming from" in proc.stdout) == (point == "late"), (point, proc.stdout[-2000:])
+        # the middle kill came between iter_4.pth's save and its score: the resumed run scores it first
+        scored_late = "iteration 4 was saved but not scored" in proc.stdout
+        assert scored_late == (point == "late"), proc.stdout[-2000:]
     assert (work_dir / "iter_8.pth").stat().st_size == 0 and (work_dir / "iter_4.pth").stat().st_size > 0
     rerun = kill_points.make(args, root=tmp_path, log=log)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -333,6 +431,10 @@ def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split
     assert sorted(p.name for p in work_dir.glob("iter_*.pth")) == ["iter_4.pth", "iter_8.pth"]
     assert kill_points.leftovers(tmp_path) == []
     assert_same_training(work_dir, trained["work_dir"])
+    # one line per checkpoint in the record, the uninterrupted run's scores and best
+    assert style_scores(work_dir) == style_scores(trained["work_dir"])
+    assert sorted(p.name for p in work_dir.glob("best_*.pth")) == sorted(
+        p.name for p in trained["work_dir"].glob("best_*.pth"))
     # the killed late run and the rerun both logged iterations 5-8: the curves (make train's last step)
     # keep one point per iteration, equal to the uninterrupted run's
     logged = [json.loads(line).get("iter") for scalars in runs for line in scalars.read_text().splitlines()]
@@ -341,9 +443,11 @@ def test_killed_training_reruns_to_the_uninterrupted_result(trained: dict, split
     assert [int(row["iter"]) for row in rows] == list(range(1, ITERS + 1))
     expected = [loss for _, loss in loss_curve(trained["work_dir"])]
     assert [float(row["loss"]) for row in rows] == pytest.approx(expected, abs=RESUME_LOSS_ATOL)
-    print("kill point: train early (its work dir made), middle (iter_4.pth written), late (iter_8.pth "
-          "opened, empty), each killed run a rerun of the one before: the middle one started over, the late "
-          "one resumed at 5, the last rerun removed the cut iter_8.pth, resumed at 5, same losses, weights")
+    print("kill point: train early (its work dir made), middle (iter_4.pth written, not yet scored), late "
+          "(iter_8.pth opened, empty), each killed run a rerun of the one before: the middle one started "
+          "over, the late one scored iteration 4 and resumed at 5, the last rerun removed the cut "
+          "iter_8.pth, resumed at 5, same losses, weights, style scores and best checkpoint; one curve point "
+          "per iteration")
 
 
 def test_training_ctrl_c_stops_xtuner_and_says_one_line(trained: dict, split_dir: Path,
@@ -460,6 +564,7 @@ def test_a_second_merge_of_the_same_output_stops_and_leaves_the_first_alone(trai
         ("train", ["MODEL=/nonexistent/model"], "has no config.json"),
         ("train", ["DATA=/nonexistent/train.json"], "run `make split`"),
         ("train", ["CONFIG=xtuner_configs/nope.py"], "not found"),
+        ("train", ["VAL_DATA=/nonexistent/val.json"], "validation split /nonexistent/val.json not found"),
         ("convert", ["WORK_DIR=/nonexistent/work"], "no iter_*.pth checkpoint"),
         ("merge", ["ADAPTER=/nonexistent/adapter"], "run `make convert`"),
     ],
@@ -506,9 +611,9 @@ def test_main_config_keeps_the_seed_settings() -> None:
     assert cfg.train_dataloader.dataset.dataset_map_fn is None
     assert cfg.train_dataloader.dataset.dataset.path == "json"
     assert cfg.prompt_template.INSTRUCTION == "<|im_start|>user\n{input}<|im_end|>\n<|im_start|>assistant\n"
-    assert cfg.SYSTEM == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-    assert cfg.evaluation_inputs[0] == "工作忙的没有私人时间，生活已经变得不会再幸福了。"
-    assert cfg.evaluation_inputs[-1] == "狗东西吃这么好" and len(cfg.evaluation_inputs) == 10
+    # the article's chat hook (ten questions sampled into the log) is replaced by the style score at every
+    # save (docs/recipe.md says why): no EvaluateChatHook left
+    assert not [hook for hook in cfg.custom_hooks if "EvaluateChatHook" in str(hook.type)]
     assert cfg.randomness.seed == 42
     assert cfg.train_cfg.max_epochs == 3
 
@@ -522,33 +627,6 @@ def test_config_paths_come_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert cfg.model.llm.pretrained_model_name_or_path == "/somewhere/model"
     assert cfg.tokenizer.pretrained_model_name_or_path == "/somewhere/model"
     assert cfg.train_dataloader.dataset.dataset.data_files == {"train": "/somewhere/train.json"}
-
-
-@pytest.mark.parametrize(
-    ("config", "key", "attribute"),
-    [
-        ("qwen2_5_1_5b_instruct_lora_int8_style_e3.py", None, "QWEN_DEFAULT_SYSTEM"),
-        ("qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py", "温柔", "STYLE_SYSTEMS"),
-        ("qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py", "毒舌", "STYLE_SYSTEMS"),
-    ],
-)
-def test_chat_hook_system_texts_come_from_the_definition(
-    config: str, key: str | None, attribute: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Change the definition (style_tune.core.prompts) and the config's chat hook follows: a literal copy
-    of today's text in the config would pass an equality test but fails this one."""
-    from mmengine.config import Config
-
-    import style_tune.core.prompts as prompts
-
-    marker = f"MARKER-{attribute}-{key}"
-    if key is None:
-        monkeypatch.setattr(prompts, attribute, marker)
-    else:
-        monkeypatch.setitem(getattr(prompts, attribute), key, marker)
-    cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / config))
-    systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
-    assert marker in systems, systems
 
 
 @pytest.mark.parametrize(
@@ -588,9 +666,97 @@ def test_variants_inherit_the_main_recipe_and_change_what_they_say(config: str, 
         assert sampler.type is LengthGroupedSampler and sampler.per_device_batch_size == expected["bs"]
     if "data" in expected:
         assert dataset.dataset.data_files == {"train": expected["data"]}
-        systems = [hook.get("system") for hook in cfg.custom_hooks if "system" in hook]
-        assert systems == [GENTLE_SYSTEM, SNARKY_SYSTEM]
+        # the style score asks the validation split beside it; its judge learns from the same split
+        split = Path(expected["data"]).parent
+        assert cfg.val_dataloader.dataset.path == str(split / "val.json")
+        assert cfg.val_evaluator.judge_data == str(split / "train.json")
     # What a variant does not mention stays the article's.
     assert (cfg.model.lora.r, cfg.model.lora.lora_alpha) == (main.model.lora.r, main.model.lora.lora_alpha)
     assert cfg.train_cfg.max_epochs == main.train_cfg.max_epochs
     assert cfg.randomness.seed == main.randomness.seed
+
+
+#: The GPU configs and the training file each trains on (`make split`, `make prefs` of the shipped data).
+GPU_CONFIGS = {
+    "qwen2_5_1_5b_instruct_lora_int8_style_e3.py": "train.json",
+    "qwen2_5_1_5b_instruct_lora_bf16_style_e3.py": "train.json",
+    "qwen2_5_1_5b_instruct_qlora_nf4_style_e3.py": "train.json",
+    "qwen2_5_1_5b_instruct_lora_int8_controllable_style_e3.py": "train.json",
+    "qwen2_5_1_5b_instruct_lora_bf16_dpo_style.py": "prefs.jsonl",
+    "qwen2_5_1_5b_instruct_lora_bf16_orpo_style.py": "prefs.jsonl",
+}
+
+
+@pytest.fixture(scope="module")
+def shipped_rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """Rows of the shipped data's training files: the split's train.json and `make prefs`'s pairs."""
+    out = tmp_path_factory.mktemp("controllable")
+    for args in (["split", "MODE=controllable", f"SPLIT_DIR={out}"], ["prefs", f"SPLIT_DIR={out}"]):
+        proc = make(*args)
+        assert proc.returncode == 0, proc.stderr
+    return {"train.json": len(json.loads((out / "train.json").read_text(encoding="utf-8"))),
+            "prefs.jsonl": len((out / "prefs.jsonl").read_text(encoding="utf-8").splitlines())}
+
+
+class Rows(list):
+    """A stand-in for a training dataset of N rows: its length, and the per-row token counts XTuner's
+    LengthGroupedSampler reads (their values do not change the number of batches)."""
+
+    @property
+    def length(self) -> list[int]:
+        return [1] * len(self)
+
+
+@pytest.mark.parametrize("config", sorted(GPU_CONFIGS))
+def test_gpu_configs_score_every_save_about_ten_times_a_run(config: str, shipped_rows: dict[str, int],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each GPU config validates at every save with the style score and its knobs, keeps the best, and saves
+    often enough for a curve: the steps a run takes on the shipped data (the config's own sampler and batch
+    size over that many rows, times its epochs, as XTuner's TrainLoop counts them) give 9 to 12 scores."""
+    from mmengine.config import Config
+    from torch.utils.data import DataLoader
+
+    from style_tune.core import defaults
+    from style_tune.train.style_score import StyleScoreHook, StyleScoreMetric, StyleValLoop, StyleValPrompts
+
+    for name in ("STYLE_TUNE_DATA", "STYLE_TUNE_VAL_DATA", "STYLE_TUNE_VIS"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = Config.fromfile(str(REPO_ROOT / "xtuner_configs" / config))
+    assert cfg.val_cfg.type is StyleValLoop and cfg.val_cfg.max_new_tokens == defaults.EVAL_MAX_OUT_LEN
+    assert cfg.val_dataloader.dataset.type is StyleValPrompts and cfg.val_dataloader.dataset.limit == 0
+    assert cfg.val_dataloader.sampler.shuffle is False
+    assert cfg.val_evaluator.type is StyleScoreMetric and cfg.val_evaluator.min_sane_rate == 90
+    assert cfg.val_dataloader.dataset.tokenizer == cfg.tokenizer  # the trained model's tokenizer
+    split = Path(cfg.val_dataloader.dataset.path).parent
+    assert cfg.val_dataloader.dataset.path.endswith("/val.json")  # never the test split
+    assert cfg.val_evaluator.judge_data == str(split / "train.json")
+    assert [hook.type for hook in cfg.custom_hooks if hook.type is StyleScoreHook] == [StyleScoreHook]
+    checkpoint = cfg.default_hooks.checkpoint
+    assert (checkpoint.save_best, checkpoint.rule) == (SAVE_BEST, "greater")
+    assert cfg.train_cfg.val_interval == checkpoint.interval == cfg.save_steps
+    assert [backend.type.__name__ for backend in cfg.visualizer.vis_backends] == ["LocalVisBackend"]
+
+    rows = Rows(range(shipped_rows[GPU_CONFIGS[config]]))
+    sampler = dict(cfg.train_dataloader.sampler)
+    sampler_type = sampler.pop("type")
+    batches = len(DataLoader(rows, batch_size=cfg.train_dataloader.batch_size,
+                             sampler=sampler_type(rows, seed=0, **sampler)))
+    iterations = cfg.train_cfg.max_epochs * batches
+    scores = set(range(cfg.save_steps, iterations + 1, cfg.save_steps)) | {iterations}  # and the last
+    assert 9 <= len(scores) <= 12, (config, iterations, cfg.save_steps)
+    print(f"{config}: {len(rows)} rows, {batches} steps an epoch, {iterations} in all, a save every "
+          f"{cfg.save_steps}: {len(scores)} scores")
+
+
+def test_vis_adds_tensorboard_and_keeps_the_local_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """$STYLE_TUNE_VIS (make train VIS=): listing only TensorBoard would drop scalars.json; the configs keep
+    it."""
+    from mmengine.config import Config
+
+    for value, expected in (("tensorboard", ["LocalVisBackend", "TensorboardVisBackend"]),
+                            ("local", ["LocalVisBackend"]), ("", ["LocalVisBackend"])):
+        monkeypatch.setenv("STYLE_TUNE_VIS", value)
+        for config in (MAIN_CONFIG, REPO_ROOT / CPU_CONFIG):
+            cfg = Config.fromfile(str(config))
+            backends = [backend.type.__name__ for backend in cfg.visualizer.vis_backends]
+            assert backends == expected, (value, config)
