@@ -89,7 +89,7 @@ class StyleValPrompts(Dataset):
     ``input_ids`` (:func:`prompt_ids`). ``tokenizer``: the config's (a config dict, built by XTuner's
     BUILDER, or a tokenizer); ``limit`` > 0: that many user prompts, drawn with ``seed``."""
 
-    def __init__(self, path: str, tokenizer, limit: int = 0, seed: int = 0) -> None:
+    def __init__(self, path: str, tokenizer: Any, limit: int = 0, seed: int = 0) -> None:
         from xtuner.registry import BUILDER
 
         from style_tune.eval.style_metrics import prompts_in_every_style
@@ -125,12 +125,12 @@ def as_list(batch: Sequence[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- generating
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """A prompt's token ids as XTuner's training tokenises a prompt: the text alone, no special tokens."""
     return tokenizer(prompt, add_special_tokens=False)["input_ids"]
 
 
-def pad_id(tokenizer) -> int:
+def pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
@@ -143,7 +143,7 @@ def left_padded(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, 
 
 
 @contextmanager
-def inference_mode(model) -> Iterator[None]:
+def inference_mode(model: Any) -> Iterator[None]:
     """XTuner's model set for generation (no activation checkpointing, the KV cache on), as XTuner's
     EvaluateChatHook does, and put back afterwards."""
     checkpointing = model.llm.is_gradient_checkpointing
@@ -158,7 +158,7 @@ def inference_mode(model) -> Iterator[None]:
         model.llm.config.use_cache = use_cache
 
 
-def generate_replies(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int
+def generate_replies(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], max_new_tokens: int
                      ) -> list[tuple[str, bool]]:
     """(reply, runaway) per prompt (token ids): greedy replies of XTuner's model (its ``llm``, the adapter
     on), ended at the first stop word (<|im_end|>, <|endoftext|>); runaway when none came within
@@ -195,7 +195,8 @@ class StyleValLoop(ValLoop):
 
     ``max_new_tokens``: the token budget of a reply (a reply that uses it all is a runaway, not sane)."""
 
-    def __init__(self, runner, dataloader, evaluator, max_new_tokens: int, fp16: bool = False) -> None:
+    def __init__(self, runner: Any, dataloader: Any, evaluator: Any, max_new_tokens: int,
+                 fp16: bool = False) -> None:
         super().__init__(runner, dataloader, evaluator, fp16=fp16)
         self.tokenizer = self.dataloader.dataset.tokenizer
         self.max_new_tokens = max_new_tokens
@@ -213,7 +214,7 @@ class StyleValLoop(ValLoop):
         return metrics
 
     @torch.no_grad()
-    def run_iter(self, idx, data_batch: Sequence[dict]) -> None:
+    def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         self.runner.call_hook("before_val_iter", batch_idx=idx, data_batch=data_batch)
         model = self.runner.model.module if is_model_wrapper(self.runner.model) else self.runner.model
         with inference_mode(model):
@@ -275,7 +276,7 @@ class StyleScoreMetric(BaseMetric):
 
 def record_line(iteration: int, checkpoint: str | None, metrics: dict[str, float], best: dict) -> str:
     """One line of style_scores.jsonl (strict JSON: a NaN is written as null)."""
-    clean = {name: (None if isinstance(v, float) and math.isnan(v) else v) for name, v in metrics.items()}
+    clean = {name: (None if math.isnan(v) else v) for name, v in metrics.items()}
     return json.dumps({"iter": iteration, "checkpoint": checkpoint, "metrics": clean, "best": best},
                       ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -292,7 +293,7 @@ class StyleScoreHook(Hook):
 
     priority = "LOWEST"
 
-    def before_train(self, runner) -> None:
+    def before_train(self, runner: Any) -> None:
         if runner.val_loop is None:
             return
         checkpoint_hook = self._checkpoint_hook(runner)
@@ -320,7 +321,7 @@ class StyleScoreHook(Hook):
                                             checkpoint_hook.filename_tmpl.format(iteration))
         runner.val_loop.run()
 
-    def after_val_epoch(self, runner, metrics: dict[str, float] | None = None) -> None:
+    def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
         if not metrics or SAVE_BEST not in metrics or not is_main_process():
             return  # (the other processes' loggers print errors only)
         metric = next((m for m in runner.val_evaluator.metrics if isinstance(m, StyleScoreMetric)), None)
@@ -353,7 +354,7 @@ class StyleScoreHook(Hook):
                                        f"{detail['prediction']!r} (judged {detail['judged']}, "
                                        f"{'sane' if detail['sane'] else ', '.join(detail['problems'])})")
 
-    def after_train(self, runner) -> None:
+    def after_train(self, runner: Any) -> None:
         lines = style_scores(Path(runner.work_dir))
         if lines and lines[-1]["best"]["checkpoint"]:
             best = lines[-1]["best"]
@@ -361,11 +362,11 @@ class StyleScoreHook(Hook):
                                f"ITER=best` converts it): {best['why']}")
 
     @staticmethod
-    def _checkpoint_hook(runner) -> CheckpointHook | None:
+    def _checkpoint_hook(runner: Any) -> CheckpointHook | None:
         return next((hook for hook in runner.hooks if isinstance(hook, CheckpointHook)), None)
 
     @staticmethod
-    def _best(runner, lines: list[dict], min_sane_rate: float) -> dict:
+    def _best(runner: Any, lines: list[dict], min_sane_rate: float) -> dict:
         """The best checkpoint CheckpointHook keeps (its message hub's best_ckpt), and why (the record)."""
         hub = runner.message_hub
         name = Path(hub.get_info("best_ckpt")).name if hub.runtime_info.get("best_ckpt") else ""
