@@ -325,7 +325,8 @@ DEMO_MODEL_base = $(DEMO_BASE)
 DEMO_MODEL_sft = $(DEMO_MERGED)
 DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
 DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
-COMPARE_SPEC = $(foreach w,$(COMPARE),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
+compare_spec = $(foreach w,$(1),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
+COMPARE_SPEC = $(call compare_spec,$(COMPARE))
 # the XTuner work dir whose loss curve goes into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
@@ -347,7 +348,10 @@ JUDGE_CALL_OPTS = $(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)'
 JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') $(JUDGE_CALL_OPTS)
 # make judge-pairs: the pairwise judge (style_tune/eval/pairwise_judge.py) on the same run, its own prompt
 # file (PAIRS_PROMPT=, default eval_configs/pairwise_judge_prompt.json); records for make verdicts.
+# JUDGE=metrics: no LLM (none runs on a CPU): a deterministic judge on the run's own style metrics, its
+# records labelled "style-metrics (deterministic)" (docs/evaluation-judge.md#a-judge-without-an-llm-judgemetrics).
 PAIRS_PROMPT ?=
+JUDGE ?=
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -m style_tune.eval.fewclue '$(abspath $(FEWCLUE_CACHE))'
@@ -420,11 +424,14 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
 
-judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
-	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
-		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
-	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
-		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
+judge-pairs: env-eval  ## pairwise judge, LLM (JUDGE_API=, JUDGE_MODEL=) or JUDGE=metrics: every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
+	@[[ -z '$(JUDGE)' || '$(JUDGE)' == metrics ]] || { \
+		echo "judge-pairs: JUDGE=$(JUDGE): give JUDGE=metrics (the style metrics' judge), or no JUDGE and JUDGE_API=, JUDGE_MODEL=" >&2; exit 2; }
+	@[[ '$(JUDGE)' == metrics || ( -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ) ]] || { \
+		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME (the key comes from OPENAI_API_KEY), or JUDGE=metrics" >&2; exit 2; }
+	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --seed '$(SEED)' \
+		$(if $(filter metrics,$(JUDGE)),--metrics,--api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
+		$(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS))
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
@@ -445,6 +452,11 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED
 		$(if $(STAGE),BASE=$(DEMO_MERGED) TUNED=$(DEMO_STAGE_MERGED) TRAIN_WORK_DIR=$(DEMO_STAGE_WORK_DIR), \
 		BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) TRAIN_WORK_DIR=$(DEMO_WORK_DIR)) \
 		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
+
+.PHONY: bench-metric-judge
+bench-metric-judge: env-eval  ## the metrics judge's tie tolerance: margins under style judges of resampled data -> benchmarks/metric_judge_ties.{md,json}
+	@[ -f data/controllable/train.json ] || $(MAKE) split MODE=controllable SPLIT_DIR=data/controllable
+	$(EVAL_PY) -m benchmarks.metric_judge_ties
 
 # ---------------------------------------------------------------- web page and serving benchmark
 # make webui: a blind rating session, base vs tuned or COMPARE="..." (two or more models, each pair asked
