@@ -453,7 +453,44 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED
 		BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) TRAIN_WORK_DIR=$(DEMO_WORK_DIR)) \
 		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
 
-.PHONY: bench-metric-judge
+# make leaderboard: make demo's models side by side, in one command (docs/demo.md#the-leaderboard-make-leaderboard).
+# eval-style of LEADERBOARD_MODELS (COMPARE words: make demo's by bare name, or NAME=DIR; one named base) on
+# LEADERBOARD_SPLIT, every pair judged by JUDGE=metrics (on a CPU no LLM can judge), make eval-retention of
+# the same models on LEADERBOARD_FEWCLUE (default: the shipped 8-item fixture, so no verdict) with replies of
+# at most LEADERBOARD_MAX_OUT_LEN tokens (one letter is the answer), then what README's leaderboard is made
+# from copied to LEADERBOARD_DIR (committed) and the README block redrawn (make leaderboard-readme).
+# MODE controllable: the DPO and ORPO stages exist only there. Runs in LEADERBOARD_RUNS.
+.PHONY: leaderboard leaderboard-readme bench-metric-judge
+LEADERBOARD_MODELS ?= base sft dpo orpo
+LEADERBOARD_SPLIT ?= data/$(MODE)
+LEADERBOARD_FEWCLUE ?= tests/eval/fixtures/fewclue
+LEADERBOARD_MAX_OUT_LEN ?= 32
+LEADERBOARD_DIR ?= docs/leaderboard
+LEADERBOARD_RUNS ?= outputs/leaderboard
+LEADERBOARD_README ?= README.md
+LEADERBOARD_SPEC = $(call compare_spec,$(LEADERBOARD_MODELS))
+LEADERBOARD_BASE = $(patsubst base=%,%,$(filter base=%,$(LEADERBOARD_SPEC)))
+
+leaderboard: MODE = controllable
+leaderboard: env-eval  ## make demo's four controllable models (LEADERBOARD_MODELS=) ranked by the style-metrics judge, + FewCLUE retention -> LEADERBOARD_DIR, README
+	@[[ -n '$(LEADERBOARD_BASE)' ]] || { \
+		echo "leaderboard: LEADERBOARD_MODELS='$(LEADERBOARD_MODELS)' names no model base (the ranking's anchor, retention's reference)" >&2; exit 2; }
+	@start=$$(date +%s) && export $(DEMO_ENV) OMP_NUM_THREADS=$(DEMO_THREADS) && \
+	$(MAKE) eval-style MODE=$(MODE) SPLIT_DIR='$(LEADERBOARD_SPLIT)' EVAL_DEVICE=cpu COMPARE='$(LEADERBOARD_SPEC)' \
+		STYLE_DIR='$(LEADERBOARD_RUNS)/style' TRAIN_WORK_DIR='$(DEMO_WORK_DIR)' && \
+	$(MAKE) judge-pairs JUDGE=metrics STYLE_DIR='$(LEADERBOARD_RUNS)/style' && \
+	$(MAKE) eval-retention MODE=$(MODE) BASE='$(LEADERBOARD_BASE)' TUNED='$(filter-out base=%,$(LEADERBOARD_SPEC))' \
+		FEWCLUE_CACHE='$(LEADERBOARD_FEWCLUE)' EVAL_DEVICE=cpu RETENTION_MAX_OUT_LEN='$(LEADERBOARD_MAX_OUT_LEN)' \
+		RETENTION_DIR='$(LEADERBOARD_RUNS)/retention' && \
+	$(EVAL_PY) -m style_tune.eval.leaderboard collect '$(LEADERBOARD_RUNS)/style/latest' '$(LEADERBOARD_RUNS)/retention' \
+		--dir '$(LEADERBOARD_DIR)' --started $$start --fewclue '$(LEADERBOARD_FEWCLUE)' \
+		--command 'make leaderboard$(if $(strip $(MAKEOVERRIDES)), $(MAKEOVERRIDES))' && \
+	$(MAKE) leaderboard-readme
+
+leaderboard-readme: env-eval  ## README's leaderboard (table, figure) and LEADERBOARD_DIR/verdicts.md, from LEADERBOARD_DIR's committed data
+	$(EVAL_PY) -m style_tune.eval.leaderboard readme --dir '$(LEADERBOARD_DIR)' --readme '$(LEADERBOARD_README)' \
+		--seed '$(SEED)' --rounds '$(RANKING_ROUNDS)'
+
 bench-metric-judge: env-eval  ## the metrics judge's tie tolerance: margins under style judges of resampled data -> benchmarks/metric_judge_ties.{md,json}
 	@[ -f data/controllable/train.json ] || $(MAKE) split MODE=controllable SPLIT_DIR=data/controllable
 	$(EVAL_PY) -m benchmarks.metric_judge_ties

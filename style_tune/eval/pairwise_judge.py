@@ -228,9 +228,13 @@ def run_scores(run_dir: Path, items: dict[str, list[dict]]) -> dict[str, list[di
             raise JudgeError(f"{run_dir / 'results' / name}: expected one results file of the style "
                              f"evaluation, found {len(files)} (did the run finish?)")
         try:
-            details = json.loads(files[0].read_text(encoding="utf-8"))["details"]
-            if len(details) != len(replies) or any(
-                    d["prediction"] != r["prediction"] for d, r in zip(details, replies, strict=True)):
+            # OpenCompass's evaluator keeps each field of a detail as the list of the prompt's samples
+            # (BaseEvaluator.evaluate; one sample here): unwrapped
+            details = [{key: value[0] for key, value in d.items() if key != "example_abbr"}
+                       if isinstance(d["prediction"], list) else d
+                       for d in json.loads(files[0].read_text(encoding="utf-8"))["details"]]
+            if len(details) != len(replies) or any(d["prediction"] != r["prediction"]
+                                                   for d, r in zip(details, replies, strict=True)):
                 raise ValueError("its details are not the replies of predictions/ in their order")
             scores[name] = [{key: d[key] for key in METRIC_FIELDS} for d in details]
         except (ValueError, KeyError, TypeError) as err:

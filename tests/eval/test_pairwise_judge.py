@@ -196,7 +196,10 @@ def write_run(root: Path, models: dict[str, list[str]], real: tuple) -> Path:
         rows = {str(i): {"origin_prompt": [{"role": "SYSTEM", "prompt": system_text("controllable", style)},
                                            {"role": "HUMAN", "prompt": user}], "prediction": reply}
                 for i, ((user, style, _), reply) in enumerate(zip(real[1], replies, strict=True))}
-        for folder, data in (("predictions", rows), ("results", {"details": scored(real, replies)})):
+        # OpenCompass keeps each field of a detail as the list of the prompt's samples (one)
+        details = [{"example_abbr": f"style-controllable_{i}", **{key: [value] for key, value in d.items()}}
+                   for i, d in enumerate(scored(real, replies))]
+        for folder, data in (("predictions", rows), ("results", {"details": details})):
             (root / folder / name).mkdir(parents=True)
             (root / folder / name / "style_eval.json").write_text(json.dumps(data, ensure_ascii=False),
                                                                   encoding="utf-8")
@@ -233,7 +236,7 @@ def test_the_metrics_judge_names_what_is_missing(real: tuple, tmp_path: Path,
     good = [g for _, _, g in real[1]]
     run = write_run(tmp_path / "run", {"base": good, "tuned": good}, real)
     details = run / "results" / "tuned" / "style_eval.json"
-    details.write_text(json.dumps({"details": scored(real, good[::-1])}), encoding="utf-8")
+    details.write_text(json.dumps({"details": scored(real, good[::-1])}), encoding="utf-8")  # unwrapped too
     with pytest.raises(JudgeError, match="not the replies of predictions/ in their order"):
         judge_pairs_by_metrics(run)
     details.unlink()
