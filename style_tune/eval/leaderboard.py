@@ -63,6 +63,15 @@ def git_commit() -> str | None:
     return head + ("+changes" if dirty else "")
 
 
+def shown(path: str) -> str:
+    """A path as README shows it: relative to the checkout when inside it (the runs record absolute ones);
+    anything else (a path outside, an API model's "NAME at URL") as it is."""
+    if not os.path.isabs(path):
+        return path
+    inside = os.path.relpath(path, REPO_ROOT)
+    return path if inside.startswith("..") else inside
+
+
 def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float | None, command: str,
             fewclue: str) -> dict:
     """Copy the inputs of README's leaderboard into OUT (atomically, all or none) and say what made them."""
@@ -80,11 +89,12 @@ def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float |
     about = {
         "command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M %z"),
         "wall_time_s": round(time.time() - started) if started else None,
-        "style_run": {"mode": settings["mode"], "test": settings["test"], "train": settings["train"],
-                      "limit": settings["limit"], "max_out_len": settings["max_out_len"],
-                      "models": settings["paths"]},
+        "style_run": {"mode": settings["mode"], "test": shown(settings["test"]),
+                      "train": shown(settings["train"]), "limit": settings["limit"],
+                      "max_out_len": settings["max_out_len"],
+                      "models": {name: shown(path) for name, path in settings["paths"].items()}},
         "retention_run": {key: retention["settings"][key] for key in ("backend", "margin", "seed", "rounds")}
-        | {"fewclue": fewclue, "models": {e["abbr"]: e["path"] for e in retention["entries"]}},
+        | {"fewclue": fewclue, "models": {e["abbr"]: shown(e["path"]) for e in retention["entries"]}},
     }
     write_files_atomically({out / VERDICTS: records.read_bytes(), out / RETENTION: report_json.read_bytes(),
                             out / RETENTION_MD: report_md.read_bytes(),
