@@ -65,11 +65,10 @@ RESULT_NAME = "pairwise_verdicts.jsonl"
 PLACEHOLDERS = ("style", "style_description", "user", "reply_a", "reply_b")
 #: The metrics judge (--metrics): its name in the records' ``judge`` (so `make verdicts` labels its verdicts
 #: "judge style-metrics (deterministic)": never to be taken for an LLM's or a person's), its file, its
-#: rule (:func:`metric_choice`) and the per-reply scores each record keeps (why it decided so).
+#: rule (named in each record's settings) and the per-reply scores each record keeps (why it decided so).
 METRICS_JUDGE = "style-metrics (deterministic)"
 METRICS_RESULT_NAME = "pairwise_verdicts_metrics.jsonl"
-METRICS_RULE = ("a style hit (sane and read as the style asked for) beats a reply that is not one; of two "
-                "hits the larger style_margin wins, within tie_within points a tie; no hit: both bad")
+METRICS_RULE = "style_tune.eval.pairwise_judge.metric_choice"
 METRIC_FIELDS = ("sane", "problems", "judged", "style_hit", "style_margin")
 
 
@@ -262,7 +261,7 @@ def judge_pairs_by_metrics(run_dir: Path, *, seed: int = defaults.SEED, out: Pat
             replies={side: items[name][pair.index]["reply"] for side, name in zip(SIDES, pair.shown,
                                                                                   strict=True)},
             endpoints={side: {"name": name} for side, name in zip(SIDES, pair.shown, strict=True)},
-            settings={"rule": METRICS_RULE, "tie_within": tie_within, "scores": f"{run_dir}/results"},
+            settings={"rule": METRICS_RULE, "tie_within": tie_within, "run": run_dir.name},
             answers=choices, scores=shown))
     write_atomically(out or run_dir / METRICS_RESULT_NAME,
                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
