@@ -38,7 +38,7 @@ import json
 import sys
 from pathlib import Path
 from string import Template
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from style_tune import REPO_ROOT
 from style_tune.core import defaults
@@ -78,7 +78,7 @@ class Pair(NamedTuple):
 
     user: str
     style: str | None
-    index: int
+    row: int  # the prompt's place in the run's predictions
     shown: tuple[str, str]
 
 
@@ -143,11 +143,11 @@ def run_pairs(run_dir: Path, seed: int) -> tuple[dict[str, list[dict]], list[Pai
                              "order")
     pairs = []
     for first, second in itertools.combinations(names, 2):  # base first: base vs tuned as before
-        for index, (one, other) in enumerate(zip(items[first], items[second], strict=True)):
+        for row, (one, other) in enumerate(zip(items[first], items[second], strict=True)):
             # controllable: the requested style; label: the one the second (tuned) reply announces
             style = other["style"] or one["style"]
             shown = shown_order(seed, one["user"], style, names=(first, second))
-            pairs.append(Pair(one["user"], style, index, shown))
+            pairs.append(Pair(one["user"], style, row, shown))
     return items, pairs
 
 
@@ -163,8 +163,8 @@ def judge_pairs(run_dir: Path, *, api: str, model: str, prompt_path: Path = DEFA
     for pair in pairs:
         for order in (pair.shown, pair.shown[::-1]):
             text = template.substitute(
-                style=pair.style or NO_STYLE, user=pair.user, reply_a=items[order[0]][pair.index]["reply"],
-                reply_b=items[order[1]][pair.index]["reply"],
+                style=pair.style or NO_STYLE, user=pair.user, reply_a=items[order[0]][pair.row]["reply"],
+                reply_b=items[order[1]][pair.row]["reply"],
                 style_description=descriptions[pair.style if pair.style in STYLES else NO_STYLE])
             conversations.append([{"role": "system", "content": system}, {"role": "user", "content": text}])
     client = make_client(api, timeout, retries)
@@ -176,17 +176,18 @@ def judge_pairs(run_dir: Path, *, api: str, model: str, prompt_path: Path = DEFA
     for n, pair in enumerate(pairs):
         asked = answers[2 * n: 2 * n + 2]
         choices = [(None, a["error"]) if a["error"] else parse_choice(a["answer"]) for a in asked]
-        fields = dict(prompt=pair.user, style=pair.style, system=None, seed=seed, judge=model,
-                      replies={side: items[name][pair.index]["reply"]
+        fields: dict[str, Any] = dict(prompt=pair.user, style=pair.style, system=None, seed=seed, judge=model,
+                      replies={side: items[name][pair.row]["reply"]
                                for side, name in zip(SIDES, pair.shown, strict=True)},
                       endpoints={side: {"name": name, "api": api}
                                  for side, name in zip(SIDES, pair.shown, strict=True)},
                       settings={"temperature": 0.0, "max_tokens": max_tokens, "prompt": str(prompt_path)},
                       answers=[a["answer"] for a in asked])
-        if any(choice is None for choice, _ in choices):
+        first, second = choices[0][0], choices[1][0]
+        if first is None or second is None:
             records.append(record(verdict=None, unparsable=True, problems=[p for _, p in choices], **fields))
         else:
-            verdict, agree = combine(choices[0][0], choices[1][0], pair.shown)
+            verdict, agree = combine(first, second, pair.shown)
             records.append(record(verdict=verdict, orders_agree=agree, **fields))
     write_atomically(out or run_dir / RESULT_NAME,
                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
@@ -251,14 +252,14 @@ def judge_pairs_by_metrics(run_dir: Path, *, seed: int = defaults.SEED, out: Pat
     scores = run_scores(run_dir, items)
     records = []
     for pair in pairs:
-        shown = {side: scores[name][pair.index] for side, name in zip(SIDES, pair.shown, strict=True)}
+        shown = {side: scores[name][pair.row] for side, name in zip(SIDES, pair.shown, strict=True)}
         choices = [metric_choice(shown["A"], shown["B"], tie_within),
                    metric_choice(shown["B"], shown["A"], tie_within)]  # swapped: B shown first
-        verdict, agree = combine(*choices, pair.shown)
+        verdict, agree = combine(choices[0], choices[1], pair.shown)
         records.append(record(
             verdict=verdict, orders_agree=agree, prompt=pair.user, style=pair.style, system=None, seed=seed,
             judge=METRICS_JUDGE,
-            replies={side: items[name][pair.index]["reply"] for side, name in zip(SIDES, pair.shown,
+            replies={side: items[name][pair.row]["reply"] for side, name in zip(SIDES, pair.shown,
                                                                                   strict=True)},
             endpoints={side: {"name": name} for side, name in zip(SIDES, pair.shown, strict=True)},
             settings={"rule": METRICS_RULE, "tie_within": tie_within, "run": run_dir.name},

@@ -12,7 +12,6 @@ prints for them; and the committed leaderboard (docs/leaderboard/) against READM
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import verdict_sim
+from test_compare_eval import make, ok
 from test_retention import tuned  # noqa: F401  (the fixture: two stand-ins for merged models)
 
 from style_tune.eval.leaderboard import ABOUT, BEGIN, END, FIGURE, FULL, RETENTION, VERDICTS
@@ -29,19 +29,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 FEWCLUE = REPO_ROOT / "tests" / "eval" / "fixtures" / "fewclue"
 PROMPTS = 3
 SKELETON = f"# A README\n\nBefore.\n\n{BEGIN}\nold text\n{END}\n\nAfter.\n"
-
-
-def make(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    return subprocess.run(["make", "-s", *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    if proc.returncode != 0:
-        pytest.fail(f"{' '.join(proc.args)} exited {proc.returncode}:\n{proc.stdout[-6000:]}\n"
-                    f"{proc.stderr[-6000:]}")
-    return proc
 
 
 def block(readme: Path) -> str:
@@ -64,7 +51,7 @@ def board(tiny_model_dir: Path, tuned: dict[str, Path],  # noqa: F811
                    f"LEADERBOARD_SPLIT={split}", f"LEADERBOARD_DIR={tmp / 'board'}",
                    f"LEADERBOARD_RUNS={tmp / 'runs'}", f"LEADERBOARD_README={readme}",
                    f"EVAL_LIMIT={PROMPTS}", "EVAL_MAX_OUT_LEN=8", "LEADERBOARD_MAX_OUT_LEN=8",
-                   "RANKING_ROUNDS=50"))
+                   "RANKING_ROUNDS=50", timeout=1800))
     print(f"make leaderboard: {time.monotonic() - start:.0f} s")
     return {"dir": tmp / "board", "runs": tmp / "runs", "readme": readme, "models": models, "tmp": tmp,
             "stdout": proc.stdout}
