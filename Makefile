@@ -342,7 +342,8 @@ DEMO_MODEL_base = $(DEMO_BASE)
 DEMO_MODEL_sft = $(DEMO_MERGED)
 DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
 DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
-COMPARE_SPEC = $(foreach w,$(COMPARE),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
+compare_spec = $(foreach w,$(1),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
+COMPARE_SPEC = $(call compare_spec,$(COMPARE))
 # the XTuner work dir whose loss curve goes into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
@@ -364,7 +365,10 @@ JUDGE_CALL_OPTS = $(if $(JUDGE_CONCURRENCY),--concurrency '$(JUDGE_CONCURRENCY)'
 JUDGE_OPTS = $(if $(JUDGE_PROMPT),--prompt '$(JUDGE_PROMPT)') $(JUDGE_CALL_OPTS)
 # make judge-pairs: the pairwise judge (style_tune/eval/pairwise_judge.py) on the same run, its own prompt
 # file (PAIRS_PROMPT=, default eval_configs/pairwise_judge_prompt.json); records for make verdicts.
+# JUDGE=metrics: no LLM (none runs on a CPU): a deterministic judge on the run's own style metrics, its
+# records labelled "style-metrics (deterministic)" (docs/evaluation-judge.md#a-judge-without-an-llm-judgemetrics).
 PAIRS_PROMPT ?=
+JUDGE ?=
 
 fewclue-data: env-eval  ## download FewCLUE for eval-select into FEWCLUE_CACHE/data/FewCLUE (OpenCompass's own download; network)
 	$(EVAL_PY) -m style_tune.eval.fewclue '$(abspath $(FEWCLUE_CACHE))'
@@ -437,11 +441,14 @@ judge: env-eval  ## LLM judge (JUDGE_API=, JUDGE_MODEL=) on the replies of STYLE
 	$(EVAL_PY) -m style_tune.eval.llm_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(JUDGE_OPTS)
 
-judge-pairs: env-eval  ## pairwise LLM judge (JUDGE_API=, JUDGE_MODEL=): every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
-	@[[ -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ]] || { \
-		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME; the key comes from OPENAI_API_KEY" >&2; exit 2; }
-	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
-		--seed '$(SEED)' $(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS)
+judge-pairs: env-eval  ## pairwise judge, LLM (JUDGE_API=, JUDGE_MODEL=) or JUDGE=metrics: every pair of models of STYLE_DIR's last run, each prompt, both orders -> make verdicts
+	@[[ -z '$(JUDGE)' || '$(JUDGE)' == metrics ]] || { \
+		echo "judge-pairs: JUDGE=$(JUDGE): give JUDGE=metrics (the style metrics' judge), or no JUDGE and JUDGE_API=, JUDGE_MODEL=" >&2; exit 2; }
+	@[[ '$(JUDGE)' == metrics || ( -n '$(JUDGE_API)' && -n '$(JUDGE_MODEL)' ) ]] || { \
+		echo "judge-pairs: give JUDGE_API=URL (ending in /v1) and JUDGE_MODEL=NAME (the key comes from OPENAI_API_KEY), or JUDGE=metrics" >&2; exit 2; }
+	$(EVAL_PY) -m style_tune.eval.pairwise_judge $(STYLE_DIR)/latest --seed '$(SEED)' \
+		$(if $(filter metrics,$(JUDGE)),--metrics,--api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
+		$(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS))
 
 report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
@@ -462,6 +469,48 @@ eval-demo:  ## eval-style + report on `make demo`'s models (same MODE, DEMO_SEED
 		$(if $(STAGE),BASE=$(DEMO_MERGED) TUNED=$(DEMO_STAGE_MERGED) TRAIN_WORK_DIR=$(DEMO_STAGE_WORK_DIR), \
 		BASE=$(DEMO_BASE) TUNED=$(DEMO_MERGED) TRAIN_WORK_DIR=$(DEMO_WORK_DIR)) \
 		STYLE_DIR=outputs/style_eval_demo-$(MODE)$(DEMO_SUFFIX)$(if $(STAGE),-$(STAGE))
+
+# make leaderboard: make demo's models side by side, in one command (docs/demo.md#the-leaderboard-make-leaderboard).
+# eval-style of LEADERBOARD_MODELS (COMPARE words: make demo's by bare name, or NAME=DIR; one named base) on
+# LEADERBOARD_SPLIT, every pair judged by JUDGE=metrics (on a CPU no LLM can judge), make eval-retention of
+# the same models on LEADERBOARD_FEWCLUE (default: the shipped 8-item fixture, so no verdict) with replies of
+# at most LEADERBOARD_MAX_OUT_LEN tokens (one letter is the answer), then what README's leaderboard is made
+# from copied to LEADERBOARD_DIR (committed) and the README block redrawn (make leaderboard-readme).
+# MODE controllable: the DPO and ORPO stages exist only there. Runs in LEADERBOARD_RUNS.
+.PHONY: leaderboard leaderboard-readme bench-metric-judge
+LEADERBOARD_MODELS ?= base sft dpo orpo
+LEADERBOARD_SPLIT ?= data/$(MODE)
+LEADERBOARD_FEWCLUE ?= tests/eval/fixtures/fewclue
+LEADERBOARD_MAX_OUT_LEN ?= 32
+LEADERBOARD_DIR ?= docs/leaderboard
+LEADERBOARD_RUNS ?= outputs/leaderboard
+LEADERBOARD_README ?= README.md
+LEADERBOARD_SPEC = $(call compare_spec,$(LEADERBOARD_MODELS))
+LEADERBOARD_BASE = $(patsubst base=%,%,$(filter base=%,$(LEADERBOARD_SPEC)))
+
+leaderboard: MODE = controllable
+leaderboard: env-eval  ## make demo's four controllable models (LEADERBOARD_MODELS=) ranked by the style-metrics judge, + FewCLUE retention -> LEADERBOARD_DIR, README
+	@[[ -n '$(LEADERBOARD_BASE)' ]] || { \
+		echo "leaderboard: LEADERBOARD_MODELS='$(LEADERBOARD_MODELS)' names no model base (the ranking's anchor, retention's reference)" >&2; exit 2; }
+	@start=$$(date +%s) && export $(DEMO_ENV) OMP_NUM_THREADS=$(DEMO_THREADS) && \
+	$(MAKE) eval-style MODE=$(MODE) SPLIT_DIR='$(LEADERBOARD_SPLIT)' EVAL_DEVICE=cpu COMPARE='$(LEADERBOARD_SPEC)' \
+		STYLE_DIR='$(LEADERBOARD_RUNS)/style' TRAIN_WORK_DIR='$(DEMO_WORK_DIR)' && \
+	$(MAKE) judge-pairs JUDGE=metrics STYLE_DIR='$(LEADERBOARD_RUNS)/style' && \
+	$(MAKE) eval-retention MODE=$(MODE) BASE='$(LEADERBOARD_BASE)' TUNED='$(filter-out base=%,$(LEADERBOARD_SPEC))' \
+		FEWCLUE_CACHE='$(LEADERBOARD_FEWCLUE)' EVAL_DEVICE=cpu RETENTION_MAX_OUT_LEN='$(LEADERBOARD_MAX_OUT_LEN)' \
+		RETENTION_DIR='$(LEADERBOARD_RUNS)/retention' && \
+	$(EVAL_PY) -m style_tune.eval.leaderboard collect '$(LEADERBOARD_RUNS)/style/latest' '$(LEADERBOARD_RUNS)/retention' \
+		--dir '$(LEADERBOARD_DIR)' --started $$start --fewclue '$(LEADERBOARD_FEWCLUE)' \
+		--command 'make leaderboard$(if $(strip $(MAKEOVERRIDES)), $(MAKEOVERRIDES))' && \
+	$(MAKE) leaderboard-readme
+
+leaderboard-readme: env-eval  ## README's leaderboard (table, figure) and LEADERBOARD_DIR/verdicts.md, from LEADERBOARD_DIR's committed data
+	$(EVAL_PY) -m style_tune.eval.leaderboard readme --dir '$(LEADERBOARD_DIR)' --readme '$(LEADERBOARD_README)' \
+		--seed '$(SEED)' --rounds '$(RANKING_ROUNDS)'
+
+bench-metric-judge: env-eval  ## the metrics judge's tie tolerance: margins under style judges of resampled data -> benchmarks/metric_judge_ties.{md,json}
+	@[ -f data/controllable/train.json ] || $(MAKE) split MODE=controllable SPLIT_DIR=data/controllable
+	$(EVAL_PY) -m benchmarks.metric_judge_ties
 
 # ---------------------------------------------------------------- web page and serving benchmark
 # make webui: a blind rating session, base vs tuned or COMPARE="..." (two or more models, each pair asked

@@ -57,6 +57,12 @@ DEMO_BASE_STEPS = 1000
 #: docs/serving.md's example, 2 kinds of rater x 360 verdicts, took 9.8 s of CPU).
 RANKING_ANCHOR = "base"
 RANKING_ROUNDS = 1000
+#: The pairwise metrics judge (`make judge-pairs JUDGE=metrics`): two replies that both count for style
+#: whose style margins differ by at most this many points tie. Below it the order is the classifier's
+#: noise: style judges trained on bootstrap resamples of the controllable train split keep the full
+#: judge's order of two held-out references in >= 95 % of resamples for 96.3 % of the pairs beyond 15
+#: points, 94.9 % beyond 12, 86.3 % beyond 5 (benchmarks/metric_judge_ties.md, `make bench-metric-judge`).
+METRIC_JUDGE_TIE = 15.0
 
 
 #: Preference tuning (`make prefs`, the *_dpo_style / *_orpo_style configs): the pairs file in the

@@ -98,7 +98,8 @@ def sweep_temporaries(target: Path, step: str, *, own: Path | None = None) -> No
     removed = []
     for entry in entries:
         match = pattern.fullmatch(entry.name)
-        if match is None or (own is not None and entry.path == str(own)):
+        # by absolute path: scandir names a bare file name's entries ./NAME, the caller's OWN may be NAME
+        if match is None or (own is not None and os.path.abspath(entry.path) == os.path.abspath(own)):
             continue
         try:
             info = entry.stat(follow_symlinks=False)

@@ -304,7 +304,8 @@ def run_items(run_dir: Path) -> dict[str, list[dict]]:
 
 
 def _item(row: dict) -> dict:
-    """One prediction row -> what the judge is asked about: user message, reply, style it should have."""
+    """One prediction row -> what the judge is asked about: user message, reply, style it should have
+    (and the prediction as generated, which the evaluator's per-reply details repeat)."""
     prompt = {part["role"]: part["prompt"] for part in row["origin_prompt"]}
     prediction = row["prediction"][0] if isinstance(row["prediction"], list) else row["prediction"]
     system = prompt.get("SYSTEM", "")
@@ -312,7 +313,7 @@ def _item(row: dict) -> dict:
         style, reply = requested_style(system), (prediction or "").strip()
     else:
         style, reply = split_label(prediction or "")
-    return {"user": prompt["HUMAN"], "reply": reply, "style": style}
+    return {"user": prompt["HUMAN"], "reply": reply, "style": style, "prediction": prediction}
 
 
 def judge_run(run_dir: Path, *, api: str, model: str, prompt: JudgePrompt, concurrency: int = CONCURRENCY,
@@ -408,14 +409,17 @@ def verdict_cell(record: dict) -> str:
 
 # ------------------------------------------------------------------------------------ command line
 
-def judge_parser(doc: str, prompt: Path) -> argparse.ArgumentParser:
-    """The command line both judges share: the run, the API, the model, the prompt file and the calls."""
+def judge_parser(doc: str, prompt: Path, *, api_required: bool = True) -> argparse.ArgumentParser:
+    """The command line both judges share: the run, the API, the model, the prompt file and the calls
+    (API_REQUIRED False: the caller checks --api and --model, which the pairwise judge's --metrics needs
+    not)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("run_dir", type=Path,
                         help="an OpenCompass run of the style config (STYLE_DIR/latest)")
-    parser.add_argument("--api", required=True, help="the judge's OpenAI-compatible base URL, ending in /v1")
-    parser.add_argument("--model", required=True, help="the judge model's name at that API")
+    parser.add_argument("--api", required=api_required,
+                        help="the judge's OpenAI-compatible base URL, ending in /v1")
+    parser.add_argument("--model", required=api_required, help="the judge model's name at that API")
     parser.add_argument("--prompt", type=Path, default=prompt, help="the judge's prompt file")
     parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="calls in flight at once")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per call attempt")

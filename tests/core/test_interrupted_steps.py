@@ -72,6 +72,15 @@ def test_what_is_not_a_stale_temporary_of_this_output_is_never_touched(tmp_path:
     assert (tmp_path / ".merged.tmp-ab12cd35").is_dir()
 
 
+def test_a_bare_file_name_is_written_beside_the_current_directory(tmp_path: Path, monkeypatch) -> None:
+    """`--readme README.md`: a target with no directory part; its own temporary is not another run's."""
+    monkeypatch.chdir(tmp_path)
+    io.write_atomically(Path("README.md"), "text\n")
+    io.write_atomically(Path("README.md"), "again\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == "again\n"
+
+
 def test_a_temporary_another_run_still_writes_is_left_and_stops_this_run(tmp_path: Path, capsys) -> None:
     final = tmp_path / "merged"
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

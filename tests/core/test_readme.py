@@ -43,6 +43,9 @@ COMMAND_TESTS = {
         "test_make_demo_with_a_stage_runs_dpo_from_the_merged_sft_model",
     # the runner's tables from its per-seed results, and README's figures from the committed run
     "make demo-seeds": "tests/core/test_demo_seeds.py::test_readme_figures_are_the_committed_runs",
+    # the whole chain on three tiny models (its README block from the kept data: test_leaderboard.py too)
+    "make leaderboard":
+        "tests/eval/test_leaderboard.py::test_the_chain_judges_every_pair_and_keeps_what_the_readme_is_made_of",
     # preference tuning: the pairs on the shipped data; DPO on the CPU twin of the GPU config
     "make split prefs MODE=controllable":
         "tests/core/test_prefs.py::test_make_prefs_runs_on_the_shipped_data",
