@@ -72,6 +72,12 @@ def shown(path: str) -> str:
     return path if inside.startswith("..") else inside
 
 
+def in_checkout(path: Path) -> str:
+    """A report's text with the checkout's own paths relative to it (the runs record absolute ones, which
+    would name the machine it ran on in a committed file)."""
+    return path.read_text(encoding="utf-8").replace(f"{REPO_ROOT}{os.sep}", "")
+
+
 def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float | None, command: str,
             fewclue: str) -> dict:
     """Copy the inputs of README's leaderboard into OUT (atomically, all or none) and say what made them."""
@@ -96,8 +102,8 @@ def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float |
         "retention_run": {key: retention["settings"][key] for key in ("backend", "margin", "seed", "rounds")}
         | {"fewclue": fewclue, "models": {e["abbr"]: shown(e["path"]) for e in retention["entries"]}},
     }
-    write_files_atomically({out / VERDICTS: records.read_bytes(), out / RETENTION: report_json.read_bytes(),
-                            out / RETENTION_MD: report_md.read_bytes(),
+    write_files_atomically({out / VERDICTS: records.read_bytes(), out / RETENTION: in_checkout(report_json),
+                            out / RETENTION_MD: in_checkout(report_md),
                             out / ABOUT: json.dumps(about, ensure_ascii=False, indent=1) + "\n"}, step=STEP)
     return about
 

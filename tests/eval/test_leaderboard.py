@@ -141,3 +141,17 @@ def test_the_committed_leaderboard_is_what_readme_shows() -> None:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert (REPO_ROOT / "docs" / "leaderboard" / FIGURE).is_file()
+
+
+def test_the_committed_reports_name_no_machine_path(tmp_path: Path) -> None:
+    """The runs record absolute paths; what is committed names the checkout's own relative to it, so no
+    file of docs/leaderboard/ says on which machine (or in which folder) it was made."""
+    from style_tune.eval.leaderboard import in_checkout
+
+    report = tmp_path / "report.md"
+    report.write_text(f"Base: `{REPO_ROOT}/models/base`, elsewhere: `/data/m`\n", encoding="utf-8")
+    assert in_checkout(report) == "Base: `models/base`, elsewhere: `/data/m`\n"
+    for path in (REPO_ROOT / "docs" / "leaderboard").glob("*.*"):
+        if path.suffix in (".json", ".jsonl", ".md"):
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"[`\"'](/[\w.-]+)+/(models|outputs)/", text), path
