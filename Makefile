@@ -363,7 +363,7 @@ DEMO_MODEL_sft = $(DEMO_MERGED)
 DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
 DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
 COMPARE_SPEC = $(foreach w,$(COMPARE),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
-# the XTuner work dir whose loss curve goes into the report
+# the XTuner work dir whose curves (loss, style score at each save, kept checkpoint) go into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
 EVAL_MAX_OUT_LEN ?= $(DEFAULT_EVAL_MAX_OUT_LEN)
