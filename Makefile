@@ -204,6 +204,26 @@ CURVES = $(TRAIN_PY) -m style_tune.train.curves '$(WORK_DIR)' --out '$(CURVES_DI
 curves: env-train  ## WORK_DIR's logged loss, lr, grad norm, style scores... by iteration -> CURVES_DIR (PNGs, curves.csv)
 	$(CURVES)
 
+# README's figure (docs/recipe.md#training-curves): `make curves`' style_scores figure of the controllable
+# demo's run (`make demo MODE=controllable`, DEMO_SEED=0), drawn from its logs committed in FIGURES_DATA
+# (scalars.json, style_scores.jsonl): FIGURES_DATA/curves/style_scores.png and curves.csv, smoothed with the
+# default weight (not CURVES_SMOOTHING): the committed figure is checked against what this target makes
+# (tests/train/test_curves.py). `make figures-data` copies a new demo run's logs there, then draws.
+FIGURES_DATA ?= docs/figures/demo-controllable
+FIGURES_OUT ?= $(FIGURES_DATA)/curves
+FIGURES_RUN ?= work_dirs/demo-controllable
+.PHONY: figures figures-data
+figures: env-train  ## README's figure: the controllable demo's loss and style scores by iteration, the kept checkpoint marked, from its logs in FIGURES_DATA
+	$(TRAIN_PY) -m style_tune.train.curves '$(FIGURES_DATA)' --out '$(FIGURES_OUT)' --only style_scores
+
+figures-data:  ## FIGURES_RUN's logs (scalars.json, style_scores.jsonl of `make demo MODE=controllable`) -> FIGURES_DATA, then make figures
+	@[[ -f '$(FIGURES_RUN)/style_scores.jsonl' ]] || { echo "figures-data: error: no $(FIGURES_RUN)/style_scores.jsonl:" \
+		"run \`make demo MODE=controllable\` first, or give FIGURES_RUN= a work dir scored at its saves" >&2; exit 2; }
+	rm -rf '$(FIGURES_DATA).tmp' && mkdir -p '$(FIGURES_DATA).tmp'
+	cd '$(FIGURES_RUN)' && cp --parents style_scores.jsonl */vis_data/scalars.json '$(abspath $(FIGURES_DATA)).tmp/'
+	rm -rf '$(FIGURES_DATA)' && mv '$(FIGURES_DATA).tmp' '$(FIGURES_DATA)'
+	@$(MAKE) figures
+
 convert: env-train  ## newest (or ITER=N, or ITER=best: the best by the style score) checkpoint in WORK_DIR -> HF adapter ADAPTER
 	STYLE_TUNE_MODEL=$(MODEL) STYLE_TUNE_DATA=$(DATA) \
 		$(TRAIN_PY) -m style_tune.train.convert $(CONFIG) --work-dir $(WORK_DIR) --out $(ADAPTER) \
@@ -344,7 +364,7 @@ DEMO_MODEL_dpo = $(call demo_stage_merged,dpo)
 DEMO_MODEL_orpo = $(call demo_stage_merged,orpo)
 compare_spec = $(foreach w,$(1),$(if $(findstring =,$(w)),$(w),$(w)=$(DEMO_MODEL_$(w))))
 COMPARE_SPEC = $(call compare_spec,$(COMPARE))
-# the XTuner work dir whose loss curve goes into the report
+# the XTuner work dir whose curves (loss, style score at each save, kept checkpoint) go into the report
 TRAIN_WORK_DIR ?= $(WORK_DIR)
 EVAL_LIMIT ?= 0
 EVAL_MAX_OUT_LEN ?= $(DEFAULT_EVAL_MAX_OUT_LEN)
@@ -450,10 +470,10 @@ judge-pairs: env-eval  ## pairwise judge, LLM (JUDGE_API=, JUDGE_MODEL=) or JUDG
 		$(if $(filter metrics,$(JUDGE)),--metrics,--api '$(JUDGE_API)' --model '$(JUDGE_MODEL)' \
 		$(if $(PAIRS_PROMPT),--prompt '$(PAIRS_PROMPT)') $(JUDGE_CALL_OPTS))
 
-report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table, loss curve of TRAIN_WORK_DIR, replies side by side, VERDICTS' counts (and ranking, its figure)
+report: env-eval  ## STYLE_DIR/report.md from the last eval-style run: table and its bars, TRAIN_WORK_DIR's curves and kept checkpoint, replies side by side, VERDICTS' counts (and ranking, its figure)
 	$(EVAL_PY) -m style_tune.eval.report $(STYLE_DIR)/latest --out $(STYLE_DIR)/report.md \
 		--train-work-dir $(TRAIN_WORK_DIR) --samples $(EVAL_SAMPLES) --seed $(SEED) --verdicts '$(VERDICTS)' \
-		$(if $(ANCHOR),--anchor '$(ANCHOR)') --rounds '$(RANKING_ROUNDS)'
+		$(if $(ANCHOR),--anchor '$(ANCHOR)') --rounds '$(RANKING_ROUNDS)' --smoothing '$(CURVES_SMOOTHING)'
 
 # score-replies: replies from anywhere (an API, another framework), one JSON object a line: "user", "style"
 # (温柔|毒舌|gentle|snarky) or "system" (the system text sent), "reply", optional "finish_reason". Scored by

@@ -6,7 +6,9 @@ Loads the base and the merged model with transformers, prompts both with every h
 through the merged model's own chat template (the system text of each row, as in training), decodes
 greedily, and prints: the training loss at the start and the end (from the work dir's
 vis_data/scalars.json), the share of replies that begin with a valid style label, a few replies
-next to the references, and where every artefact went.
+next to the references, the style score at each save on the validation split with the checkpoint it
+kept and why (the work dir's style_scores.jsonl), and where every artefact went, the training curves'
+figures by name (`make train` drew them into WORK_DIR/curves/ at its end).
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from collections import Counter
 from pathlib import Path
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, split_label
-from style_tune.core.train_logs import loss_curve
+from style_tune.core.train_logs import STYLE_SCORES, loss_curve, style_scores
+from style_tune.train.curves import STEMS, STYLE_FIGURE
+
+#: The style scores printed for each scored checkpoint: the headline, how clearly, how many could count.
+RECORD_METRICS = ("style_accuracy", "style_margin", "sane_rate")
 
 
 def test_prompts(test_json: Path) -> list[dict[str, str]]:
@@ -65,6 +71,32 @@ def one_line(text: str) -> str:
     return text.replace("\n", "⏎")[:60]
 
 
+def record_lines(work_dir: Path) -> list[str]:
+    """The style score at each save (WORK_DIR/style_scores.jsonl) as a small table, the kept checkpoint
+    marked, and which one was kept and why (the record's last line); [] for a run not scored."""
+    record = style_scores(work_dir)
+    if not record:
+        return []
+    best = record[-1]["best"] if isinstance(record[-1].get("best"), dict) else {}
+    kept = best.get("iter") if best.get("checkpoint") else None
+    lines = [f"validation style score at each save ({work_dir / STYLE_SCORES}):",
+             f"  {'iteration':>9}" + "".join(f"  {m:>14}" for m in RECORD_METRICS)]
+    for line in record:
+        got = line["metrics"] if isinstance(line.get("metrics"), dict) else {}
+        cells = "".join(f"  {got[m]:>14.1f}" if isinstance(got.get(m), int | float) else f"  {'–':>14}"
+                        for m in RECORD_METRICS)
+        lines.append(f"  {line.get('iter')!s:>9}{cells}" + ("  <- kept" if line.get("iter") == kept else ""))
+    if kept is None:
+        lines.append(f"kept checkpoint:   none: {best.get('why') or 'the record names none'}")
+    else:
+        lines.append(f"kept checkpoint:   {best['checkpoint']} (iteration {kept}): {best.get('why')}")
+        newest = max((line["iter"] for line in record if isinstance(line.get("iter"), int)), default=None)
+        if newest != kept:  # `make convert` without ITER, as the demo runs it, takes the newest
+            lines.append(f"                   (the demo merged the newest checkpoint, iteration {newest}; "
+                         "`make convert ITER=best` converts the kept one)")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, required=True)
@@ -94,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
               f"base {share_base:.0%} -> tuned {share_tuned:.0%} ({dict(labels)})")
     else:
         print(f"{len(prompts)} held-out prompts, each asked once per style (controllable mode)")
+    for line in record_lines(args.work_dir):
+        print(line)
     print()
     for item, b, t in list(zip(prompts, base, tuned, strict=True))[: args.show]:
         style = next((s for s, text in STYLE_SYSTEMS.items() if text == item["system"]), None)
@@ -108,9 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'SFT model:' if args.stage else 'stand-in base:':<19}{args.base}")
     print(f"training run:      {args.work_dir} (config, logs, iter_*.pth checkpoints)")
-    if (args.work_dir / "curves").is_dir():  # `make train` draws them at its end (make curves)
-        print(f"training curves:   {args.work_dir / 'curves'} (loss, learning rate, ... by iteration: PNGs, "
-              "curves.csv)")
+    curves_dir = args.work_dir / "curves"
+    if curves_dir.is_dir():  # `make train` draws them at its end (make curves)
+        print(f"training curves:   {curves_dir} (loss, learning rate, ... by iteration: PNGs, curves.csv)")
+        drawn = [f"{stem}.png" for stem in STEMS if (curves_dir / f"{stem}.png").is_file()]
+        if f"{STYLE_FIGURE}.png" in drawn:
+            print(f"                   {STYLE_FIGURE}.png: the loss and the validation style scores by "
+                  "iteration, the kept checkpoint marked")
+        if drawn:
+            print(f"                   figures: {', '.join(drawn)}")
     print(f"LoRA adapter:      {args.work_dir / 'adapter'}")
     print(f"merged model:      {args.merged}")
     print(f"data splits:       {args.test.parent}")

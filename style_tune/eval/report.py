@@ -1,35 +1,39 @@
-"""The style-evaluation report: Markdown table, training loss curve, the models' replies side by side.
+"""The style-evaluation report: metric table and bars, training curves, the models' replies side by side.
 
     python -m style_tune.eval.report RUN_DIR --out outputs/style_eval/report.md [--train-work-dir DIR]
-        [--samples 10] [--seed 42]
+        [--samples 10] [--seed 42] [--smoothing 0.6]
 
 RUN_DIR is one OpenCompass run of eval_configs/eval_style.py (``outputs/style_eval/latest`` after
 ``make eval-style``; its models: base and tuned, or those of COMPARE=, in that order). The report holds:
 - every metric for each model (base, tuned, ...) and the references themselves (the held-out
   reference replies scored as if a model had written them: what a model that writes like the data
-  gets), with what each number means and its range (style_tune/eval/style_metrics.py);
-- the training loss curve, drawn from the XTuner work dir's ``*/vis_data/scalars.json`` into a PNG
-  next to the report;
+  gets), with what each number means and its range (style_tune/eval/style_metrics.py), and the style
+  scores (BAR_METRICS) as bars, a PNG next to the report (OUT's name + ``_scores.png``);
+- the training run's curves (``--train-work-dir``, the XTuner work dir): the loss and the validation
+  style scores by iteration with the kept checkpoint marked (``make curves``' style_scores figure; the
+  loss alone where the run was not scored), a PNG next to the report (OUT's name + ``_training.png``),
+  and the style score's record (``style_scores.jsonl``) as a table: which checkpoint was kept and why;
 - with VERDICTS (`make verdicts`' section): the side-by-side verdicts; over three models or more, their
   Bradley–Terry ranking and its figure (a PNG next to the report);
 - the article's subjective check: ``--samples`` random prompts (fixed ``--seed``) with every model's
   reply side by side.
-Files are written atomically (a temporary file, then a rename).
+The report and its two figures are renamed into place together (style_tune.core.io); a figure an
+earlier report drew and this one does not is removed.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
+import math
 import random
 import sys
 from pathlib import Path
 
 from style_tune.core import defaults
-from style_tune.core.io import write_atomically
-from style_tune.core.prompts import STYLES, split_label
-from style_tune.core.train_logs import loss_curve
+from style_tune.core.io import write_files_atomically
+from style_tune.core.prompts import STYLE_SLUGS, STYLES, split_label
+from style_tune.core.train_logs import style_scores
 from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
     LENGTH_METRICS,
@@ -41,6 +45,18 @@ from style_tune.eval.style_metrics import (
     score_replies,
 )
 from style_tune.eval.verdicts import report_section as verdicts_section
+
+# The run's curves are drawn by `make curves`' own module (standard library, style_tune.core and
+# matplotlib: the eval env has them), so the report and WORK_DIR/curves/ show the same figure.
+from style_tune.train import curves
+
+REFERENCES = "references"
+#: The style scores drawn as bars beside the table, in this order: the headline, per style, how clearly,
+#: how many replies could count.
+BAR_METRICS = ("style_accuracy", *(f"style_accuracy_{STYLE_SLUGS[s]}" for s in STYLES), "style_margin",
+               "sane_rate")
+#: Of them, those on the -100 to 100 scale (their own panel); the others are shares, 0-100.
+SIGNED_METRICS = ("style_margin",)
 
 
 def run_settings(run_dir: Path) -> dict:
@@ -105,23 +121,106 @@ def evaluated_samples(settings: dict, n_predictions: int) -> list[dict]:
     return samples
 
 
-def plot_loss(curve: list[tuple[int, float]], png: Path, title: str) -> None:
+def bar_label(metric: str) -> str:
+    """A bar group's label: ``style_accuracy`` (all), per style its ASCII name (English: the figures need
+    no CJK font), else the metric's name."""
+    for slug in STYLE_SLUGS.values():
+        if metric == f"style_accuracy_{slug}":
+            return f"style_accuracy\n{slug}"
+    return "style_accuracy\nall" if metric == "style_accuracy" else metric
+
+
+def plot_scores(columns: dict[str, dict], title: str) -> bytes | None:
+    """The BAR_METRICS of each scored set (a model, the references) as grouped bars, one colour per set
+    (the references grey, hatched): the shares on the left (0-100), style_margin on the right (-100 to
+    100). A metric a set lacks (or NaN) gets no bar; None when no set has any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-    ax.plot([i for i, _ in curve], [loss for _, loss in curve], marker="." if len(curve) < 60 else None)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    write_atomically(png, buffer.getvalue())
+    def value(name: str, metric: str) -> float | None:
+        raw = columns[name].get(metric)
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            return None
+        return float(raw)
+
+    names = list(columns)
+    drawn_metrics = [m for m in BAR_METRICS if any(value(n, m) is not None for n in names)]
+    panels = [metrics for metrics in ([m for m in drawn_metrics if m not in SIGNED_METRICS],
+                                      [m for m in drawn_metrics if m in SIGNED_METRICS]) if metrics]
+    if not panels:
+        return None
+    # wider with more sets: each group holds a bar per set
+    width_in = 1.6 + 0.9 * len(drawn_metrics) * max(1, len(names)) ** 0.5
+    fig, axes = plt.subplots(1, len(panels), figsize=(width_in, 3.8), dpi=120, squeeze=False,
+                             gridspec_kw={"width_ratios": [len(p) for p in panels]})
+    width = 0.8 / len(names)
+    for ax, metrics in zip(axes[0], panels, strict=True):
+        for k, name in enumerate(names):
+            drawn = [(i, v) for i, m in enumerate(metrics) if (v := value(name, m)) is not None]
+            reference = name == REFERENCES
+            bars = ax.bar([i + (k - (len(names) - 1) / 2) * width for i, _ in drawn], [v for _, v in drawn],
+                          width, label=name, color="lightgrey" if reference else f"C{k}",
+                          hatch="//" if reference else None, edgecolor="grey" if reference else None)
+            ax.bar_label(bars, fmt="%.0f", fontsize=6, padding=1)
+        ax.set_xticks(range(len(metrics)), [bar_label(m) for m in metrics], fontsize="small")
+        ax.set_xlim(-0.5, len(metrics) - 0.5)
+        ax.grid(axis="y", alpha=0.3)
+        ax.axhline(0, color="black", linewidth=0.6)
+        signed = metrics[0] in SIGNED_METRICS
+        low = min([0.0] + [v for n in names for m in metrics if (v := value(n, m)) is not None])
+        ax.set_ylim(-105 if signed and low < 0 else 0, 130)  # headroom above 100 for the legend
+        ax.set_yticks(range(-100 if signed and low < 0 else 0, 101, 20 if not signed or low >= 0 else 50))
+        ax.set_ylabel("points (-100 to 100)" if signed else "% of the replies")
+    axes[0][0].legend(ncol=min(len(names), 6), fontsize="x-small", loc="upper left")
+    fig.suptitle(title, fontsize="medium")
+    return curves.png_bytes(fig)
+
+
+def training_section(work_dir: Path | None, figure: Path, smoothing: float) -> tuple[list[str], bytes | None]:
+    """The report's training section and its figure (None where the run logged nothing): the loss and the
+    validation style scores by iteration with the kept checkpoint marked (make curves' figure, drawn by
+    its module), the record of the style score at each save as a table, which checkpoint was kept and why."""
+    logged = curves.collect(work_dir, smoothing) if work_dir and work_dir.is_dir() else None
+    if work_dir is None or logged is None or not logged.series:
+        return [f"No XTuner training logs (`*/vis_data/scalars.json`, `{curves.RECORD}`) under `{work_dir}`: "
+                "no training curves (TRAIN_WORK_DIR= names the training run)."], None
+    scored = any(name.startswith(curves.STYLE) for name in logged.series)
+    stem = curves.STYLE_FIGURE if scored else "loss"
+    png = curves.render(logged, work_dir.name, smoothing, only={stem}).get(f"{stem}.png")
+    lines = [f"![training curves of {work_dir.name}]({figure.name})" if png else
+             "(no figure: no finite value was logged)", ""]
+    loss = sorted((i, v) for i, v in logged.series.get("loss", {}).items() if math.isfinite(v))
+    said = [f"From `{work_dir}`"]
+    if loss:
+        (i0, l0), (i1, l1) = loss[0], loss[-1]
+        said.append(f": training loss {l0:.3f} at iteration {i0} -> {l1:.3f} at iteration {i1} "
+                    f"({len(loss)} logged points; smoothed as TensorBoard does, weight {smoothing:g})")
+    said.append(f"; every curve of the run: `make curves WORK_DIR={work_dir}` (`{work_dir / 'curves'}`).")
+    if logged.problems:
+        said.append(f" {len(logged.problems)} log line(s) were not records and were skipped "
+                    "(`make curves` names them).")
+    lines.append("".join(said))
+    record = style_scores(work_dir)
+    if record:
+        scores = [r["metrics"] if isinstance(r.get("metrics"), dict) else {} for r in record]
+        metrics = [m for m in BAR_METRICS if any(m in got for got in scores)]
+        best = record[-1]["best"] if isinstance(record[-1].get("best"), dict) else {}
+        lines += ["", f"The style score at each save, on the validation split ("
+                  f"`{work_dir / curves.RECORD}`):", "",
+                  "| iteration | checkpoint | " + " | ".join(metrics) + " | kept |",
+                  "|---:|---|" + "---:|" * len(metrics) + "---|"]
+        for r, got in zip(record, scores, strict=True):
+            kept = "**kept**" if best.get("checkpoint") and r.get("iter") == best.get("iter") else ""
+            lines.append(f"| {r.get('iter')} | {r.get('checkpoint') or '–'} | "
+                         + " | ".join(number(m, got.get(m)) for m in metrics) + f" | {kept} |")
+        if best.get("checkpoint"):
+            lines += ["", f"Kept: `{best['checkpoint']}` (iteration {best.get('iter')}): {best.get('why')}; "
+                      "`make convert ITER=best` converts it."]
+        else:
+            lines += ["", f"No checkpoint kept: {best.get('why') or 'the record names none'}."]
+    return lines, png
 
 
 def cell(text: str | None, width: int = 120) -> str:
@@ -156,7 +255,7 @@ def metric_table(mode: str, columns: dict[str, dict], fixed: dict[str, dict[str,
 
 def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_samples: int, seed: int,
                  verdicts: Path | None = None, anchor: str | None = None,
-                 rounds: int = defaults.RANKING_ROUNDS) -> str:
+                 rounds: int = defaults.RANKING_ROUNDS, smoothing: float = defaults.CURVES_SMOOTHING) -> str:
     run_dir = run_dir.resolve()
     settings = run_settings(run_dir)
     mode = settings["mode"]
@@ -189,9 +288,14 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         "## Scores",
         "",
     ]
-    lines += metric_table(mode, {**{m: results[m] for m in models}, "references": refs},
-                          {"references": {"chrf": "100 (by definition)", "rouge_l": "100 (by definition)",
-                                          "runaway_rate": "–"}})
+    scored = {**{m: results[m] for m in models}, REFERENCES: refs}
+    lines += metric_table(mode, scored,
+                          {REFERENCES: {"chrf": "100 (by definition)", "rouge_l": "100 (by definition)",
+                                        "runaway_rate": "–"}})
+    scores_png = out.with_name(out.stem + "_scores.png")
+    bars = plot_scores(scored, f"Style scores on {len(samples)} held-out prompts ({mode} format)")
+    if bars:
+        lines += ["", f"![style scores by model: {', '.join(BAR_METRICS)}]({scores_png.name})"]
     lines += [
         "",
         "How to read it: *style_accuracy* is the headline (did the model answer sanely in a style, and the "
@@ -208,19 +312,12 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
         *(report_section(judged) + [""] if judged else []),
         *(verdicts_section(verdicts, figure=out.with_name(out.stem + "_ranking.png"), anchor=anchor,
                            seed=seed, rounds=rounds) if verdicts and verdicts.is_file() else []),
-        "## Training loss",
+        "## Training curves",
         "",
     ]
-    if train_work_dir and train_work_dir.is_dir() and (curve := loss_curve(train_work_dir)):
-        png = out.with_name(out.stem + "_loss.png")
-        plot_loss(curve, png, f"XTuner training loss ({train_work_dir.name})")
-        (i0, l0), (i1, l1) = curve[0], curve[-1]
-        lines += [f"![training loss]({png.name})", "",
-                  f"From `{train_work_dir}`: {l0:.3f} at iteration {i0} -> {l1:.3f} at iteration {i1} "
-                  f"({len(curve)} logged points)."]
-    else:
-        lines.append(f"No XTuner training logs (`*/vis_data/scalars.json`) under `{train_work_dir}`: "
-                     "no loss curve (TRAIN_WORK_DIR= names the training run).")
+    training_png = out.with_name(out.stem + "_training.png")
+    training, curves_png = training_section(train_work_dir, training_png, smoothing)
+    lines += training
     picked = sorted(random.Random(seed).sample(range(len(samples)), min(n_samples, len(samples))))
     lines += [
         "",
@@ -246,7 +343,10 @@ def build_report(run_dir: Path, out: Path, train_work_dir: Path | None, n_sample
                      + "".join(f"{cell(r)} | " for r in replies)
                      + f"{cell(matching_reference(sample, replies[-1]))} |{judge_cells}")
     text = "\n".join(lines) + "\n"
-    write_atomically(out, text.encode("utf-8"))
+    figures = {path: png for path, png in ((scores_png, bars), (training_png, curves_png)) if png}
+    write_files_atomically({**figures, out: text.encode("utf-8")}, step="style_report")
+    for stale in {scores_png, training_png} - set(figures):  # an earlier report's, not this one's
+        stale.unlink(missing_ok=True)
     return text
 
 
@@ -263,9 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--anchor", help="the ranking's model at 1000 (default: the one named base)")
     parser.add_argument("--rounds", type=int, default=defaults.RANKING_ROUNDS,
                         help="bootstrap rounds of the ranking's intervals (seeded by --seed)")
+    parser.add_argument("--smoothing", type=curves.smoothing_weight, default=defaults.CURVES_SMOOTHING,
+                        help="the training loss's smoothing, as `make curves` (default: %(default)s)")
     args = parser.parse_args(argv)
     build_report(args.run_dir, args.out, args.train_work_dir, args.samples, args.seed, args.verdicts,
-                 args.anchor, args.rounds)
+                 args.anchor, args.rounds, args.smoothing)
     print(f"[report] {args.out}")
     return 0
 

@@ -1,6 +1,6 @@
 """`make curves`: what a training run logged, by iteration, as figures and one CSV.
 
-    python -m style_tune.train.curves WORK_DIR [--out WORK_DIR/curves] [--smoothing 0.6]
+    python -m style_tune.train.curves WORK_DIR [--out WORK_DIR/curves] [--smoothing 0.6] [--only FIGURE...]
 
 Reads, in WORK_DIR (the `make train` work dir; `make train` runs this at its end):
 - mmengine's LocalVisBackend logs, one ``<timestamp>/vis_data/scalars.json`` per start of training
@@ -32,6 +32,11 @@ TensorBoard's slider default (style_tune/core/defaults.py), so the figure and `V
 same curve. NaN or infinite points are left out of the average (their smoothed value is what was logged).
 
 A work dir that does not exist, or in which nothing was logged, stops with one line (exit 2).
+
+The one drawing of a run's curves: `make report` (style_tune/eval/report.py, eval env) and `make figures`
+(README's figure, from the demo run's logs committed in docs/figures/) draw with `collect` and `render`
+too. This module imports the standard library, style_tune.core and matplotlib only, which the train and
+the eval env both have.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import csv
 import io
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +87,8 @@ FIGURES = (
     Figure("memory", "peak GPU memory (MB)", (("memory", "peak memory"),)),
 )
 STYLE_FIGURE = "style_scores"
+#: Every figure's file stem, in the order they are drawn.
+STEMS = (*(f.stem for f in FIGURES), STYLE_FIGURE)
 #: The CSV's first columns, in this order; other training series follow by name, then the style scores.
 FIRST_COLUMNS = ("loss", SMOOTHED, "lr", "grad_norm", "time", "data_time", "tokens_per_sec", "tflops",
                  "memory")
@@ -191,12 +198,15 @@ def _draw(ax: Axes, points: dict[int, float], label: str, **style: Any) -> None:
     ax.plot(iterations, values, label=label, marker=marker, **style)
 
 
-def _png(fig: Any) -> bytes:
+def png_bytes(fig: Any) -> bytes:
+    """A matplotlib figure as PNG bytes, laid out, the figure closed."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    # no "Software" text chunk (matplotlib's version): the same data and fonts give the same bytes, so a
+    # committed figure can be checked against the target that makes it (make figures)
+    fig.savefig(buffer, format="png", metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
 
@@ -218,8 +228,10 @@ def _mark_best(axes: Sequence[Axes], best: dict[str, Any] | None) -> None:
         ax.axvline(at, color="tab:red", linestyle="--", linewidth=1, label=label if n == 0 else "_nolegend_")
 
 
-def render(curves: Curves, title: str, smoothing: float) -> dict[str, bytes]:
-    """The PNGs (file name -> bytes) of every figure with a finite value to draw."""
+def render(curves: Curves, title: str, smoothing: float, only: Collection[str] | None = None
+           ) -> dict[str, bytes]:
+    """The PNGs (file name -> bytes) of every figure with a finite value to draw (``only``: of the
+    figures with these stems, e.g. ``{"style_scores"}``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,7 +243,7 @@ def render(curves: Curves, title: str, smoothing: float) -> dict[str, bytes]:
     pngs = {}
     for figure in FIGURES:
         shown = [(name, label) for name, label in figure.series if name in drawable]
-        if not shown:
+        if not shown or (only is not None and figure.stem not in only):
             continue
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
         for name, label in shown:
@@ -242,11 +254,11 @@ def render(curves: Curves, title: str, smoothing: float) -> dict[str, bytes]:
         ax.set_title(f"{title}: {figure.ylabel}")
         if len(shown) > 1:
             ax.legend()
-        pngs[f"{figure.stem}.png"] = _png(fig)
+        pngs[f"{figure.stem}.png"] = png_bytes(fig)
 
     margins = [n for n in columns(series) if n.startswith(STYLE) and "margin" in n and n in drawable]
     scores = [n for n in columns(series) if n.startswith(STYLE) and n not in margins and n in drawable]
-    if scores or margins:
+    if (scores or margins) and (only is None or STYLE_FIGURE in only):
         panels = [(names, ylabel) for names, ylabel in (
             (["loss", SMOOTHED] if "loss" in drawable else [], "training loss"),
             (scores, "validation score (%)"), (margins, "style margin (-100 to 100)")) if names]
@@ -265,11 +277,12 @@ def render(curves: Curves, title: str, smoothing: float) -> dict[str, bytes]:
             ax.legend(fontsize="small")
         column[0].set_title(f"{title}: loss and validation style scores")
         column[-1].set_xlabel("iteration")
-        pngs[f"{STYLE_FIGURE}.png"] = _png(fig)
+        pngs[f"{STYLE_FIGURE}.png"] = png_bytes(fig)
     return pngs
 
 
-def _weight(text: str) -> float:
+def smoothing_weight(text: str) -> float:
+    """An argparse type: a smoothing weight in [0, 1)."""
     value = float(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
@@ -281,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("work_dir", type=Path, help="the work dir `make train` wrote (WORK_DIR=)")
     parser.add_argument("--out", type=Path, help="where the files go (default: WORK_DIR/curves)")
-    parser.add_argument("--smoothing", type=_weight, default=defaults.CURVES_SMOOTHING,
+    parser.add_argument("--smoothing", type=smoothing_weight, default=defaults.CURVES_SMOOTHING,
                         help="TensorBoard's smoothing weight for the loss, in [0, 1) (default: %(default)s)")
+    parser.add_argument("--only", nargs="+", choices=STEMS, metavar="FIGURE",
+                        help=f"draw only these figures (of: {', '.join(STEMS)}); the CSV is written whole")
     parser.add_argument("--after-train", action="store_true",
                         help="as the end of `make train`: a run that logged nothing yet (fewer iterations "
                              "than the logger's interval) is said in one line, not an error")
@@ -310,17 +325,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for note in series_notes(curves.series):
         print(f"{STEP}: {note}")
-    missing = [f.stem for f in FIGURES if not any(name in curves.series for name, _ in f.series)]
-    if not any(name.startswith(STYLE) for name in curves.series):
+    wanted = args.only or STEMS
+    missing = [f.stem for f in FIGURES
+               if f.stem in wanted and not any(name in curves.series for name, _ in f.series)]
+    if STYLE_FIGURE in wanted and not any(name.startswith(STYLE) for name in curves.series):
         missing.append(f"style scores (style/* or {RECORD})")
     if missing:
         print(f"{STEP}: not logged in this run, so no figure: {', '.join(missing)}")
 
-    pngs = render(curves, work_dir.name, args.smoothing)
+    pngs = render(curves, work_dir.name, args.smoothing, only=wanted)
     files: dict[Path, str | bytes] = {out / CSV_NAME: csv_text(curves.series)}
     files.update({out / name: data for name, data in pngs.items()})
     write_files_atomically(files, step=STEP)
-    for stem in [f.stem for f in FIGURES] + [STYLE_FIGURE]:  # a figure an earlier run drew, not this one
+    for stem in wanted:  # a figure an earlier run drew, not this one
         if f"{stem}.png" not in pngs:
             (out / f"{stem}.png").unlink(missing_ok=True)
 

@@ -116,6 +116,21 @@ def test_demo_runs_end_to_end_and_reports_its_loss_and_artefacts(demo_run: dict)
         rows = list(csv.DictReader(file))
     assert [(int(row["iter"]), float(row["loss"])) for row in rows if row["loss"]] == losses
     assert {"loss.png", "lr.png", "grad_norm.png"} <= {p.name for p in (work_dir / "curves").iterdir()}
+    # the report names every figure, and shows the style score at each save with the checkpoint kept (or why
+    # none), as the record has them
+    pngs = {p.name for p in (work_dir / "curves").glob("*.png")}
+    named = next(line for line in lines if line.startswith(" " * 19 + "figures: "))
+    assert set(named.split("figures: ")[1].split(", ")) == pngs and "style_scores.png" in pngs
+    record_file = work_dir / "style_scores.jsonl"
+    record = [json.loads(line) for line in record_file.read_text(encoding="utf-8").splitlines()]
+    at = lines.index(f"validation style score at each save ({work_dir / 'style_scores.jsonl'}):")
+    assert lines[at + 1].split() == ["iteration", "style_accuracy", "style_margin", "sane_rate"]
+    scores = record[0]["metrics"]
+    assert lines[at + 2].split()[:4] == [str(DEMO_ITERS), *(f"{scores[m]:.1f}" for m in
+                                                            ("style_accuracy", "style_margin", "sane_rate"))]
+    best = record[-1]["best"]
+    assert (f"kept checkpoint:   {best['checkpoint']} (iteration {best['iter']}): {best['why']}"
+            if best["checkpoint"] else f"kept checkpoint:   none: {best['why']}") == lines[at + 3]
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +174,24 @@ def test_report_is_written(style_run: dict, models: dict[str, Path]) -> None:
     report = (style_run["out"] / "report.md").read_text(encoding="utf-8")
     for metric in METRICS["label"]:
         assert f"| {metric} |" in report
-    png = style_run["out"] / "report_loss.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "](report_loss.png)" in report
+    for figure in ("report_scores.png", "report_training.png"):  # drawn beside the report, linked by name
+        assert (style_run["out"] / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({figure})" in report
+    # the bars right under the metric table (what they draw: tests/eval/test_report_figures.py)
+    bars_at = report.index("](report_scores.png)")
+    assert report.index("| style_accuracy |") < bars_at < report.index("How to read")
+    # the training run's curves and its style score at each save (one checkpoint: DEMO_ITERS < the demo's
+    # save interval, and mmengine validates at the last iteration), the kept checkpoint or why none
+    training = report.split("## Training curves")[1].split("## Subjective check")[0]
+    record = [json.loads(line) for line in
+              (models["work_dir"] / "style_scores.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["iter"] for line in record] == [DEMO_ITERS]
+    metrics = record[0]["metrics"]
+    assert (f"| {DEMO_ITERS} | iter_{DEMO_ITERS}.pth | {metrics['style_accuracy']:.2f} | "
+            f"{metrics['style_accuracy_gentle']:.2f} |") in training
+    best = record[-1]["best"]
+    assert (f"Kept: `{best['checkpoint']}` (iteration {best['iter']}): {best['why']}" if best["checkpoint"]
+            else f"No checkpoint kept: {best['why']}.") in training
     side_by_side = report.split("## Subjective check")[1]
     assert side_by_side.count("\n| ") == 1 + 10  # header + 10 prompts
     assert str(models["tuned"]) in report
@@ -333,4 +363,5 @@ def test_controllable_mode_runs(models: dict[str, Path], tmp_path: Path) -> None
         d["requested"][0] in ("温柔", "毒舌") for d in result["details"])
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| # | prompt | requested | base | tuned | reference |" in report
-    assert "no loss curve" in report
+    assert "no training curves" in report
+    assert not (out / "report_training.png").exists() and (out / "report_scores.png").is_file()

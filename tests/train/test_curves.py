@@ -9,13 +9,17 @@ import csv
 import json
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from style_tune.core import defaults
 from style_tune.train import curves
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -264,3 +268,100 @@ def test_make_curves_writes_where_told_and_names_a_missing_work_dir(work_dir: Pa
     assert (f"curves: error: work dir {missing} not found: train first (`make train WORK_DIR={missing}`)"
             in proc.stderr)
     assert "Traceback" not in proc.stderr
+
+
+def test_only_the_named_figures_are_drawn_and_an_unknown_name_is_refused(work_dir: Path,
+                                                                         tmp_path: Path) -> None:
+    out = tmp_path / "curves"
+    out.mkdir()
+    (out / "loss.png").write_bytes(b"an earlier run's")  # not asked for: left alone
+    proc = run_curves(str(work_dir), "--out", str(out), "--only", "style_scores")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["curves.csv", "loss.png", "style_scores.png"]
+    assert (out / "loss.png").read_bytes() == b"an earlier run's"
+    assert len(read_csv(out / "curves.csv")) == 8  # the CSV whole: every iteration
+    proc = run_curves(str(work_dir), "--out", str(out), "--only", "losses")
+    assert proc.returncode == 2 and "invalid choice: 'losses'" in proc.stderr
+
+
+#: README's figure: `make figures` draws it from the controllable demo's logs committed here.
+FIGURES_DATA = REPO_ROOT / "docs" / "figures" / "demo-controllable"
+MISSING_GLYPH = r"Glyph .* missing from font"
+
+
+def test_the_committed_readme_figure_is_what_make_figures_draws_from_the_committed_logs(
+        tmp_path: Path) -> None:
+    """`make figures` on the committed logs gives the committed PNG byte for byte (no version text in it,
+    the same matplotlib from the lock) and the committed CSV; what it draws is the record's scores and its
+    kept checkpoint. A change to the drawing or the data without `make figures` fails here."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    proc = subprocess.run(["make", "-s", "figures", f"FIGURES_OUT={tmp_path}"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.csv", "style_scores.png"]
+    committed = FIGURES_DATA / "curves"
+    assert (tmp_path / "curves.csv").read_text(encoding="utf-8") == \
+        (committed / "curves.csv").read_text(encoding="utf-8")
+    assert (tmp_path / "style_scores.png").read_bytes() == (committed / "style_scores.png").read_bytes(), \
+        "docs/figures/demo-controllable/curves/style_scores.png is not what `make figures` draws: run it"
+    # the data is the demo's run: 800 iterations, a score at every 80th, and the figure draws its record
+    record = [json.loads(line) for line in
+              (FIGURES_DATA / curves.RECORD).read_text(encoding="utf-8").splitlines()]
+    assert [line["iter"] for line in record] == list(range(80, 801, 80))
+    rows = {int(row["iter"]): row for row in read_csv(tmp_path / "curves.csv")}
+    assert max(rows) == 800 and rows[800]["loss"]
+    for line in record:
+        for metric, value in line["metrics"].items():
+            assert same(column([rows[line["iter"]]], f"style/{metric}"),
+                        [math.nan if value is None else value]), (line["iter"], metric)
+    best = record[-1]["best"]
+    assert (f"curves: marked the kept checkpoint {best['checkpoint']} (iter {best['iter']}): {best['why']}"
+            in proc.stdout.splitlines())
+
+
+def test_the_readme_figure_has_english_labels_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No label needs a CJK font (none is installed: a style's own name would draw as boxes): matplotlib
+    warns of no missing glyph while drawing the figure, and no text in it is CJK."""
+    from matplotlib.text import Text
+
+    drawn: list = []
+    original = curves.png_bytes
+
+    def keep(fig: Any) -> bytes:
+        drawn.append([t.get_text() for t in fig.findobj(Text) if t.get_text()])
+        return original(fig)
+
+    monkeypatch.setattr(curves, "png_bytes", keep)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=MISSING_GLYPH)
+        pngs = curves.render(curves.collect(FIGURES_DATA, defaults.CURVES_SMOOTHING), FIGURES_DATA.name,
+                             defaults.CURVES_SMOOTHING, only={curves.STYLE_FIGURE})
+    assert pngs["style_scores.png"] == (FIGURES_DATA / "curves" / "style_scores.png").read_bytes()
+    (texts,) = drawn
+    assert {"style_accuracy_gentle", "style_accuracy_snarky", "sane_rate", "style_margin"} <= set(texts)
+    assert not [t for t in texts if re.search(r"[\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]", t)], texts
+
+
+def test_figures_data_copies_a_runs_logs_and_draws_or_says_what_is_missing(work_dir: Path,
+                                                                          tmp_path: Path) -> None:
+    """`make figures-data`: the run's logs (every start's scalars.json, the record; no checkpoint) into
+    FIGURES_DATA, replacing what was there, then `make figures` on them; a run not scored: one line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    data = tmp_path / "demo-controllable"
+    (data / "old-run" / "vis_data").mkdir(parents=True)  # an earlier run's logs: replaced, not merged
+    (work_dir / "iter_8.pth").write_bytes(b"weights")
+    proc = subprocess.run(["make", "-s", "figures-data", f"FIGURES_RUN={work_dir}", f"FIGURES_DATA={data}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    copied = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
+    assert copied == sorted(["curves/curves.csv", "curves/style_scores.png", curves.RECORD, *(
+        f"{run}/vis_data/scalars.json" for run in (FIRST, SECOND, "20260101_020000"))])
+    assert (data / curves.RECORD).read_bytes() == (work_dir / curves.RECORD).read_bytes()
+    assert not list(tmp_path.glob("*.tmp"))
+    unscored = tmp_path / "unscored"
+    unscored.mkdir()
+    proc = subprocess.run(["make", "-s", "figures-data", f"FIGURES_RUN={unscored}", f"FIGURES_DATA={data}"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and proc.stderr.startswith(
+        f"figures-data: error: no {unscored}/{curves.RECORD}: run `make demo MODE=controllable` first")
+    assert (data / curves.RECORD).is_file()  # what was there is left
