@@ -14,6 +14,7 @@ Standard library only: tests/core runs in the dev env.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ COMMAND_TESTS = {
     "make download": "tests/train/test_download_cli.py::test_the_script_uses_the_current_form",
     "make split": "tests/core/test_split_data.py::test_real_data",
     "make train": "tests/train/test_recipe.py::test_seeded_run_has_the_pinned_loss",
-    "make convert": "tests/train/test_recipe.py::test_convert_writes_a_safetensors_adapter",
+    "make convert ITER=best":
+        "tests/train/test_recipe.py::test_convert_iter_best_converts_the_best_checkpoint",
     "make merge": "tests/train/test_recipe.py::test_merged_logits_equal_base_plus_adapter",
     # GPU: lmdeploy's own rendering of that template is the training prompt
     ".envs/deploy/bin/lmdeploy chat models/qwen2_5_1_5b_instruct_lora_bf16_style_e3-merged "
@@ -88,11 +90,16 @@ COMMAND_TESTS = {
         "tests/deploy/test_cpu_server.py::test_the_system_text_selects_the_style",
     "make webui": "tests/webui/test_webui.py::test_a_blind_session_reveals_after_each_verdict_and_resumes",
     "make verdicts": "tests/eval/test_verdicts.py::test_make_verdicts_counts_a_file",
+    # N models: three behind a login through the real page (demo's bare names resolve in the Makefile)
+    'make webui MODE=controllable COMPARE="base sft dpo orpo"':
+        "tests/webui/test_webui.py::test_three_models_behind_a_login_each_pair_equally_often",
     # evaluation (the real models: the same targets on the tiny stand-ins)
     "make eval-select":
         "tests/eval/test_eval_make_targets.py::test_eval_select_runs_both_candidates_into_the_articles_table",
     "make eval-style": "tests/eval/test_eval_make_targets.py::test_summary_has_every_metric_for_both_models",
     "make report": "tests/eval/test_eval_make_targets.py::test_report_is_written",
+    'make eval-retention TUNED="sft=models/x-merged:controllable"':
+        "tests/eval/test_retention.py::test_table_accuracies_equal_the_per_item_results_opencompass_wrote",
     "make eval-style JUDGE_API=https://api.openai.com/v1 JUDGE_MODEL=gpt-4o-mini":
         "tests/eval/test_eval_make_targets.py::test_judge_adds_its_section_and_columns_to_the_report",
     "make score-replies REPLIES=replies.jsonl":
@@ -106,6 +113,7 @@ COMMAND_TESTS = {
     "make bench": "tests/train/test_bench.py::test_bench_reports_every_variant",
     # tests
     "make check-envs": MAKE_TEST,
+    "make lint": "tests/core/test_dev_env_step.py::test_the_dev_envs_step_of_check_envs_runs",
 }
 
 FENCE = re.compile(r"^```(\S*)\s*$")
@@ -170,7 +178,7 @@ def anchors(path: Path) -> set[str]:
 
 def make_parts(command: str) -> tuple[list[str], list[str]] | None:
     """(targets, VAR=value arguments) of a `make` command, or None for another program."""
-    words = command.split()
+    words = shlex.split(command)  # a quoted value (COMPARE="a b") is one argument, as the shell reads it
     if words[0] != "make":
         return None
     args = [w for w in words[1:] if "=" in w]

@@ -317,6 +317,9 @@ def test_the_committed_readme_figure_is_what_make_figures_draws_from_the_committ
     best = record[-1]["best"]
     assert (f"curves: marked the kept checkpoint {best['checkpoint']} (iter {best['iter']}): {best['why']}"
             in proc.stdout.splitlines())
+    # README names the checkpoint the record kept
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"kept: iteration {best['iter']}, the highest style margin with sane rate >= 90" in readme
 
 
 def test_the_readme_figure_has_english_labels_only(monkeypatch: pytest.MonkeyPatch) -> None:
