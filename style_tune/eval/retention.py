@@ -51,18 +51,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from style_tune.core.compare import NAME  # a model's name: the comparisons' rule (a folder, a row)
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import MODES, STYLE_SLUGS, STYLE_SYSTEMS, system_text
 
 STEP = "eval-retention"
-#: What a model's name may be (it names OpenCompass's predictions/NAME@FORMAT/ folder and a table row);
-#: the same rule as the comparisons' NAME=DIR specs.
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BASE_NAME = "base"
 #: The entry format of no system text (the chat template's default).
 NO_SYSTEM = "none"
