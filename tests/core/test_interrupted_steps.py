@@ -184,7 +184,9 @@ def test_a_zombie_is_not_alive_whatever_its_name(tmp_path: Path, monkeypatch) ->
             return real_read_text(path, *args, **kwargs)
 
         monkeypatch.setattr(Path, "read_text", no_proc)
-        assert io._alive(sleeper.pid) and sleeper.poll() is None  # asked, not signalled
+        assert io._alive(sleeper.pid)
+        with pytest.raises(subprocess.TimeoutExpired):  # asked, not signalled
+            sleeper.wait(timeout=0.5)
         zombie.wait()
         assert not io._alive(zombie.pid)  # reaped: gone
 

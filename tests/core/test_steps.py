@@ -113,11 +113,14 @@ def test_run_stops_the_tool_on_ctrl_c_and_passes_the_interrupt_on(tmp_path: Path
             "open(sys.argv[1], 'w').write(f'{os.getpid()} {ignored}')\n"
             "time.sleep(60)\n")
 
+    done = threading.Event()  # the run ended otherwise: no Ctrl-C then
+
     def ctrl_c() -> None:
         deadline = time.monotonic() + 30
-        while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline:
+        while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline and not done.is_set():
             time.sleep(0.01)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        if not done.is_set():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     # Python's own Ctrl-C handler (a shell's background job starts with SIGINT ignored)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -127,6 +130,7 @@ def test_run_stops_the_tool_on_ctrl_c_and_passes_the_interrupt_on(tmp_path: Path
         with pytest.raises(KeyboardInterrupt):
             steps.run("t", [sys.executable, "-c", tool, str(seen)])
     finally:
+        done.set()
         thread.join()
         signal.signal(signal.SIGINT, previous)
     pid, ignored, stopped_by = seen.read_text().split()
