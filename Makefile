@@ -24,6 +24,7 @@ EVAL_PY := $(ENVS)/eval/bin/python
 DEPLOY_PY := $(ENVS)/deploy/bin/python
 DEV_PY := $(ENVS)/dev/bin/python
 WEBUI_PY := $(ENVS)/webui/bin/python
+MUTATION_PY := $(ENVS)/mutation/bin/python
 
 # The defaults shared with the steps and configs (style_tune/core/defaults.py) as DEFAULT_* variables,
 # rewritten when that file changes (make remakes an included makefile first, then reads it).
@@ -158,11 +159,12 @@ check-envs: $(addprefix env-,$(SETUP_ENVS) mutation)  ## every env's lock resolv
 # ---------------------------------------------------------------- checks
 # Every env, then check-envs without the smallest steps of the envs whose suite runs right after (each
 # suite runs its env's step in SUITE/test_ENV_env_step.py, with the session's tiny model), then each
-# part of tests/ in its toolchain's env.
-test:  ## run the whole test suite, each part in its toolchain's env
+# part of tests/ in its toolchain's env, the mutation gate after the standard-library tests it mutates against.
+test:  ## run the whole test suite, each part in its toolchain's env, and the mutation gate
 	$(MAKE) setup env-mutation
 	$(MAKE) check-envs SMOKE=untested
 	$(DEV_PY) -m pytest tests/core
+	$(MAKE) mutation-gate
 	$(TRAIN_PY) -m pytest tests/train
 	$(EVAL_PY) -m pytest tests/eval
 	$(DEPLOY_PY) -m pytest tests/deploy
@@ -583,13 +585,18 @@ bench-serve: env-deploy  ## CPU serving: tokens/s and time to first token, 1 and
 	@[ -d $(BENCH_SERVE_MODEL) ] || $(MAKE) tiny-model TINY_MODEL=$(BENCH_SERVE_MODEL)
 	$(DEPLOY_PY) -m benchmarks.bench_serve --model $(BENCH_SERVE_MODEL) $(BENCH_SERVE_ARGS)
 
-# ---------------------------------------------------------------- mutation testing (not in `make test`)
+# ---------------------------------------------------------------- mutation testing
 # mutmut (requirements/mutation.txt, its own env) over the logic modules listed in pyproject.toml's
-# [tool.mutmut], with the fast tests/core tests that cover them. Prints `mutation: killed K of M`;
-# the survivors: mutation/survivors.md, why each is kept: mutation/README.md. About 6 min on 2 cores.
-.PHONY: mutation
-mutation: env-mutation  ## mutation testing of the prompt definition, split and step wrappers -> mutation/
-	$(ENVS)/mutation/bin/python -m style_tune.dev.mutation
+# [tool.mutmut], each mutant against the in-process tests that reach its function (style_tune/dev/mutation.py,
+# docs/testing.md#mutation-testing-make-mutation). make mutation: every mutant; prints `mutation: killed K
+# of M` and each module's score; writes mutation/survivors.md and mutation/record.json; exit 1 when a
+# survivor is not explained in mutation/README.md or a module kills under 90 %. make mutation-gate (in make
+# test): a fixed tenth of each function's mutants and every mutant of what changed since record.json.
+.PHONY: mutation mutation-gate
+mutation: env-mutation  ## mutation testing of the logic modules (every mutant) -> mutation/
+	$(MUTATION_PY) -m style_tune.dev.mutation
+mutation-gate: env-mutation  ## make test's mutation testing: a fixed sample and what changed since make mutation
+	$(MUTATION_PY) -m style_tune.dev.mutation --gate
 
 # ---------------------------------------------------------------- data generation (eval env)
 # make gen-data: style replies for your own prompts from any OpenAI-compatible API (`make serve` / lmdeploy

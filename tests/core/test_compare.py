@@ -75,3 +75,22 @@ def test_make_passes_one_spec_with_make_demos_models_by_name() -> None:
     assert "--compare" not in page and option(page, "--base-model") == "/m/b"
     assert option(page, "--tuned-api") == "http://h/v1"
     assert option(make_n("webui", "WEBUI_AUTH_FILE=/etc/raters"), "--auth-file") == "/etc/raters"
+
+
+def test_what_a_bad_spec_says_in_full() -> None:
+    def said(spec: str) -> str:
+        with pytest.raises(ValueError) as err:
+            parse_compare(spec)
+        return str(err.value)
+
+    assert said("base sft=m") == ("'base' names no model: write NAME=DIR or NAME=URL/v1[#MODEL] (a bare name "
+                                  "is one of make demo's models: base, sft, dpo, orpo, through make)")
+    assert said("foo= sft=m") == "'foo=' names no model: write NAME=DIR or NAME=URL/v1[#MODEL]"
+    assert said("-x=m sft=m") == ("'-x=m': the name '-x' must be letters, digits, _ . - (a letter or digit "
+                                  "first)")
+    assert said("a=m") == ("'a=m' names 1 model(s): a comparison needs two or more (NAME=DIR or "
+                           "NAME=URL/v1[#MODEL], separated by spaces)")
+    assert said("a=http://h/v1X b=m") == ("'a=http://h/v1X': an OpenAI-compatible URL ends in /v1 "
+                                          "(http://host:port/v1)")
+    # a directory may hold "=": only the first one names
+    assert parse_compare("a=/data/run=2 b=m") == [Candidate("a", "/data/run=2"), Candidate("b", "m")]

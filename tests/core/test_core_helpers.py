@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
 
-from style_tune.core import io
+from style_tune.core import io, stats
 from style_tune.core.cli import split_passthrough
 from style_tune.core.io import json_objects, write_atomically
 from style_tune.core.stats import percentile
@@ -66,3 +68,39 @@ def test_json_objects_numbers_lines_as_an_editor_does() -> None:
         "r.jsonl:6: json: a list, not a JSON object",
         "r.jsonl:7: json: a str, not a JSON object",
     ]
+
+
+def test_a_file_write_names_its_step_and_ctrl_c_leaves_nothing(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The sweep's line names the step (default: the program's name); Ctrl-C just before the temporary is
+    made (its name known, nothing created yet) passes on as KeyboardInterrupt, nothing left."""
+    target = tmp_path / "t.md"
+    (tmp_path / ".t.md.4242-ab12cd34.tmp").write_text("half")
+    monkeypatch.setattr(sys, "argv", ["/somewhere/split.py", "--seed"])
+    io.write_files_atomically({target: "x"})
+    assert capsys.readouterr().err == f"split: removed what an interrupted run left beside {target}: " \
+                                      ".t.md.4242-ab12cd34.tmp\n"
+    real_open = os.open
+
+    def ctrl_c_before_the_temporary(path, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise KeyboardInterrupt
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(io.os, "open", ctrl_c_before_the_temporary)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "u.md", "y", step="t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.md"]
+
+
+def test_temporaries_are_named_as_the_sweep_finds_them(tmp_path: Path) -> None:
+    directory = io._temporary(tmp_path / "out", directory=True)
+    file = io._temporary(tmp_path / "out", directory=False)
+    assert re.fullmatch(rf"\.out\.tmp-{os.getpid()}-[0-9a-f]{{8}}", directory.name)
+    assert re.fullmatch(rf"\.out\.{os.getpid()}-[0-9a-f]{{8}}\.tmp", file.name)
+    assert io._temporary_pattern("out").fullmatch(directory.name).group(1) == str(os.getpid())
+
+
+def test_a_share_is_shown_with_its_interval_or_a_dash() -> None:
+    assert stats.percent(0.425, (0.3, 0.55)) == "42% [30%, 55%]"
+    assert stats.percent(None, None) == stats.percent(0.5, None) == stats.percent(None, (0, 1)) == "—"
+    assert stats.wilson_interval(3, 0) is None

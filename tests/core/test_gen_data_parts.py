@@ -6,11 +6,13 @@ eval env: openai, the style judge) are tested in tests/eval/test_gen_data*.py.
 from __future__ import annotations
 
 import csv
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from style_tune.core.styles import load_styles
+from style_tune.core.styles import Style, StyleSet, load_styles
 from style_tune.data.gen import InputError
 from style_tune.data.gen.journal import Journal, plan_requests, read_journal
 from style_tune.data.gen.output import REJECTED_COLUMNS, remove_stale, side_path, write_outputs
@@ -144,3 +146,90 @@ def test_a_rerun_removes_the_earlier_outputs_and_what_an_interrupted_write_left(
 def test_the_side_files_are_named_after_out() -> None:
     assert side_path(Path("d/gen.csv"), ".rejected.csv") == Path("d/gen.rejected.csv")
     assert side_path(Path("d/my.data.CSV"), ".journal.jsonl") == Path("d/my.data.journal.jsonl")
+
+
+# ------------------------------------------------------------------------------ each message in full
+
+@pytest.mark.parametrize(("name", "content", "column", "problem"), [
+    ("p.csv", "user,user\n你好,嗨\n", "user", "1: header: more than one column 'user' (found 'user', "
+                                             "'user'); name the prompt column with PROMPT_COLUMN= "
+                                             "(--column)"),
+    ("p.jsonl", '{"user": 5}\n', "user", "1: user: not a string (int); name the prompt field with "
+                                         "PROMPT_COLUMN= (--column)"),
+    ("p.csv", b"user\n\xff\xfe\xfd\xfc\xfb\n", "user", "2: user: undecodable bytes 0xff 0xfe 0xfd 0xfc "
+                                                    "(the file must be UTF-8; convert it, e.g. iconv -f GBK "
+                                                    "-t UTF-8)"),  # the first four shown
+    ("p.JSONL", b'{"q": "\xc4\xe3"}\n', "q", "1: q: undecodable bytes 0xc4 0xe3 (the file must be UTF-8; "
+                                           "convert it, e.g. iconv -f GBK -t UTF-8)"),
+    ("p.ndjson", b'{"q": "\xc4\xe3"}\n', "q", "1: q: undecodable bytes 0xc4 0xe3 (the file must be UTF-8; "
+                                            "convert it, e.g. iconv -f GBK -t UTF-8)"),
+    ("p.txt", "\n \n", "user", " no prompts in the file"),
+])
+def test_each_problem_of_a_prompts_file_is_said_in_full(tmp_path: Path, name: str, content: str | bytes,
+                                                       column: str, problem: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(InputError) as info:
+        read_prompts(path, column)
+    assert info.value.problems == [f"{path}:{problem}"]
+
+
+def test_odd_prompts_files(tmp_path: Path) -> None:
+    """Lone CR line ends; a JSON-lines file by the .ndjson name; a directory is no file."""
+    lines = tmp_path / "p.txt"
+    lines.write_bytes("第一句\r第二句\n".encode())
+    assert read_prompts(lines, "user") == [(1, "第一句"), (2, "第二句")]
+    ndjson = tmp_path / "p.ndjson"
+    ndjson.write_text('{"q": "第一句"}\n', encoding="utf-8")
+    assert read_prompts(ndjson, "q") == [(1, "第一句")]
+    with pytest.raises(InputError) as info:
+        read_prompts(tmp_path, "q")
+    assert info.value.problems == [f"{tmp_path}: cannot read: Is a directory"]
+
+
+def test_prompt_bounds_are_inclusive_and_every_drop_counted() -> None:
+    items = list(enumerate(["", " ", "嗯嗯", "嗯", "啊", "长长长", "长长长长", "长长长长"], start=1))
+    prompts = clean_prompts(items, {"min_chars": 2, "max_chars": 3})
+    assert prompts.kept == ["嗯嗯", "长长长"]
+    assert prompts.dropped == {"empty after cleaning": 2, "shorter than 2 characters": 2,
+                               "longer than 3 characters": 2}
+    assert prompts.summary(Path("p")) == ("gen-data: p: 8 prompts read, 2 kept (0 had URLs or @handles "
+                                          "removed); dropped 6: 2 empty after cleaning, 2 shorter than 2 "
+                                          "characters, 2 longer than 3 characters")
+    whole = clean_prompts([(1, "好的")], {})
+    assert whole.summary(Path("p")) == "gen-data: p: 1 prompts read, 1 kept (0 had URLs or @handles removed)"
+
+
+def test_a_request_is_the_style_prompt_its_examples_and_the_prompt_and_its_key_is_pinned() -> None:
+    """The key (and the seed drawn from it) is what a resumed run finds its answers by: a change to how it
+    is made would ask every journal's requests afresh."""
+    style = Style("温柔", "gentle", "sys", "温柔地回答", (("例子", "回复"),),
+                  {"temperature": 0.9, "top_p": None}, {})
+    styles = StyleSet(Path("s.json"), {"温柔": style}, {})
+    [request] = plan_requests(["今天好累"], styles, ["温柔"], 1, "m", 42)
+    assert request.user == "今天好累" and request.body == {
+        "model": "m", "temperature": 0.9, "seed": 1115230573,
+        "messages": [{"role": "system", "content": "温柔地回答"}, {"role": "user", "content": "例子"},
+                     {"role": "assistant", "content": "回复"}, {"role": "user", "content": "今天好累"}]}
+    assert request.key == "00ef39834caf1ba366759b112d967c5504fc693c791d7f720e339f7ea806fb91"
+
+
+def test_a_journal_is_made_where_asked_readable_and_holds_real_characters(tmp_path: Path) -> None:
+    unopened = Journal(tmp_path / "j.jsonl")
+    assert unopened.fd is None and unopened.dropped_partial is False
+    unopened.close()  # nothing to close
+    path = tmp_path / "new" / "dir" / "out.journal.jsonl"
+    journal = Journal(path)
+    assert journal.open() == {}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    other = Journal(path)
+    with pytest.raises(InputError) as info:
+        other.open()
+    assert info.value.problems == [f"{path}: another gen-data run is writing this journal (same OUT); wait "
+                                   "for it or use another OUT"]
+    assert other.fd is None
+    journal.append({"key": "a", "reply": "你好"})
+    journal.close()
+    assert journal.fd is None and path.read_bytes() == '{"key": "a", "reply": "你好"}\n'.encode()

@@ -9,6 +9,7 @@ leaves (a temporary another running process holds, anything not its own), Ctrl-C
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -126,6 +127,88 @@ def test_a_fresh_unlocked_temporary_of_a_live_process_is_its(tmp_path: Path, cap
         sleeper.kill()
         sleeper.wait()
     capsys.readouterr()
+
+
+def test_the_sweep_goes_on_past_what_it_leaves(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A link, or a temporary that vanished between the listing and its lock (its run just finished), is
+    passed over; the stale temporaries after it are still removed."""
+    (tmp_path / ".merged.tmp-ab12cd34").symlink_to(tmp_path)
+    for name in (".merged.tmp-ab12cd35", ".merged.tmp-ab12cd36", ".merged.tmp-ab12cd37"):
+        (tmp_path / name).mkdir()
+    real_try_lock = io._try_lock
+
+    def vanished(path: Path) -> int | None:
+        if path.name == ".merged.tmp-ab12cd35":
+            raise FileNotFoundError(path)
+        return real_try_lock(path)
+
+    monkeypatch.setattr(io, "_try_lock", vanished)
+    io.sweep_temporaries(tmp_path / "merged", "t")
+    names = ".merged.tmp-ab12cd36/, .merged.tmp-ab12cd37/"
+    assert capsys.readouterr().err == SWEPT.format(target=tmp_path / "merged", names=names) + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".merged.tmp-ab12cd34", ".merged.tmp-ab12cd35"]
+    with pytest.raises(OSError):  # a lock is never taken through a link
+        real_try_lock(tmp_path / ".merged.tmp-ab12cd34")
+
+
+def test_a_locked_temporary_of_an_earlier_version_is_another_runs_too(tmp_path: Path, capsys) -> None:
+    busy = tmp_path / ".merged.tmp-ab12cd34"  # no pid in the name: what versions before the sweep left
+    busy.mkdir()
+    other = holder(busy)
+    try:
+        with pytest.raises(SystemExit):
+            io.sweep_temporaries(tmp_path / "merged", "t")
+    finally:
+        other.kill()
+        other.wait()
+    assert capsys.readouterr().err == (
+        f"t: error: another run (pid ?) is writing {tmp_path / 'merged'} (its temporary {busy.name} is in "
+        "use); wait for it to finish, or stop it and run this again\n")
+    young = tmp_path / ".out.tmp-1-ab12cd34"  # pid 1 runs on every machine: a young temporary is its
+    young.mkdir()
+    with pytest.raises(SystemExit):
+        io.sweep_temporaries(tmp_path / "out", "t")
+    capsys.readouterr()
+
+
+def test_a_zombie_is_not_alive_whatever_its_name(tmp_path: Path, monkeypatch) -> None:
+    """A zombie's temporaries are stale; a process whose name holds ") Z" is not taken for one; without
+    /proc the kernel is asked (someone else's process: alive)."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{zombie.pid}/stat")
+    deadline = time.monotonic() + 30
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    odd = tmp_path / "a) Z b"  # the process's name (its executable's) in /proc/PID/stat's parentheses
+    odd.symlink_to(shutil.which("sleep"))
+    sleeper = subprocess.Popen([str(odd), "60"])
+    try:
+        assert not io._alive(zombie.pid)
+        assert io._alive(sleeper.pid)
+        real_read_text = Path.read_text
+
+        def no_proc(path: Path, *args, **kwargs) -> str:
+            if str(path).startswith("/proc/"):
+                raise OSError("no /proc")
+            return real_read_text(path, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", no_proc)
+        assert io._alive(sleeper.pid)
+        with pytest.raises(subprocess.TimeoutExpired):  # asked, not signalled
+            sleeper.wait(timeout=0.5)
+        zombie.wait()
+        assert not io._alive(zombie.pid)  # reaped: gone
+
+        def someone_elses(pid: int, signal: int) -> None:
+            raise PermissionError(pid)
+
+        monkeypatch.setattr(io.os, "kill", someone_elses)
+        assert io._alive(sleeper.pid)
+        monkeypatch.undo()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        zombie.wait()
 
 
 def test_ctrl_c_stops_the_tool_and_says_one_line(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES
 from style_tune.data import prefs
+from style_tune.data import split as split_data
 from style_tune.eval.verdicts import record
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +73,10 @@ def test_a_prompt_without_a_style_is_named_and_nothing_is_written(tmp_path: Path
 
 def test_a_label_mode_split_is_refused_in_a_few_lines(tmp_path: Path, capsys) -> None:
     split = tmp_path / "label"
-    proc = subprocess.run(["make", "split", "MODE=label", f"SPLIT_DIR={split}"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    # `make split MODE=label`'s command, in this process (mutation testing runs it here)
+    assert split_data.main([str(REPO_ROOT / "style_data" / "style_chat_data.csv"), "--out-dir", str(split),
+                            "--mode", "label"]) == 0
+    capsys.readouterr()
     assert prefs.main(["--split-dir", str(split)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == prefs.MAX_ERRORS + 1 and err[-1].startswith("prefs: error: ... and ")
@@ -155,3 +157,118 @@ def test_make_prefs_runs_on_the_shipped_data(tmp_path: Path) -> None:
     assert len(pairs) == len(train) == 2 * len(prompts)
     assert f"prefs: {len(pairs)} pairs from {len(prompts)} training prompts" in proc.stdout
     assert prefs.check_pairs_file(split / "prefs.jsonl") == []
+
+
+def test_what_prefs_says_and_writes_where(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The default split directory (`make split MODE=controllable`'s), real characters in the file, the
+    stale temporary an interrupted run left removed and said under prefs' name, every line of the report."""
+    monkeypatch.chdir(tmp_path)
+    split = write_split(tmp_path / "data" / "controllable", TRAIN)
+    (split / ".prefs.jsonl.4242-ab12cd34.tmp").write_text("half")
+    verdicts = tmp_path / "verdicts.jsonl"
+    verdicts.write_text(verdict_line("A", "新问题", GENTLE) + "\n", encoding="utf-8")
+    assert prefs.main(["--verdicts", str(verdicts)]) == 0
+    captured = capsys.readouterr()
+    out = Path("data/controllable/prefs.jsonl")
+    assert captured.out == (f"prefs: 4 pairs from 2 training prompts (chosen style: {GENTLE} 2, {SNARKY} 2)\n"
+                            "prefs: 1 pairs from the verdicts; left out: none\n"
+                            f"prefs: wrote {out}\n")
+    assert captured.err == (f"prefs: removed what an interrupted run left beside {out}: "
+                            ".prefs.jsonl.4242-ab12cd34.tmp\n")
+    assert "下雨了" in out.read_text(encoding="utf-8") and sorted(p.name for p in split.iterdir()) == [
+        "prefs.jsonl", "test.json", "train.json"]
+    with pytest.raises(SystemExit) as info:
+        prefs.main(["--split"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.startswith("usage: python -m style_tune.data.prefs ")
+
+
+@pytest.mark.parametrize(("rows", "problem"), [
+    (["not a row"], "row 1: not a one-turn conversation with system, input and output"),
+    ([{"conversation": []}], "row 1: not a one-turn conversation with system, input and output"),
+    ([{"conversation": ["turn"]}], "row 1: not a one-turn conversation with system, input and output"),
+    ([{"conversation": [TRAIN[0]["conversation"][0]] * 2}], "row 1: not a one-turn conversation with system, "
+     "input and output"),
+    ([{"conversation": [{**TRAIN[0]["conversation"][0], "output": 5}]}], "row 1: not a one-turn conversation "
+     "with system, input and output"),
+    ([{"conversation": [{**TRAIN[0]["conversation"][0], "system": "You are a helpful assistant who answers "
+                                                                   "every question."}]}],
+     "row 1: its system text is no style's ('You are a helpful assistant who answers '...): preference pairs "
+     "need the controllable format; run `make split MODE=controllable`"),
+])
+def test_each_bad_row_of_the_split_is_named(tmp_path: Path, capsys, rows: list, problem: str) -> None:
+    split = write_split(tmp_path / "split", rows)
+    assert prefs.main(["--split-dir", str(split)]) == 2
+    assert capsys.readouterr().err == f"prefs: error: {split}/train.json: {problem}\n"
+    (split / "train.json").write_text('{"conversation": []}', encoding="utf-8")
+    assert prefs.main(["--split-dir", str(split)]) == 2
+    assert capsys.readouterr().err == (f"prefs: error: {split}/train.json: not a JSON array of conversation "
+                                       "rows; run `make split` again\n")
+
+
+def test_problems_past_ten_are_counted() -> None:
+    assert str(prefs.PrefsError([f"e{n}" for n in range(10)])).splitlines()[-1] == "e9"
+    assert str(prefs.PrefsError([f"e{n}" for n in range(11)])).splitlines()[-2:] == ["e9", "... and 1 more"]
+
+
+def test_verdicts_give_pairs_with_the_system_text_they_were_asked_with(tmp_path: Path, capsys) -> None:
+    """A's verdict: A's reply chosen; without a system text the style's; a held-out prompt's ties and "both
+    bad" counted each; blank lines passed over."""
+    split = write_split(tmp_path / "split", TRAIN, test=[row(GENTLE, "考试挂了", "下次会更好"), "not a row"])
+    val = json.dumps([row(GENTLE, "验证集", "x")], ensure_ascii=False)
+    (split / "val.json").write_text(val, encoding="utf-8")
+    no_system = json.loads(verdict_line("B", "新问题", GENTLE, a="平淡", b=" 温暖 "))
+    del no_system["system"]
+    asked_without_style = {**json.loads(verdict_line("A", "再问", SNARKY, a="犀利", b="温和")), "style": None}
+    verdicts = tmp_path / "verdicts.jsonl"
+    verdicts.write_text("\n".join([
+        verdict_line("A", "新问题", SNARKY, a="犀利吐槽", b="平平无奇"), "",
+        verdict_line("tie", "新问题", GENTLE), verdict_line("tie", "另一个", GENTLE),
+        verdict_line("A", "考试挂了", GENTLE), verdict_line("B", "验证集", GENTLE),
+        json.dumps(no_system, ensure_ascii=False), json.dumps(asked_without_style, ensure_ascii=False),
+    ]) + "\n", encoding="utf-8")
+    assert prefs.main(["--split-dir", str(split), "--verdicts", str(verdicts)]) == 0
+    assert read_pairs(split / "prefs.jsonl")[4:] == [
+        prefs.pair(STYLE_SYSTEMS[SNARKY], "新问题", "犀利吐槽", "平平无奇"),
+        prefs.pair(STYLE_SYSTEMS[GENTLE], "新问题", "温暖", "平淡"),
+        prefs.pair(STYLE_SYSTEMS[SNARKY], "再问", "犀利", "温和"),
+    ]
+    assert "3 pairs from the verdicts; left out: 2 held-out prompt, 2 tie" in capsys.readouterr().out
+
+
+def test_each_bad_verdict_is_named(tmp_path: Path, capsys) -> None:
+    split = write_split(tmp_path / "split", TRAIN)
+    label_mode = {**json.loads(verdict_line("A", "新问题", GENTLE)), "system": "You are a helpful assistant."}
+    no_replies = json.loads(verdict_line("A", "新问题", GENTLE))
+    del no_replies["replies"]
+    verdicts = tmp_path / "verdicts.jsonl"
+    verdicts.write_text("\n".join([
+        '{"verdict": "maybe"}', "[1]", json.dumps(label_mode), json.dumps(no_replies),
+        verdict_line("A", "新问题", GENTLE, b="  "),
+    ]) + "\n", encoding="utf-8")
+    assert prefs.main(["--split-dir", str(split), "--verdicts", str(verdicts)]) == 2
+    no_text = 'no text for both replies ("replies": {"A": ..., "B": ...})'
+    assert capsys.readouterr().err.splitlines() == [
+        f"prefs: error: {verdicts}: row 1: verdict 'maybe' is none of A, B, tie, both bad",
+        f"prefs: error: {verdicts}: row 2: not a JSON object",
+        f"prefs: error: {verdicts}: row 3: its system text is no style's: only controllable-format verdicts "
+        "make pairs (the web page with MODE=controllable)",
+        f"prefs: error: {verdicts}: row 4: {no_text}",
+        f"prefs: error: {verdicts}: row 5: {no_text}",
+    ]
+    missing = tmp_path / "missing.jsonl"
+    assert prefs.main(["--split-dir", str(split), "--verdicts", str(missing)]) == 2
+    assert capsys.readouterr().err == (f"prefs: error: {missing}: cannot read it: [Errno 2] No such file or "
+                                       f"directory: '{missing}'\n")
+
+
+def test_a_pairs_file_with_blank_lines_many_bad_rows_or_none(tmp_path: Path) -> None:
+    good = json.dumps(prefs.pair("s", "q", "c", "r"))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(f"{good}\n\n{good}\n", encoding="utf-8")
+    assert prefs.check_pairs_file(path) == []
+    path.write_text("[1]\n" * 12, encoding="utf-8")
+    assert prefs.check_pairs_file(path) == [f"{path}: row {n}: not a JSON object" for n in range(1, 11)]
+    for text in ("", "\n \n"):
+        path.write_text(text, encoding="utf-8")
+        assert prefs.check_pairs_file(path) == [f"{path}: no pairs"]

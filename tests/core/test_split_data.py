@@ -244,7 +244,7 @@ def test_prompt_variants_stay_in_one_split(tmp_path: Path) -> None:
 def test_normalise_prompt_agrees_with_plain_nfkc() -> None:
     samples = [chr(code) for code in range(0xFF01, 0xFF5F)] + [
         "，\u0301", "Ａ\u0301", "（\u0308a）", "\u3000 x \u3000", "ｶﾞ", "①②", "ﬁ", "하\u11a8",
-        "，，？！：；（）～",
+        "，，？！：；（）～", "a  b\tc", " 下雨了\u3000记得\n带伞 ",  # inner whitespace: one space
     ]
     expected = [reference_key(sample) for sample in samples]
     assert [grouping.normalise_prompt(sample) for sample in samples] == expected

@@ -10,8 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import stat
 import sys
+import threading
+import time
+import types
 import zipfile
 from pathlib import Path
 
@@ -76,6 +80,64 @@ def test_run_fails_with_the_command_and_exit_code(capsys: pytest.CaptureFixture[
     assert line == (
         f"convert: error: `{name} -c raise SystemExit(3) ...` failed with exit code 3 (its output is above)"
     )
+
+
+def test_main_of_exits_with_the_code_of_main_and_after_ctrl_c_with_one_line_and_130(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        steps.main_of("t", lambda: 3)
+    assert info.value.code == 3 and capsys.readouterr().err == ""
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as info:
+        steps.main_of("t", interrupted)
+    assert info.value.code == 130
+    assert capsys.readouterr().err == (
+        "t: interrupted (Ctrl-C); nothing half-written was kept; run the same command again\n")
+    with pytest.raises(SystemExit) as info:
+        steps.main_of("train", interrupted, after_ctrl_c="the checkpoints so far are kept")
+    assert info.value.code == 130
+    assert capsys.readouterr().err == "train: interrupted (Ctrl-C); the checkpoints so far are kept\n"
+
+
+def test_run_stops_the_tool_on_ctrl_c_and_passes_the_interrupt_on(tmp_path: Path) -> None:
+    """Ctrl-C while a tool runs (SIGINT to this process, as a terminal sends it): the tool, started with
+    SIGINT ignored (a tool's own traceback would bury the step's line), is stopped with SIGTERM and the
+    KeyboardInterrupt goes on to main_of. In this process, so that mutation testing sees it; the whole
+    process group as a terminal signals it: tests/core/test_interrupted_steps.py."""
+    seen = tmp_path / "seen"
+    tool = ("import os, signal, sys, time\n"
+            "def stop(*_):\n    open(sys.argv[1], 'a').write(' SIGTERM')\n    sys.exit(0)\n"
+            "signal.signal(signal.SIGTERM, stop)\n"
+            "ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+            "open(sys.argv[1], 'w').write(f'{os.getpid()} {ignored}')\n"
+            "time.sleep(60)\n")
+
+    done = threading.Event()  # the run ended otherwise: no Ctrl-C then
+
+    def ctrl_c() -> None:
+        deadline = time.monotonic() + 30
+        while not (seen.exists() and seen.read_text()) and time.monotonic() < deadline and not done.is_set():
+            time.sleep(0.01)
+        if not done.is_set():
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    # Python's own Ctrl-C handler (a shell's background job starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=ctrl_c)
+    try:
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            steps.run("t", [sys.executable, "-c", tool, str(seen)])
+    finally:
+        done.set()
+        thread.join()
+        signal.signal(signal.SIGINT, previous)
+    pid, ignored, stopped_by = seen.read_text().split()
+    assert (ignored, stopped_by) == ("True", "SIGTERM")
+    with pytest.raises(ProcessLookupError):  # ended and reaped
+        os.kill(int(pid), 0)
 
 
 def test_iter_checkpoints_numeric_order_and_only_checkpoints(tmp_path: Path) -> None:
@@ -207,6 +269,55 @@ def test_train_refuses_an_unknown_visualizer(inputs, monkeypatch, capsys) -> Non
     assert defaults.config_vis() == ("tensorboard",)
 
 
+def test_train_reads_the_data_format_from_the_first_line(inputs, capsys) -> None:
+    """`make split`'s indented JSON array, JSON-lines rows and undecodable bytes are no preference pairs."""
+    for text in (b'[\n  {"conversation": []}\n]', b'{"conversation": []}\n', b"\xff\xfe{\n"):
+        inputs["data"].write_bytes(text)
+        train.check_inputs(inputs["config"])
+        assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_preference_configs_train_on_pairs_from_a_merged_model(inputs, capsys, method: str) -> None:
+    config = inputs["config"].with_name(f"qwen2_5_tiny_lora_{method}_style_cpu.py")
+    config.write_text("")
+    data = inputs["data"]  # a split's training file: no pairs
+    assert exits(capsys, train.check_inputs, config) == (
+        f"train: error: {data}: row 1: not a JSON object: {config.name} trains on preference pairs, one JSON "
+        "object a line (`make prefs` writes them)")
+    data.write_text(json.dumps({"prompt": [{"role": "user", "content": "q"}],
+                                "chosen": [{"role": "assistant", "content": "c"}],
+                                "rejected": [{"role": "assistant", "content": "r"}]}) + "\n")
+    train.check_inputs(config)
+    assert capsys.readouterr().err == ""
+    assert exits(capsys, train.check_inputs, inputs["config"]) == (  # pairs given to an SFT config
+        f"train: error: {data} holds preference pairs, but cfg.py is an SFT config: give DATA= a split "
+        "(data/<mode>/train.json), or CONFIG= a *_dpo_* / *_orpo_* config")
+    (inputs["model"] / "config.json").unlink()
+    assert exits(capsys, train.check_inputs, config) == (
+        f"train: error: model directory {inputs['model']} has no config.json; the merged SFT model DPO / "
+        "ORPO start from: `make train convert merge` with the controllable SFT config first")
+    data.unlink()
+    (inputs["model"] / "config.json").write_text("{}")
+    assert exits(capsys, train.check_inputs, config) == (
+        f"train: error: training data {data} not found; run `make prefs`")
+
+
+def test_deepspeed_without_a_gpu_is_one_line(monkeypatch, capsys) -> None:
+    """torch's answer to "is there a CUDA GPU?" given here (this env has no torch): without one, DEEPSPEED=
+    stops before anything starts; the train env's tests/train/test_multiprocess.py asks the real torch."""
+    cuda = types.SimpleNamespace(is_available=lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=cuda))
+    line = exits(capsys, train.check_deepspeed, "deepspeed_zero2")
+    assert line == (
+        "train: error: DEEPSPEED=deepspeed_zero2 needs a CUDA GPU (XTuner's DeepSpeed path asks the GPU for "
+        "bf16 support and mmengine's launcher sets a CUDA device); this machine has none: train without "
+        "DEEPSPEED= here (NPROC_PER_NODE=2 runs two processes on the CPU)")
+    cuda.is_available = lambda: True
+    train.check_deepspeed("deepspeed_zero2")
+    assert capsys.readouterr().err == ""
+
+
 def test_resume_args(tmp_path: Path, capsys) -> None:
     assert train.resume_args(tmp_path) == []
     assert capsys.readouterr().out == ""
@@ -296,8 +407,9 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
         checkpoint(work / "iter_3.pth")
 
     monkeypatch.setattr(train, "run", recording_run(calls, xtuner_writes_a_checkpoint))
-    # the GPU check needs torch (the train env's test_multiprocess.py covers it); here: the command
-    monkeypatch.setattr(train, "check_deepspeed", lambda deepspeed: None)
+    # the GPU check needs torch (test_deepspeed_without_a_gpu_is_one_line); here: that it is asked
+    checked: list[str] = []
+    monkeypatch.setattr(train, "check_deepspeed", checked.append)
     script = work.with_name("xtuner_train.py")
     stand_in_xtuner_train(monkeypatch, script)
     monkeypatch.setenv("PORT", "29500")
@@ -312,6 +424,7 @@ def test_train_main_builds_the_xtuner_command(inputs, monkeypatch, capsys) -> No
         "--launcher", "pytorch",
     ])]
     assert capsys.readouterr().out == f"train: done; checkpoints in {work}\n"
+    assert checked == ["deepspeed_zero2"]
 
 
 def test_train_main_resumes_and_passes_no_extra(inputs, monkeypatch) -> None:

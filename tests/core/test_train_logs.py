@@ -49,3 +49,12 @@ def test_logged_scalars_keep_the_latest_run_and_name_validation_records_and_bad_
     assert len(problems) == 2 and problems[0].startswith(f"{first}:4: json: not a JSON object (Unterminated")
     assert problems[1] == f"{second}:2: no integer iter or step: not a record of training"
     assert train_logs.logged_scalars(tmp_path / "missing") == ({}, [])
+
+
+def test_a_bad_record_or_undecodable_bytes_do_not_stop_the_reading(tmp_path: Path) -> None:
+    path = tmp_path / "20260101_000000" / "vis_data" / "scalars.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"loss": 1.0}\n{"iter": 1, "loss": 2.0, "note": "\xff"}\n{"iter": 2, "loss": 1.5}\n')
+    series, problems = train_logs.logged_scalars(tmp_path)
+    assert series == {"loss": {1: 2.0, 2: 1.5}}
+    assert problems == [f"{path}:1: no integer iter or step: not a record of training"]

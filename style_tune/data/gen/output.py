@@ -43,9 +43,9 @@ def write_outputs(out: Path, rejected: Path, answers: Sequence[Answer], reasons:
                   ) -> tuple[int, int]:
     """OUT and the rejected rows (each with its reasons, ``; ``-separated), in the order of ``answers``,
     the replies trimmed; returns how many rows each has."""
-    kept = [(a.user, a.style, a.reply.strip()) for a, why in zip(answers, reasons, strict=True) if not why]
-    dropped = [(a.user, a.style, a.reply.strip(), "; ".join(why))
-               for a, why in zip(answers, reasons, strict=True) if why]
+    judged = list(zip(answers, reasons, strict=True))
+    kept = [(a.user, a.style, a.reply.strip()) for a, why in judged if not why]
+    dropped = [(a.user, a.style, a.reply.strip(), "; ".join(why)) for a, why in judged if why]
     write_files_atomically({out: csv_text(OUTPUT_COLUMNS, kept),
                             rejected: csv_text(REJECTED_COLUMNS, dropped)})
     return len(kept), len(dropped)
