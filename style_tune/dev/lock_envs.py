@@ -113,7 +113,7 @@ ENVS: dict[str, Env] = {
     # `make mutation` (not part of `make test`): see requirements/mutation.txt.
     "mutation": Env(
         reqs=("mutation.txt", "test.txt"),
-        imports=("mutmut", "pytest", *CORE, "style_tune.dev.mutation"),
+        imports=("mutmut", "scipy", "pytest", *CORE, "style_tune.dev.mutation"),
     ),
 }
 
