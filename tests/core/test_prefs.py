@@ -272,3 +272,12 @@ def test_a_pairs_file_with_blank_lines_many_bad_rows_or_none(tmp_path: Path) -> 
     for text in ("", "\n \n"):
         path.write_text(text, encoding="utf-8")
         assert prefs.check_pairs_file(path) == [f"{path}: no pairs"]
+
+
+def test_held_out_prompts_are_the_string_inputs_of_val_and_test(tmp_path: Path) -> None:
+    (tmp_path / "val.json").write_text(json.dumps([
+        {"conversation": [{"input": "问一", "output": "答"}, {"input": 5}, "not a turn"]},
+        ["not a row"], {"conversation": None}]), encoding="utf-8")
+    (tmp_path / "test.json").write_text(json.dumps([{"conversation": [{"input": "问二"}]}]), encoding="utf-8")
+    assert prefs.held_out_prompts(tmp_path) == {"问一", "问二"}
+    assert prefs.held_out_prompts(tmp_path / "missing") == set()

@@ -882,3 +882,14 @@ def test_undecodable_bytes_four_shown_in_full_and_unnamed_columns(tmp_path: Path
 def test_missing_file_exact_message(tmp_path: Path) -> None:
     result = run_tool(tmp_path / "nope.csv", tmp_path / "out")
     assert result.stderr.splitlines()[0] == "nope.csv: file: cannot read: No such file or directory"
+
+
+def test_a_split_without_rows_of_either_style_names_both() -> None:
+    opts = options.Options(csv_path=Path("d.csv"), out_dir=Path("out"), seed=0, ratios=(Fraction(1, 3),) * 3,
+                           mode="controllable", styles=("温柔", "毒舌"), encoding="utf-8", max_chars=None,
+                           stats_md=None)
+    rows = [("问", "温柔", "答"), ("问", "毒舌", "答")]
+    splits = [grouping.Split("train", rows, 1), grouping.Split("val", [], 0),
+              grouping.Split("test", rows[:1], 1)]
+    stats = split_stats.collect_stats(splits, opts, input_rows=3, dropped=0)
+    assert stats.warnings == ["the val split has no 温柔, 毒舌 rows", "the test split has no 毒舌 rows"]

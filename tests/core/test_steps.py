@@ -256,6 +256,10 @@ def test_train_refuses_a_missing_validation_split(inputs, monkeypatch, capsys) -
         f"train: error: {inputs['model'] / 'train.json'} not found: the style score's judge learns from the "
         f"train.json beside the validation split {elsewhere} (`make split` writes both)"
     )
+    monkeypatch.delenv("STYLE_TUNE_DATA")  # the config's own training file; VAL_DATA= is still checked
+    monkeypatch.setenv("STYLE_TUNE_VAL_DATA", str(val))
+    said = exits(capsys, train.check_inputs, inputs["config"])
+    assert said.startswith(f"train: error: validation split {val} not found")
 
 
 def test_train_refuses_an_unknown_visualizer(inputs, monkeypatch, capsys) -> None:

@@ -58,3 +58,12 @@ def test_a_bad_record_or_undecodable_bytes_do_not_stop_the_reading(tmp_path: Pat
     series, problems = train_logs.logged_scalars(tmp_path)
     assert series == {"loss": {1: 2.0, 2: 1.5}}
     assert problems == [f"{path}:1: no integer iter or step: not a record of training"]
+
+
+def test_style_scores_read_past_undecodable_bytes_and_skip_what_is_not_a_record(tmp_path: Path) -> None:
+    assert train_logs.style_scores(tmp_path) == []
+    first = {"iter": 2, "checkpoint": "iter_2.pth", "metrics": {"style/style_margin": 10.0},
+             "best": {"iter": 2, "checkpoint": "best.pth", "why": "w"}}
+    (tmp_path / train_logs.STYLE_SCORES).write_bytes(
+        json.dumps(first).encode() + b'\n{"iter": 4, "why": "\xff"}\nnot json\n')
+    assert train_logs.style_scores(tmp_path) == [first, {"iter": 4, "why": "\ufffd"}]
