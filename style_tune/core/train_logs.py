@@ -75,8 +75,11 @@ def loss_curve(work_dir: Path) -> list[tuple[int, float]]:
 def style_scores(work_dir: Path) -> list[dict]:
     """The lines of WORK_DIR/style_scores.jsonl ([] where there is none), oldest first: each {"iter",
     "checkpoint", "metrics", "best": {"iter", "checkpoint", "why"}}. The file is written whole each time
-    (atomically); a line that is not one JSON object is skipped (`make curves` names it)."""
+    (atomically); a line that is not one JSON object with an integer iter is skipped (`make curves` names
+    it): what reads the record (the hook on a resume, `make convert ITER=best`, the reports) looks lines up
+    by iteration."""
     path = work_dir / STYLE_SCORES
     if not path.is_file():
         return []
-    return [record for _, record in json_objects(path, path.read_text(encoding="utf-8", errors="replace"))[0]]
+    records = json_objects(path, path.read_text(encoding="utf-8", errors="replace"))[0]
+    return [record for _, record in records if type(record.get("iter")) is int]

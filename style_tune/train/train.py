@@ -108,7 +108,7 @@ def resume_args(work_dir: Path) -> list[str]:
     one line): resuming from it would fail, and training writes it again. So is a best checkpoint a kill cut
     short (mmengine's ``best_*.pth``, saved after a score): the resumed run scores that iteration again
     (style_tune/train/style_score.py) and saves it again."""
-    for best in sorted(work_dir.glob("best_*.pth")) if work_dir.is_dir() else []:
+    for best in sorted(work_dir.glob("best_*.pth")):  # none where the work dir is not there yet
         if not checkpoint_complete(best):
             best.unlink()
             print(f"{STEP}: removed {best}: an interrupted run left it cut short", flush=True)

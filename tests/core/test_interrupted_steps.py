@@ -181,7 +181,10 @@ def test_a_zombie_is_not_alive_whatever_its_name(tmp_path: Path, monkeypatch) ->
         time.sleep(0.01)
     odd = tmp_path / "a) Z b"  # the process's name (its executable's) in /proc/PID/stat's parentheses
     odd.symlink_to(shutil.which("sleep"))
-    sleeper = subprocess.Popen([str(odd), "60"])
+    # SIGHUP as by default, so that a hang-up is seen as one: under nohup (or any parent that ignores it) the
+    # child would inherit the ignoring, and a mutant that sends it instead of asking would go unseen
+    sleeper = subprocess.Popen([str(odd), "60"],
+                               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     try:
         assert not io._alive(zombie.pid)
         assert io._alive(sleeper.pid)

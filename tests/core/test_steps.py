@@ -324,6 +324,7 @@ def test_deepspeed_without_a_gpu_is_one_line(monkeypatch, capsys) -> None:
 
 def test_resume_args(tmp_path: Path, capsys) -> None:
     assert train.resume_args(tmp_path) == []
+    assert train.resume_args(tmp_path / "not yet") == []  # the first run: no work dir
     assert capsys.readouterr().out == ""
     for n in (4, 12, 8):
         checkpoint(tmp_path / f"iter_{n}.pth")

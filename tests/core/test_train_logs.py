@@ -65,5 +65,6 @@ def test_style_scores_read_past_undecodable_bytes_and_skip_what_is_not_a_record(
     first = {"iter": 2, "checkpoint": "iter_2.pth", "metrics": {"style/style_margin": 10.0},
              "best": {"iter": 2, "checkpoint": "best.pth", "why": "w"}}
     (tmp_path / train_logs.STYLE_SCORES).write_bytes(
-        json.dumps(first).encode() + b'\n{"iter": 4, "why": "\xff"}\nnot json\n')
+        json.dumps(first).encode() + b'\n{"iter": 4, "why": "\xff"}\nnot json\n'
+        b'{"iter": "6"}\n{"iter": true}\n')
     assert train_logs.style_scores(tmp_path) == [first, {"iter": 4, "why": "\ufffd"}]
