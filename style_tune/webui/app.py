@@ -207,7 +207,10 @@ class Endpoint:
                     text += chunk.choices[0].delta.content
                     out.put((self.name, text))
         except Exception as err:  # shown in the page, the other side goes on
-            text += f"\n[error from {self.base_url}: {err}]"
+            # the page shows no address or model name before the verdict: the details go to the log
+            print(f"webui: {self.name} ({self.base_url}): {type(err).__name__}: {err}", file=sys.stderr,
+                  flush=True)
+            text += "\n[no reply: the model's server failed; the terminal running the page says why]"
             out.put((self.name, text))
         out.put((self.name, None))
 
@@ -234,15 +237,18 @@ def session_items(test_json: Path, mode: str, n: int) -> list[dict[str, str | No
 
 def pair_plan(items: list[dict], names: list[str], seed: int) -> list[tuple[str, str]]:
     """The two models asked about each item: every pair of NAMES (in their order within a pair), the pairs
-    in an order shuffled from SEED and taken in turn within each style, so that each pair is asked as often
-    as any other (one more at most, when a style's prompts are not a multiple of the pairs) and about each
-    style alike. Which of the two is A is drawn apart, per prompt (verdicts.shown_order)."""
+    in an order shuffled from SEED and taken in turn within each style, each style going on where the one
+    before it stopped: each pair is asked as often as any other, in all and within each style (one more at
+    most, when the prompts are not a multiple of the pairs). Which of the two is A is drawn apart, per
+    prompt (verdicts.shown_order)."""
     pairs = list(itertools.combinations(names, 2))
     random.Random(f"{seed}\npairs").shuffle(pairs)
+    per_style = Counter(item["style"] for item in items)  # the styles in the order they first come
+    start = dict(zip(per_style, itertools.accumulate(per_style.values(), initial=0), strict=False))
     taken: Counter = Counter()
     plan = []
     for item in items:
-        plan.append(pairs[taken[item["style"]] % len(pairs)])
+        plan.append(pairs[(start[item["style"]] + taken[item["style"]]) % len(pairs)])
         taken[item["style"]] += 1
     return plan
 
@@ -473,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
               "Ctrl-C stops)", flush=True)
         page.queue(default_concurrency_limit=4).launch(
             server_name=args.host, server_port=args.port, prevent_thread_lock=False, show_error=True,
+            share=False,  # never a public link (GRADIO_SHARE=true, a notebook): it would skip the login rule
             head=SHORTCUTS, auth=logins or None,
             auth_message="Log in with the name and password you were given: your verdicts are recorded "
                          "under your name." if logins else None)

@@ -84,7 +84,8 @@ def test_blind_config_names_no_endpoint_and_demo_mode_does(tmp_path: Path) -> No
 
 
 def test_every_pair_is_asked_equally_often_and_about_each_style_alike() -> None:
-    for names, per_style in ((["m1", "m2", "m3"], 6), (["m1", "m2", "m3", "m4"], 6), (["m1", "m2", "m3"], 7)):
+    for names, per_style in ((["m1", "m2", "m3"], 6), (["m1", "m2", "m3", "m4"], 6), (["m1", "m2", "m3"], 7),
+                             (["base", "sft", "dpo", "orpo"], 20)):  # 40 prompts, 6 pairs: 7 or 6 each
         items = [{"prompt": f"p{i}", "style": style} for i in range(per_style) for style in STYLES]
         plan = pair_plan(items, names, seed=3)
         pairs = list(itertools.combinations(names, 2))
@@ -93,6 +94,8 @@ def test_every_pair_is_asked_equally_often_and_about_each_style_alike() -> None:
             counts = Counter(pair for pair, item in zip(plan, items, strict=True) if item["style"] == style)
             assert max(counts.values()) - min(counts.values()) <= (0 if per_style % len(pairs) == 0 else 1)
             assert sum(counts.values()) == per_style
+        overall = Counter(plan)  # and in all: each style goes on where the one before stopped
+        assert max(overall.values()) - min(overall.values()) <= 1, overall
         assert plan == pair_plan(items, names, seed=3)  # a reload, another rater: the same plan
         assert plan != pair_plan(items, names, seed=4) or len(pairs) == 1
     # two models: always that pair, so the order is the one drawn before there were more
@@ -162,3 +165,27 @@ def test_a_blind_page_over_three_models_names_none_of_them(tmp_path: Path) -> No
         assert "3 models take part" in config
     with pytest.raises(ValueError, match="two or more endpoints"):
         build_page({"base": ENDPOINTS["base"]}, "label", items, tmp_path / "v.jsonl")
+
+
+def test_a_failing_endpoint_names_no_model_or_address_in_the_page(capsys: pytest.CaptureFixture[str]) -> None:
+    """The reply box of a model whose server fails says so without its address or name (that would unblind
+    the pair); the terminal gets both. A real openai client against a port nothing listens on."""
+    import queue
+    import socket
+
+    from openai import OpenAI
+
+    from style_tune.webui.app import Endpoint
+
+    with socket.socket() as sock:  # a free port, closed again: the connection is refused
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    endpoint = Endpoint.__new__(Endpoint)  # __init__ asks the server for its models first
+    endpoint.name, endpoint.base_url, endpoint.model = "secret-sft", url, "secret-model"
+    endpoint.client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=10)
+    out: queue.Queue = queue.Queue()
+    endpoint.stream([{"role": "user", "content": "你好"}], 0.0, 8, out)
+    (name, shown), done = out.get_nowait(), out.get_nowait()
+    assert name == "secret-sft" and done == ("secret-sft", None)
+    assert "no reply" in shown and not [s for s in ("secret", "127.0.0.1", url) if s in shown], shown
+    assert "secret-sft" in capsys.readouterr().err
