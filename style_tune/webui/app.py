@@ -331,10 +331,14 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
             raise gr.Error("Type a message first.")
         index = (state or {}).get("index", 0)
         item = items[index] if index < len(items) else {"prompt": message, "style": None}
+        at = index  # where the pair comes from: the plan, or (past it) the prompt
+        if message != item["prompt"].strip():  # an edited session prompt: a prompt of the rater's own, in the
+            # style asked, its pair drawn from it; the session's prompt stays to be judged
+            item, at = {"prompt": message, "style": item["style"]}, len(plan)
         style = (item["style"] or STYLES[0]) if mode == "controllable" else None
         messages = [{"role": "system", "content": system_text(mode, style)},
                     {"role": "user", "content": message}]
-        shown = order(index, item)
+        shown = order(at, item)
         out: queue.Queue = queue.Queue()
         for name in shown:
             threading.Thread(target=endpoints[name].stream, daemon=True,
@@ -347,13 +351,14 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
             else:
                 replies[name] = text
             state = {"index": index, "item": item, "message": message, "messages": messages, "shown": shown,
-                     "replies": replies, "temperature": temperature, "max_tokens": int(max_tokens)}
+                     "replies": replies, "temperature": temperature, "max_tokens": int(max_tokens),
+                     "done": not running}
             status = f"done in {time.monotonic() - begun:.1f} s" if not running else "streaming ..."
             yield replies[shown[0]], replies[shown[1]], state, status, ""  # the last reveal goes
 
     def judge(state: dict | None, typed: str, verdict: str,
               request: gr.Request | None) -> tuple[str, dict, str, str, dict, dict, str]:
-        if not state or "replies" not in state or not any(state["replies"].values()):
+        if not state or not state.get("done"):
             raise gr.Error("Send the prompt and wait for both replies first.")
         shown, replies, rater = state["shown"], state["replies"], who(typed, request)
         record_verdict(verdicts, verdict_record(

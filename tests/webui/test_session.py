@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +19,15 @@ import pytest
 
 from style_tune.core.prompts import STYLE_SYSTEMS, STYLES, system_text
 from style_tune.eval.verdicts import record, shown_order
-from style_tune.webui.app import build_page, check_exposure, judged, pair_plan, read_logins, session_items
+from style_tune.webui.app import (
+    Endpoint,
+    build_page,
+    check_exposure,
+    judged,
+    pair_plan,
+    read_logins,
+    session_items,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,21 +180,58 @@ def test_a_failing_endpoint_names_no_model_or_address_in_the_page(capsys: pytest
     """The reply box of a model whose server fails says so without its address or name (that would unblind
     the pair); the terminal gets both. A real openai client against a port nothing listens on."""
     import queue
-    import socket
 
-    from openai import OpenAI
-
-    from style_tune.webui.app import Endpoint
-
-    with socket.socket() as sock:  # a free port, closed again: the connection is refused
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    endpoint = Endpoint.__new__(Endpoint)  # __init__ asks the server for its models first
-    endpoint.name, endpoint.base_url, endpoint.model = "secret-sft", url, "secret-model"
-    endpoint.client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=10)
+    endpoint = refused("secret-sft")
+    url = endpoint.base_url
     out: queue.Queue = queue.Queue()
     endpoint.stream([{"role": "user", "content": "你好"}], 0.0, 8, out)
     (name, shown), done = out.get_nowait(), out.get_nowait()
     assert name == "secret-sft" and done == ("secret-sft", None)
     assert "no reply" in shown and not [s for s in ("secret", "127.0.0.1", url) if s in shown], shown
     assert "secret-sft" in capsys.readouterr().err
+
+
+def refused(name: str) -> Endpoint:
+    """An endpoint whose server refuses every connection (a free port, closed again): a real openai client,
+    failing. (Endpoint's __init__ would ask the server for its models first.)"""
+    from openai import OpenAI
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    endpoint = Endpoint.__new__(Endpoint)
+    endpoint.name, endpoint.base_url, endpoint.model = name, url, f"{name}-model"
+    endpoint.client = OpenAI(base_url=url, api_key="none", max_retries=0, timeout=10)
+    return endpoint
+
+
+def test_an_edited_prompt_is_the_raters_own_and_a_verdict_waits_for_both_replies(tmp_path: Path) -> None:
+    """A session prompt the rater edits is sent as typed, recorded as typed, with a pair drawn from it (not
+    the plan's, which keeps the balance); the session's prompt stays to be judged. The verdict buttons
+    refuse until both replies have ended."""
+    import gradio as gr
+
+    names = ["m1", "m2", "m3"]
+    items = [{"prompt": f"p{i}", "style": style} for i in range(2) for style in STYLES]
+    verdicts = tmp_path / "v.jsonl"
+    page = build_page({n: refused(n) for n in names}, "controllable", items, verdicts, seed=1)
+    handlers = {f.fn.__name__: f.fn for f in page.fns.values() if f.fn is not None}  # buttons: clicked
+
+    def judge(state: dict, verdict: str) -> tuple:
+        return handlers["clicked"](state, "", None, verdict=verdict)
+
+    states = [out[2] for out in handlers["answer"]("p0 改过了", 0.0, 8, {"index": 0})]
+    assert [st["done"] for st in states][-1] is True and not states[0]["done"]
+    last = states[-1]
+    assert last["item"] == {"prompt": "p0 改过了", "style": STYLES[0]} and last["index"] == 0
+    assert last["messages"][1]["content"] == "p0 改过了"
+    with pytest.raises(gr.Error, match="wait for both replies"):
+        judge(states[0], "tie")
+    reveal, state, progress, prompt, *_ = judge(last, "tie")
+    (line,) = verdicts.read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["prompt"] == "p0 改过了" and state == {"index": 0} and prompt == "p0"
+    states = [out[2] for out in handlers["answer"]("p0", 0.0, 8, {"index": 0})]  # as the session asks it
+    planned = pair_plan(items, names, seed=1)[0]
+    assert states[-1]["shown"] in {planned, planned[::-1]}
+    _, state, _, prompt, *_ = judge(states[-1], "both bad")
+    assert state == {"index": 1} and prompt == "p0" and items[1]["prompt"] == "p0"
