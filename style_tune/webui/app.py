@@ -332,8 +332,9 @@ def build_page(endpoints: dict[str, Endpoint], mode: str, items: list[dict], ver
         index = (state or {}).get("index", 0)
         item = items[index] if index < len(items) else {"prompt": message, "style": None}
         at = index  # where the pair comes from: the plan, or (past it) the prompt
-        if message != (item["prompt"] or "").strip():  # an edited session prompt: a prompt of the rater's own, in the
-            # style asked, its pair drawn from it; the session's prompt stays to be judged
+        # an edited session prompt: a prompt of the rater's own, in the style asked, its pair drawn from it;
+        # the session's prompt stays to be judged
+        if message != (item["prompt"] or "").strip():
             item, at = {"prompt": message, "style": item["style"]}, len(plan)
         style = (item["style"] or STYLES[0]) if mode == "controllable" else None
         messages = [{"role": "system", "content": system_text(mode, style)},
