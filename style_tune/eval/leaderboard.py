@@ -110,20 +110,6 @@ def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float |
 
 # ----------------------------------------------------------------------------------------- readme
 
-def rank_all(found: list[verdicts.Verdict], *, seed: int, rounds: int
-             ) -> tuple[list[ranking.Ranking], dict[str, str]]:
-    """Each kind of rater's ranking, fitted apart as `make verdicts` fits them, or why there is none."""
-    rankings, reasons = [], {}
-    for source in sorted({v.source for v in found}, key=lambda s: (s != "people", s)):
-        result = ranking.rank_source(source, [v for v in found if v.source == source], anchor=None,
-                                     seed=seed, rounds=rounds)
-        if isinstance(result, str):
-            reasons[source] = result
-        else:
-            rankings.append(result)
-    return rankings, reasons
-
-
 def retention_cells(summary: dict, name: str) -> tuple[str, list[str], str]:
     """A model's retention: the formats it was asked in, its accuracy per task in each ("a / b / c"), and
     its unparseable answers of all."""
@@ -178,7 +164,7 @@ def block(folder: Path, readme: Path, *, seed: int, rounds: int, draw: bool = Tr
     if errors:
         fail(STEP, f"{errors[0]} ({len(errors)} bad line(s) in all)")
     summary = json.loads((folder / RETENTION).read_text(encoding="utf-8"))
-    rankings, reasons = rank_all(found, seed=seed, rounds=rounds)
+    rankings, reasons = ranking.rank_all(found, anchor=None, seed=seed, rounds=rounds)
     if draw:
         if rankings:
             ranking.plot(rankings, folder / FIGURE)
@@ -191,7 +177,8 @@ def block(folder: Path, readme: Path, *, seed: int, rounds: int, draw: bool = Tr
              f"{style['max_out_len']} tokens); [full tables]({os.path.relpath(folder / FULL, here)})")
     if rankings:
         raters = "; ".join(
-            f"**{r.source}**, {sum(v.source == r.source for v in found)} verdicts on {r.prompts} prompts "
+            f"**{r.source}**, {sum(v.source == r.source for v in ranking.usable(found))} verdicts on "
+            f"{r.prompts} prompts "
             f"({sum(v.source == r.source and v.verdict == 'both bad' for v in found)} both bad)"
             for r in rankings)
         ranked = (f"Ratings: Bradley–Terry, Elo scale, {rankings[0].anchor} = {ranking.ANCHOR_RATING}, 95 % "

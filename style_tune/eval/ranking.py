@@ -509,22 +509,19 @@ def plot(rankings: list[Ranking], png: Path) -> None:
     write_atomically(png, buffer.getvalue())
 
 
-def section(verdicts: Sequence[Verdict], *, anchor: str | None = None, seed: int = defaults.SEED,
-            rounds: int = defaults.RANKING_ROUNDS, figure: Path | None = None,
-            figure_link: str | None = None) -> list[str]:
-    """The ranking section for VERDICTS (empty when no kind of rater connects three models); FIGURE: the
-    PNG to draw (FIGURE_LINK: how the Markdown names it). Raises ValueError for an ANCHOR that no
-    verdict names."""
-    usable = [v for v in verdicts if v.verdict in (*FIT_VERDICTS, "both bad")]
-    if anchor and usable and anchor not in {m for v in usable for m in (v.a, v.b)}:
-        raise ValueError(f"ANCHOR={anchor} is none of the models in the verdicts "
-                         f"({', '.join(sorted({m for v in usable for m in (v.a, v.b)}))})")
-    sources = sorted({v.source for v in usable}, key=lambda s: (s != "people", s))
-    if len({m for v in usable for m in (v.a, v.b)}) < 3:
-        return []
+def usable(verdicts: Sequence[Verdict]) -> list[Verdict]:
+    """The verdicts a ranking counts: decisive ones, ties and "both bad" (not an unparsable judge answer)."""
+    return [v for v in verdicts if v.verdict in (*FIT_VERDICTS, "both bad")]
+
+
+def rank_all(verdicts: Sequence[Verdict], *, anchor: str | None, seed: int, rounds: int
+             ) -> tuple[list[Ranking], dict[str, str]]:
+    """Each kind of rater's ranking of its usable verdicts, fitted apart (people first), or why there is
+    none."""
+    fitted = usable(verdicts)
     rankings, reasons = [], {}
-    for source in sources:
-        mine = [v for v in usable if v.source == source]
+    for source in sorted({v.source for v in fitted}, key=lambda s: (s != "people", s)):
+        mine = [v for v in fitted if v.source == source]
         print(f"verdicts: ranking {source}: {len(mine)} verdicts, {rounds} bootstrap rounds ...",
               file=sys.stderr, flush=True)
         result = rank_source(source, mine, anchor=anchor, seed=seed, rounds=rounds)
@@ -532,6 +529,22 @@ def section(verdicts: Sequence[Verdict], *, anchor: str | None = None, seed: int
             reasons[source] = result
         else:
             rankings.append(result)
+    return rankings, reasons
+
+
+def section(verdicts: Sequence[Verdict], *, anchor: str | None = None, seed: int = defaults.SEED,
+            rounds: int = defaults.RANKING_ROUNDS, figure: Path | None = None,
+            figure_link: str | None = None) -> list[str]:
+    """The ranking section for VERDICTS (empty when no kind of rater connects three models); FIGURE: the
+    PNG to draw (FIGURE_LINK: how the Markdown names it). Raises ValueError for an ANCHOR that no
+    verdict names."""
+    fitted = usable(verdicts)
+    if anchor and fitted and anchor not in {m for v in fitted for m in (v.a, v.b)}:
+        raise ValueError(f"ANCHOR={anchor} is none of the models in the verdicts "
+                         f"({', '.join(sorted({m for v in fitted for m in (v.a, v.b)}))})")
+    if len({m for v in fitted for m in (v.a, v.b)}) < 3:
+        return []
+    rankings, reasons = rank_all(fitted, anchor=anchor, seed=seed, rounds=rounds)
     drawn = bool(figure) and any(r.rated() for r in rankings)
     if drawn and figure is not None:
         plot(rankings, figure)

@@ -252,3 +252,15 @@ def test_the_docs_example_is_the_committed_simulation_and_its_table(tmp_path: Pa
     shown = [line for line in section if line.startswith(("|", "- "))]
     assert len(shown) == 2 * (2 + 4 + 2) + 3  # two tables of four models and their terms, the agreement
     assert [line for line in shown if line not in docs] == []
+
+
+def test_an_unreadable_judge_answer_enters_no_ranking(tmp_path: Path) -> None:
+    """make verdicts and make leaderboard rank through ranking.rank_all: a judge's unparsable answers are
+    counted in the pair tables, never fitted (a model named only by them is no model of the ranking)."""
+    judged = [{**r, "rater": None, "judge": "j"} for r in simulate(STRENGTHS, 60, 0)]
+    unreadable = {"prompt": "p-x", "style": None, "verdict": None, "unparsable": True, "judge": "j",
+                  "endpoints": {"A": {"name": "ghost"}, "B": {"name": "base"}}}
+    found = verdicts_of(tmp_path, [*judged, unreadable])
+    assert len(ranking.usable(found)) == len(found) - 1
+    (only,), reasons = ranking.rank_all(found, anchor=None, seed=0, rounds=FEW)
+    assert reasons == {} and "ghost" not in rows(only) and set(rows(only)) == set(STRENGTHS)
