@@ -42,15 +42,20 @@ def logged_scalars(work_dir: Path) -> tuple[dict[str, dict[int, float]], list[st
     training loss, and its ``time`` and ``data_time`` (the val loop's) are left out.
 
     One run directory per start of training, named by its start time (so sorted = in order). A resumed run
-    starts again at its checkpoint and logs the iterations after it a second time: for each series and
-    iteration the value of the latest run (and, within a run, the latest line) wins; the earlier values
-    belong to training the interruption threw away. Values that are not numbers are skipped.
+    starts again at its checkpoint and trains the iterations after it a second time: what earlier runs
+    logged from its first training iteration on is dropped, even where the resumed run has not got as far
+    (that training the interruption threw away), and within a run the latest line wins. Values that are
+    not numbers are skipped.
     """
     series: dict[str, dict[int, float]] = {}
     problems: list[str] = []
     for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
         records, bad = json_objects(scalars, scalars.read_text(encoding="utf-8", errors="replace"))
         problems += bad
+        first = min((r["iter"] for _, r in records if type(r.get("iter")) is int), default=None)
+        for points in series.values() if first is not None else ():
+            for at in [at for at in points if at >= first]:
+                del points[at]
         for number, record in records:
             training = "iter" in record
             at = record.get("iter", record.get("step"))
@@ -63,7 +68,7 @@ def logged_scalars(work_dir: Path) -> tuple[dict[str, dict[int, float]], list[st
                     continue
                 name = key if training or "/" in key else f"val/{key}"
                 series.setdefault(name, {})[at] = value
-    return series, problems
+    return {name: points for name, points in series.items() if points}, problems
 
 
 def loss_curve(work_dir: Path) -> list[tuple[int, float]]:

@@ -68,3 +68,25 @@ def test_style_scores_read_past_undecodable_bytes_and_skip_what_is_not_a_record(
         json.dumps(first).encode() + b'\n{"iter": 4, "why": "\xff"}\nnot json\n'
         b'{"iter": "6"}\n{"iter": true}\n')
     assert train_logs.style_scores(tmp_path) == [first, {"iter": 4, "why": "\ufffd"}]
+
+
+def test_a_resumed_run_drops_what_the_interruption_threw_away(tmp_path: Path) -> None:
+    """Run 1 logged to iteration 150 but its last checkpoint was 80; run 2 resumed there, scored 80 again and
+    trained to 120 before it stopped too: 90-150 of run 1 are gone (130-150 not replaced), its 10-80 and its
+    score at 80 (replaced) stay; a run that logged no training iteration (only a score) drops nothing."""
+    def scalars(run: str, records: list[dict]) -> None:
+        path = tmp_path / run / "vis_data" / "scalars.json"
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    scalars("20260101_000000", [*({"iter": i, "step": i, "loss": 10.0} for i in range(10, 160, 10)),
+                                {"step": 80, "style/style_margin": 1.0}, {"iter": 90, "grad_norm": 5.0},
+                                {"iter": 140, "grad_norm": 5.0}])
+    scalars("20260101_010000", [{"step": 80, "style/style_margin": 2.0},
+                                *({"iter": i, "step": i, "loss": 20.0} for i in range(90, 130, 10))])
+    scalars("20260101_020000", [{"step": 120, "style/style_margin": 3.0}])
+    series, problems = train_logs.logged_scalars(tmp_path)
+    assert problems == []
+    assert series["loss"] == {**{i: 10.0 for i in range(10, 90, 10)}, **{i: 20.0 for i in range(90, 130, 10)}}
+    assert series["style/style_margin"] == {80: 2.0, 120: 3.0}
+    assert "grad_norm" not in series  # all of it thrown away: no empty series
