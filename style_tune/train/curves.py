@@ -345,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{STEP}: wrote {out}: {CSV_NAME} ({iterations} iterations; {', '.join(columns(curves.series))}), "
           f"{', '.join(sorted(pngs))}")
     best = curves.best
-    if best and any(name.startswith(STYLE) for name in curves.series):
+    if best and f"{STYLE_FIGURE}.png" in pngs:
         why = f": {best['why']}" if best.get("why") else ""
-        print(f"{STEP}: marked the kept checkpoint {best.get('checkpoint')} (iter {best.get('iter')}){why}")
+        if type(best.get("iter")) is int:
+            print(f"{STEP}: marked the kept checkpoint {best.get('checkpoint')} (iter {best['iter']}){why}")
+        else:  # no checkpoint sane enough (yet): nothing drawn
+            print(f"{STEP}: no checkpoint kept{why}")
     return 0
 
 

@@ -170,6 +170,21 @@ def test_what_is_wrong_or_missing_is_said_in_one_line_each(work_dir: Path) -> No
     assert not any(line.startswith("curves: not logged") for line in lines), lines
 
 
+def test_no_checkpoint_kept_is_said_so_and_nothing_marked(work_dir: Path) -> None:
+    """No checkpoint sane enough: the hook's best names none (iter null); curves says so, marks nothing."""
+    none_kept = {"iter": None, "checkpoint": None,
+                 "why": "no checkpoint so far has a sane_rate of at least 90"}
+    records = [json.loads(line) for line in (work_dir / curves.RECORD).read_text().splitlines()]
+    write_lines(work_dir / curves.RECORD, [json.dumps({**r, "best": none_kept}) for r in records])
+    proc = run_curves(str(work_dir))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"curves: no checkpoint kept: {none_kept['why']}" in lines
+    assert not any("marked" in line for line in lines), lines
+    proc = run_curves(str(work_dir), "--only", "loss")  # no style figure drawn: nothing said of a mark
+    assert proc.returncode == 0 and "curves: no checkpoint kept" not in proc.stdout, proc.stdout
+
+
 def test_the_figures_are_pngs_with_something_drawn_and_none_for_an_empty_series(work_dir: Path) -> None:
     out = work_dir / "curves"
     out.mkdir()
