@@ -52,10 +52,11 @@ def logged_scalars(work_dir: Path) -> tuple[dict[str, dict[int, float]], list[st
     for scalars in sorted(work_dir.glob("*/vis_data/scalars.json")):
         records, bad = json_objects(scalars, scalars.read_text(encoding="utf-8", errors="replace"))
         problems += bad
-        first = min((r["iter"] for _, r in records if type(r.get("iter")) is int), default=None)
-        for points in series.values() if first is not None else ():
-            for at in [at for at in points if at >= first]:
-                del points[at]
+        starts = [record["iter"] for _, record in records if type(record.get("iter")) is int]
+        if starts:  # a resumed run: from its first training iteration on, earlier runs' points are gone
+            for points in series.values():
+                for thrown in [i for i in points if i >= min(starts)]:
+                    del points[thrown]
         for number, record in records:
             training = "iter" in record
             at = record.get("iter", record.get("step"))
