@@ -48,6 +48,7 @@ from mmengine.evaluator import BaseMetric
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import ValLoop
+from mmengine.runner.amp import autocast
 from torch.utils.data import Dataset
 
 from style_tune.core.io import write_atomically
@@ -217,7 +218,7 @@ class StyleValLoop(ValLoop):
     def run_iter(self, idx: int, data_batch: Sequence[dict]) -> None:
         self.runner.call_hook("before_val_iter", batch_idx=idx, data_batch=data_batch)
         model = self.runner.model.module if is_model_wrapper(self.runner.model) else self.runner.model
-        with inference_mode(model):
+        with autocast(enabled=self.fp16), inference_mode(model):  # val_cfg's fp16, as ValLoop.run_iter has it
             replies = generate_replies(model, self.tokenizer, [s["input_ids"] for s in data_batch],
                                        self.max_new_tokens)
         outputs = [{"mode": s["mode"], "input": s["input"], "requested_style": s["requested_style"],
