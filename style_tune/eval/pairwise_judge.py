@@ -128,6 +128,14 @@ def combine(first: str, second: str, shown: tuple[str, str]) -> tuple[str, bool]
     return {shown[0]: "A", shown[1]: "B"}.get(one, one), True
 
 
+def pair_style(one: str | None, other: str | None) -> str | None:
+    """The style a pair's replies are judged against. Controllable: the one asked (both sides have it).
+    Label: the one a tuned reply announces (the base announces none); when both announce one and they
+    differ, none: judging against either would favour the side that chose it."""
+    styles = {one, other} - {None}
+    return styles.pop() if len(styles) == 1 else None
+
+
 def run_pairs(run_dir: Path, seed: int) -> tuple[dict[str, list[dict]], list[Pair]]:
     """The run's replies per model (style_tune.eval.llm_judge.run_items), and every pair of its models on
     every prompt, each with the order its A and B are shown in first (drawn from SEED as the web page
@@ -144,8 +152,7 @@ def run_pairs(run_dir: Path, seed: int) -> tuple[dict[str, list[dict]], list[Pai
     pairs = []
     for first, second in itertools.combinations(names, 2):  # base first: base vs tuned as before
         for row, (one, other) in enumerate(zip(items[first], items[second], strict=True)):
-            # controllable: the requested style; label: the one the second (tuned) reply announces
-            style = other["style"] or one["style"]
+            style = pair_style(one["style"], other["style"])
             shown = shown_order(seed, one["user"], style, names=(first, second))
             pairs.append(Pair(one["user"], style, row, shown))
     return items, pairs

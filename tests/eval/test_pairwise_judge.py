@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from style_tune.core.defaults import METRIC_JUDGE_TIE as TIE
-from style_tune.core.prompts import system_text
+from style_tune.core.prompts import STYLES, system_text
 from style_tune.eval import verdicts
 from style_tune.eval.llm_judge import JudgeError
 from style_tune.eval.pairwise_judge import (
@@ -249,3 +249,13 @@ def test_the_metrics_judge_names_what_is_missing(real: tuple, tmp_path: Path,
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 1 and problem in capsys.readouterr().err
+
+
+def test_a_pair_is_judged_against_the_style_both_sides_share_or_none() -> None:
+    from style_tune.eval.pairwise_judge import pair_style
+
+    gentle, snarky = STYLES
+    assert pair_style(gentle, gentle) == gentle  # controllable: the style asked of both
+    assert pair_style(None, snarky) == snarky == pair_style(snarky, None)  # label: base vs a tuned model
+    assert pair_style(gentle, snarky) is None and pair_style(snarky, gentle) is None  # two tuned, two labels
+    assert pair_style(None, None) is None
