@@ -124,6 +124,21 @@ def test_intervals_shrink_as_the_prompts_grow(tmp_path: Path) -> None:
         assert many[model] < 0.5 * few[model], (model, few[model], many[model])
 
 
+def test_the_bootstrap_resamples_prompts_not_verdicts(tmp_path: Path) -> None:
+    """Four raters who agree on every prompt add no evidence about other prompts: resampling prompts (every
+    verdict on one moving together) keeps the interval's width; resampling single verdicts would halve it
+    (four times the verdicts)."""
+    def widths(copies: int) -> dict[str, float]:
+        recs = [{**r, "rater": f"r{k}"} for r in simulate(STRENGTHS, 40, 5) for k in range(copies)]
+        r = ranked(tmp_path, recs)
+        return {row.model: row.ci[1] - row.ci[0] for row in r.rows if row.ci and row.model != "base"}
+
+    one, four = widths(1), widths(4)
+    assert one.keys() == four.keys() == {"sft", "dpo", "orpo"}
+    for model in one:
+        assert 0.75 * one[model] < four[model] < 1.33 * one[model], (model, one[model], four[model])
+
+
 def test_the_bootstrap_is_reproducible_from_its_seed(tmp_path: Path) -> None:
     recs = simulate(STRENGTHS, 40, 2, position=50)
     one, again, other = (ranked(tmp_path, recs, seed=s) for s in (7, 7, 8))
