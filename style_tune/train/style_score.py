@@ -304,6 +304,11 @@ class StyleScoreHook(Hook):
                 f"style score: validation every {loop.val_interval} iterations, checkpoints every "
                 f"{checkpoint_hook.interval}: set train_cfg.val_interval and "
                 "default_hooks.checkpoint.interval alike for a score per checkpoint")
+        if not self._keeps_best(checkpoint_hook):
+            runner.logger.warning(
+                f"style score: no CheckpointHook keeps the best checkpoint (default_hooks.checkpoint needs "
+                f"save_best='{SAVE_BEST}', rule='greater', as the shipped configs have it): the scores are "
+                "recorded, but no checkpoint is kept by them and `make convert ITER=best` has none")
         iteration = runner.iter
         if iteration == 0 or not (iteration >= loop.val_begin and (iteration % loop.val_interval == 0
                                                                     or iteration == loop.max_iters)):
@@ -367,11 +372,21 @@ class StyleScoreHook(Hook):
         return next((hook for hook in runner.hooks if isinstance(hook, CheckpointHook)), None)
 
     @staticmethod
+    def _keeps_best(hook: CheckpointHook | None) -> bool:
+        """Whether HOOK keeps the best checkpoint by the style score (save_best, a key or a list of them)."""
+        keys = getattr(hook, "save_best", None)
+        return SAVE_BEST in ([keys] if isinstance(keys, str) else list(keys or []))
+
+    @staticmethod
     def _best(runner: Any, lines: list[dict], min_sane_rate: float) -> dict:
         """The best checkpoint CheckpointHook keeps (its message hub's best_ckpt), and why (the record)."""
         hub = runner.message_hub
         name = Path(hub.get_info("best_ckpt")).name if hub.runtime_info.get("best_ckpt") else ""
         match = BEST_FILE.match(name)
+        if match is None and not StyleScoreHook._keeps_best(StyleScoreHook._checkpoint_hook(runner)):
+            return {"iter": None, "checkpoint": None,
+                    "why": f"no CheckpointHook keeps the best checkpoint (save_best='{SAVE_BEST}' is not "
+                           "set), so none is kept"}
         if match is None:
             return {"iter": None, "checkpoint": None,
                     "why": f"no checkpoint so far has a sane_rate of at least {min_sane_rate:g}, so none is "

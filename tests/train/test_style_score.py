@@ -77,7 +77,7 @@ def collate(instances):
 
 
 def run_training(tiny_model_dir: Path, split_dir: Path, work_dir: Path, scores: list, *, iters: int,
-                 val_interval: int, lora_dropout: float = 0.1) -> list[float]:
+                 val_interval: int, lora_dropout: float = 0.1, checkpoint: dict | None = None) -> list[float]:
     """Train the tiny model with LoRA for ITERS iterations in this process, validating every VAL_INTERVAL
     (and at the last) on 2 validation prompts; returns the loss of each iteration."""
     from mmengine.config import Config, ConfigDict
@@ -122,7 +122,7 @@ def run_training(tiny_model_dir: Path, split_dir: Path, work_dir: Path, scores: 
         val_evaluator=dict(type=ScriptedMetric, scores=scores, judge_data=str(split_dir / "train.json"),
                            min_sane_rate=MIN_SANE_RATE),
         default_hooks=dict(
-            checkpoint=dict(shipped, interval=val_interval, max_keep_ckpts=1),
+            checkpoint=dict(shipped, interval=val_interval, max_keep_ckpts=1, **(checkpoint or {})),
             logger=dict(type=LoggerHook, interval=1, log_metric_by_epoch=False),
         ),
         custom_hooks=[dict(type=StyleScoreHook)],
@@ -231,6 +231,18 @@ def test_no_sane_checkpoint_keeps_none_and_convert_says_so(tiny_model_dir: Path,
                     "checkpoints whose sane_rate is at least 90 (ties keep the earlier); convert by "
                     "iteration instead: ITER=N"]
 
+
+
+def test_a_checkpoint_hook_without_save_best_is_said_not_taken_for_no_sane_checkpoint(
+        tiny_model_dir: Path, split_dir: Path, tmp_path: Path) -> None:
+    work_dir = tmp_path / "work"
+    run_training(tiny_model_dir, split_dir, work_dir, [(95.0, 50.0, 90.0)], iters=1, val_interval=1,
+                 checkpoint={"save_best": None})
+    (line,) = style_scores(work_dir)
+    assert line["best"] == {"iter": None, "checkpoint": None, "why": (
+        f"no CheckpointHook keeps the best checkpoint (save_best='{SAVE_BEST}' is not set), so none is kept")}
+    logged = next(work_dir.glob("*/*.log")).read_text()  # mmengine's log of the run
+    assert "style score: no CheckpointHook keeps the best checkpoint" in logged
 
 # ------------------------------------------------------------------ the metric is score_replies itself
 
