@@ -34,8 +34,9 @@ and entry:
   percentile bootstrap that resamples items (both models' answers to an item move together) of the
   mean per-item difference (scipy.stats.bootstrap, ROUNDS resamples, SEED);
 - unparseable: answers from which the datasets' postprocessor (``first_capital_postprocess``: the first
-  capital letter of the reply, '' when there is none) read no option of the task (the options: the gold
-  answers of the task's items, A/B for bustm, A/B/C for ocnli_fc). They count as wrong, as OpenCompass
+  capital letter of the reply, '' when there is none) read no option of the task (TASK_OPTIONS: A/B for
+  bustm, A/B/C for ocnli_fc, the letters OpenCompass's prompts offer; a task not there: the gold answers
+  of its items). They count as wrong, as OpenCompass
   counts them, and are shown apart: a format failure is not lost knowledge. "lost" items (base right,
   this entry wrong) say how many of them were unparseable;
 - the verdict against the non-inferiority margin stated before the run (``retention.margin`` in the
@@ -72,6 +73,9 @@ VERDICTS = ("non-inferior", "inconclusive", "worse", "too few items")
 #: small samples (benchmarks/bootstrap_coverage.md: it held the true difference in 63 % of simulated runs
 #: of 8 items, in 93.8-97.8 % from 100 items on); FewCLUE's test files have thousands of items.
 MIN_ITEMS = 100
+#: The options each task's prompt offers (OpenCompass's FewCLUE_bustm_gen and FewCLUE_ocnli_fc_gen): an
+#: answer among them is parsed, even where no item of a small sample has it as its gold answer.
+TASK_OPTIONS = {"bustm": ("A", "B"), "ocnli_fc": ("A", "B", "C")}
 
 
 class InputError(ValueError):
@@ -290,7 +294,7 @@ def summarize(run_dir: Path) -> dict:
     rows = []
     for task, by_entry in items.items():
         base = by_entry[BASE_NAME]
-        options = sorted({i.gold for i in base})
+        options = options_of(task, base)
         for entry in entries_:
             mine = by_entry[entry.abbr]
             if [(i.prompt, i.gold) for i in mine] != [(i.prompt, i.gold) for i in base]:
@@ -317,9 +321,13 @@ def summarize(run_dir: Path) -> dict:
             rows.append(row)
     return {"settings": {k: v for k, v in settings.items() if k != "entries"},
             "entries": [asdict(e) for e in entries_], "tasks": tasks, "dataset_items": sizes,
-            "options": {task: sorted({i.gold for i in by_entry[BASE_NAME]})
-                        for task, by_entry in items.items()},
+            "options": {task: options_of(task, by_entry[BASE_NAME]) for task, by_entry in items.items()},
             "rows": rows, "opencompass_accuracy": opencompass}
+
+
+def options_of(task: str, items: list[Item]) -> list[str]:
+    """The answers of TASK that are an option (TASK_OPTIONS; a task not there: its items' gold answers)."""
+    return list(TASK_OPTIONS.get(task, ())) or sorted({i.gold for i in items})
 
 
 def format_label(entry: dict) -> str:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -267,21 +268,22 @@ def test_verdicts_against_the_margin() -> None:
     assert retention.verdict(-1.0, 1.0, 2.0, retention.MIN_ITEMS - 1) == "too few items"
 
 
-def fake_run(root: Path, answers: dict[str, list[str]], golds: list[str], margin: float = 2.0) -> Path:
-    """A hand-built run folder of eval_configs/retention.py: one dataset (task "t"), the given answers."""
+def fake_run(root: Path, answers: dict[str, list[str]], golds: list[str], margin: float = 2.0,
+             task: str = "t") -> Path:
+    """A hand-built run folder of eval_configs/retention.py: one dataset (of TASK), the given answers."""
     entries = [retention.Entry("base", "base", "/m/base", None, "none", None),
                retention.Entry("x@gentle", "x", "/m/x", "controllable", "gentle", "sys")]
     (root / "configs").mkdir(parents=True)
     settings = dict(margin=margin, seed=0, rounds=2000, backend="hf",
                     entries=[e.__dict__ for e in entries])
     (root / "configs" / "1.py").write_text(
-        f"datasets = [dict(abbr='t-test')]\nretention = {settings!r}\n", encoding="utf-8")
+        f"datasets = [dict(abbr='{task}-test')]\nretention = {settings!r}\n", encoding="utf-8")
     for entry, given in answers.items():
         details = {str(i): {"prompt": [{"role": "HUMAN", "prompt": f"q{i}"}],
                             "origin_prediction": f"reply {a}", "predictions": a, "references": g}
                    for i, (a, g) in enumerate(zip(given, golds, strict=True))}
         accuracy = 100 * sum(a == g for a, g in zip(given, golds, strict=True)) / len(golds)
-        path = root / "results" / entry / "t-test.json"
+        path = root / "results" / entry / f"{task}-test.json"
         path.parent.mkdir(parents=True)
         result = {"accuracy": accuracy, "details": {"type": "GEN", **details}}
         path.write_text(json.dumps(result), encoding="utf-8")
@@ -354,3 +356,19 @@ def test_a_missing_base_is_one_line(tmp_path: Path) -> None:
     proc = make("eval-retention", f"BASE={tmp_path / 'nobase'}", f"TUNED=t={tmp_path}", timeout=300)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert f"eval-retention: error: no model in BASE={tmp_path / 'nobase'} (no config.json)" in proc.stderr
+
+
+def test_an_option_no_gold_answer_has_is_still_an_option() -> None:
+    """ocnli_fc offers A, B and C: a C is an answer (wrong here), not a format failure, though no item of
+    this sample has C for its gold; a task retention does not know takes its gold answers as its options."""
+    golds = ["A", "B"] * 4
+
+    def unparseable(task: str, root: Path) -> list[int]:
+        run_dir = fake_run(root, {"base": golds, "x@gentle": ["C", "Z", *golds[2:]]}, golds, task=task)
+        summary = retention.summarize(run_dir)
+        assert summary["options"] == {task: ["A", "B", "C"] if task == "ocnli_fc" else ["A", "B"]}
+        return [r["unparseable"] for r in summary["rows"]]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        assert unparseable("ocnli_fc", Path(tmp) / "ocnli") == [0, 1]  # Z only
+        assert unparseable("other", Path(tmp) / "other") == [0, 2]  # C and Z
