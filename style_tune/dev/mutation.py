@@ -59,7 +59,7 @@ RECORD = OUT_DIR / "record.json"
 MUTANTS = REPO_ROOT / "mutants"
 #: The least share of its mutants each mutated module must kill (`make mutation`).
 MIN_SCORE = 0.90
-#: The gate's fixed sample: this share of every function's mutants (at least one each: 391 of 3391) ...
+#: The gate's fixed sample: this share of every function's mutants (at least one each: 392 of 3401) ...
 GATE_SHARE = 0.10
 #: ... and at most this many mutants of what changed since the record. Measured on the 2 shared cores
 #: (docs/testing.md): about 6 mutants a second, plus about 60 s for any number (generating the mutants
