@@ -37,16 +37,18 @@ from pathlib import Path
 from style_tune import REPO_ROOT
 from style_tune.core import defaults
 from style_tune.core.io import write_atomically, write_files_atomically
+from style_tune.core.prompts import STYLE_SLUGS
 from style_tune.core.steps import fail
-from style_tune.eval import ranking, verdicts
+from style_tune.eval import ranking, retention, verdicts
 from style_tune.eval.pairwise_judge import METRICS_RESULT_NAME
 
 STEP = "leaderboard"
 BEGIN, END = "<!-- leaderboard:begin -->", "<!-- leaderboard:end -->"
 VERDICTS, RETENTION, RETENTION_MD, ABOUT = "verdicts.jsonl", "retention.json", "retention.md", "about.json"
 FULL, FIGURE = "verdicts.md", "ranking.png"
-#: The order of the formats in the retention table's cells (style_tune.eval.retention's entry formats).
-FORMATS = ("gentle", "snarky", "label", "none")
+#: The order of the formats in the retention table's cells (style_tune.eval.retention's entry formats): each
+#: style's, the label format's, then no system text.
+FORMATS = (*STYLE_SLUGS.values(), "label", retention.NO_SYSTEM)
 
 
 # ----------------------------------------------------------------------------------------- collect
@@ -91,7 +93,7 @@ def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float |
         if not path.is_file():
             fail(STEP, f"{path} is missing: run {how} first (make leaderboard runs every step)")
     settings = run_settings(style_run)
-    retention = json.loads(report_json.read_text(encoding="utf-8"))
+    report = json.loads(report_json.read_text(encoding="utf-8"))
     about = {
         "command": command, "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M %z"),
         "wall_time_s": round(time.time() - started) if started else None,
@@ -99,8 +101,8 @@ def collect(style_run: Path, retention_dir: Path, out: Path, *, started: float |
                       "train": shown(settings["train"]), "limit": settings["limit"],
                       "max_out_len": settings["max_out_len"],
                       "models": {name: shown(path) for name, path in settings["paths"].items()}},
-        "retention_run": {key: retention["settings"][key] for key in ("backend", "margin", "seed", "rounds")}
-        | {"fewclue": fewclue, "models": {e["abbr"]: shown(e["path"]) for e in retention["entries"]}},
+        "retention_run": {key: report["settings"][key] for key in ("backend", "margin", "seed", "rounds")}
+        | {"fewclue": fewclue, "models": {e["abbr"]: shown(e["path"]) for e in report["entries"]}},
     }
     write_files_atomically({out / VERDICTS: records.read_bytes(), out / RETENTION: in_checkout(report_json),
                             out / RETENTION_MD: in_checkout(report_md),
@@ -120,7 +122,7 @@ def retention_cells(summary: dict, name: str) -> tuple[str, list[str], str]:
     formats = list(dict.fromkeys(r["format"] for r in rows))
     cells = [" / ".join(f"{r['accuracy']:.1f}" for f in formats for r in rows
                         if r["task"] == task and r["format"] == f) for task in summary["tasks"]]
-    asked = " / ".join("no system text" if f in ("none", "base") else f for f in formats)
+    asked = " / ".join("no system text" if f == retention.NO_SYSTEM else f for f in formats)
     return asked, cells, f"{sum(r['unparseable'] for r in rows)} of {sum(r['items'] for r in rows)}"
 
 

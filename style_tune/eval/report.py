@@ -33,7 +33,7 @@ from pathlib import Path
 from style_tune.core import defaults
 from style_tune.core.io import write_files_atomically
 from style_tune.core.prompts import STYLE_SLUGS, STYLES, split_label
-from style_tune.core.train_logs import style_scores
+from style_tune.core.train_logs import STYLE_SCORES, style_scores
 from style_tune.eval.llm_judge import load_judgement, report_section, verdict_cell
 from style_tune.eval.style_metrics import (
     LENGTH_METRICS,
@@ -184,7 +184,7 @@ def training_section(work_dir: Path | None, figure: Path, smoothing: float) -> t
     its module), the record of the style score at each save as a table, which checkpoint was kept and why."""
     logged = curves.collect(work_dir, smoothing) if work_dir and work_dir.is_dir() else None
     if work_dir is None or logged is None or not logged.series:
-        return [f"No XTuner training logs (`*/vis_data/scalars.json`, `{curves.RECORD}`) under `{work_dir}`: "
+        return [f"No XTuner training logs (`*/vis_data/scalars.json`, `{STYLE_SCORES}`) under `{work_dir}`: "
                 "no training curves (TRAIN_WORK_DIR= names the training run)."], None
     scored = any(name.startswith(curves.STYLE) for name in logged.series)
     stem = curves.STYLE_FIGURE if scored else "loss"
@@ -208,7 +208,7 @@ def training_section(work_dir: Path | None, figure: Path, smoothing: float) -> t
         metrics = [m for m in BAR_METRICS if any(m in got for got in scores)]
         best = record[-1]["best"] if isinstance(record[-1].get("best"), dict) else {}
         lines += ["", f"The style score at each save, on the validation split ("
-                  f"`{work_dir / curves.RECORD}`):", "",
+                  f"`{work_dir / STYLE_SCORES}`):", "",
                   "| iteration | checkpoint | " + " | ".join(metrics) + " | kept |",
                   "|---:|---|" + "---:|" * len(metrics) + "---|"]
         for r, got in zip(record, scores, strict=True):

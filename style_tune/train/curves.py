@@ -60,8 +60,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 STEP = "curves"
-#: The style-score record a run keeps beside its checkpoints (one JSON object per checkpoint).
-RECORD = STYLE_SCORES
 CSV_NAME = "curves.csv"
 SMOOTHED = "loss_smoothed"
 STYLE = "style/"
@@ -139,8 +137,8 @@ def collect(work_dir: Path, smoothing: float) -> Curves:
     """Every series of WORK_DIR merged by iteration (the module docstring says how), the loss smoothed."""
     series, problems = logged_scalars(work_dir)
     best = None
-    if (work_dir / RECORD).is_file():
-        scores, best, bad = read_record(work_dir / RECORD)
+    if (work_dir / STYLE_SCORES).is_file():
+        scores, best, bad = read_record(work_dir / STYLE_SCORES)
         problems += bad
         for name, points in scores.items():
             series.setdefault(name, {}).update(points)
@@ -320,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not curves.series:
         print(f"{STEP}: error: nothing logged in {work_dir}: no value in */vis_data/scalars.json (mmengine "
-              f"writes one per start of training) nor in {RECORD}; run `make train WORK_DIR={work_dir}` "
-              "first", file=sys.stderr)
+              f"writes one per start of training) nor in {STYLE_SCORES}; run `make train "
+              f"WORK_DIR={work_dir}` first", file=sys.stderr)
         return 2
     for note in series_notes(curves.series):
         print(f"{STEP}: {note}")
@@ -329,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     missing = [f.stem for f in FIGURES
                if f.stem in wanted and not any(name in curves.series for name, _ in f.series)]
     if STYLE_FIGURE in wanted and not any(name.startswith(STYLE) for name in curves.series):
-        missing.append(f"style scores (style/* or {RECORD})")
+        missing.append(f"style scores (style/* or {STYLE_SCORES})")
     if missing:
         print(f"{STEP}: not logged in this run, so no figure: {', '.join(missing)}")
 

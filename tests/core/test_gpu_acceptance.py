@@ -539,11 +539,11 @@ def test_part_two_without_part_ones_model_compares_the_base_with_itself(
 
 
 def test_dry_runs_print_every_step_and_write_nothing(tmp_path: Path) -> None:
-    proc = run_launcher("part1", "out", "--dry-run", cwd=tmp_path, GPU_ACCEPTANCE_WORK="work")
+    proc = run_launcher("part1", "out", "--dry-run", cwd=tmp_path, GPU_ACCEPTANCE_WORK="runs")
     assert proc.returncode == 0, proc.stderr
     for step in PART1:
         assert f"[gpu-acceptance] {step}: " in proc.stdout
-    assert f"WORK_DIR={tmp_path}/work/work-default" in proc.stdout and "SKIPPED" not in proc.stdout
+    assert f"WORK_DIR={tmp_path / 'runs' / 'work-default'}" in proc.stdout and "SKIPPED" not in proc.stdout
     assert "serve_model(" in proc.stdout
     proc = run_launcher("part2", "out", "--device-stack", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from style_tune.core.train_logs import STYLE_SCORES
 from style_tune.eval import report
 from style_tune.train import curves
 
@@ -123,7 +124,7 @@ def write_run(work_dir: Path, *, best: dict | None) -> list[dict]:
                            "style_accuracy_snarky": 70.0, "style_margin": 60.0, "sane_rate": 85.0,
                            "sane_margin": None},
                "best": best}]
-    (work_dir / curves.RECORD).write_text("".join(json.dumps(r) + "\n" for r in record), encoding="utf-8")
+    (work_dir / STYLE_SCORES).write_text("".join(json.dumps(r) + "\n" for r in record), encoding="utf-8")
     return record
 
 
@@ -165,7 +166,7 @@ def test_training_section_of_a_run_with_no_kept_checkpoint_or_no_score_or_no_log
     # a run without the style score (an older config): the loss figure, no table
     loss_only = tmp_path / "loss-only"
     write_run(loss_only, best=None)
-    (loss_only / curves.RECORD).unlink()
+    (loss_only / STYLE_SCORES).unlink()
     (loss_only / "20260101_000000/vis_data/scalars.json").write_text(
         json.dumps({"loss": 3.0, "iter": 5, "step": 5}) + "\n", encoding="utf-8")
     lines, png = report.training_section(loss_only, tmp_path / "r.png", 0.6)
@@ -174,5 +175,5 @@ def test_training_section_of_a_run_with_no_kept_checkpoint_or_no_score_or_no_log
     for missing in (tmp_path / "nowhere", None):
         lines, png = report.training_section(missing, tmp_path / "r.png", 0.6)
         assert png is None and lines == [f"No XTuner training logs (`*/vis_data/scalars.json`, "
-                                          f"`{curves.RECORD}`) under `{missing}`: no training curves "
+                                          f"`{STYLE_SCORES}`) under `{missing}`: no training curves "
                                           "(TRAIN_WORK_DIR= names the training run)."]

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from style_tune.core import defaults
+from style_tune.core.train_logs import STYLE_SCORES
 from style_tune.train import curves
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +70,7 @@ def work_dir(tmp_path: Path) -> Path:
               {"iter": 8, "checkpoint": "iter_8.pth",
                "metrics": {"style_accuracy": 40.0, "style_margin": 20.0, "sane_rate": 80.0},
                "best": {**kept, "why": "iter_8.pth's sane_rate is below 85"}}]
-    write_lines(work / curves.RECORD, [json.dumps(r) for r in record])
+    write_lines(work / STYLE_SCORES, [json.dumps(r) for r in record])
     return work
 
 
@@ -174,8 +175,8 @@ def test_no_checkpoint_kept_is_said_so_and_nothing_marked(work_dir: Path) -> Non
     """No checkpoint sane enough: the hook's best names none (iter null); curves says so, marks nothing."""
     none_kept = {"iter": None, "checkpoint": None,
                  "why": "no checkpoint so far has a sane_rate of at least 90"}
-    records = [json.loads(line) for line in (work_dir / curves.RECORD).read_text().splitlines()]
-    write_lines(work_dir / curves.RECORD, [json.dumps({**r, "best": none_kept}) for r in records])
+    records = [json.loads(line) for line in (work_dir / STYLE_SCORES).read_text().splitlines()]
+    write_lines(work_dir / STYLE_SCORES, [json.dumps({**r, "best": none_kept}) for r in records])
     proc = run_curves(str(work_dir))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -213,11 +214,11 @@ def test_a_single_point_run_and_a_record_only_run(tmp_path: Path) -> None:
     assert drawn_pixels(one / "curves" / "loss.png") > 10
 
     record_only = tmp_path / "record"
-    write_lines(record_only / curves.RECORD,
+    write_lines(record_only / STYLE_SCORES,
                 [json.dumps({"iter": 10, "metrics": {"style_accuracy": 30.0}}), "[1, 2]"])
     proc = run_curves(str(record_only))
     assert proc.returncode == 0, proc.stderr
-    assert f"{record_only / curves.RECORD}:2: json: a list, not a JSON object; line skipped" in proc.stderr
+    assert f"{record_only / STYLE_SCORES}:2: json: a list, not a JSON object; line skipped" in proc.stderr
     assert read_csv(record_only / "curves" / "curves.csv") == [{"iter": "10", "style/style_accuracy": "30.0"}]
     assert sorted(p.name for p in (record_only / "curves").iterdir()) == ["curves.csv", "style_scores.png"]
 
@@ -321,7 +322,7 @@ def test_the_committed_readme_figure_is_what_make_figures_draws_from_the_committ
         "docs/figures/demo-controllable/curves/style_scores.png is not what `make figures` draws: run it"
     # the data is the demo's run: 800 iterations, a score at every 80th, and the figure draws its record
     record = [json.loads(line) for line in
-              (FIGURES_DATA / curves.RECORD).read_text(encoding="utf-8").splitlines()]
+              (FIGURES_DATA / STYLE_SCORES).read_text(encoding="utf-8").splitlines()]
     assert [line["iter"] for line in record] == list(range(80, 801, 80))
     rows = {int(row["iter"]): row for row in read_csv(tmp_path / "curves.csv")}
     assert max(rows) == 800 and rows[800]["loss"]
@@ -372,14 +373,14 @@ def test_figures_data_copies_a_runs_logs_and_draws_or_says_what_is_missing(work_
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     copied = sorted(str(p.relative_to(data)) for p in data.rglob("*") if p.is_file())
-    assert copied == sorted(["curves/curves.csv", "curves/style_scores.png", curves.RECORD, *(
+    assert copied == sorted(["curves/curves.csv", "curves/style_scores.png", STYLE_SCORES, *(
         f"{run}/vis_data/scalars.json" for run in (FIRST, SECOND, "20260101_020000"))])
-    assert (data / curves.RECORD).read_bytes() == (work_dir / curves.RECORD).read_bytes()
+    assert (data / STYLE_SCORES).read_bytes() == (work_dir / STYLE_SCORES).read_bytes()
     assert not list(tmp_path.glob("*.tmp"))
     unscored = tmp_path / "unscored"
     unscored.mkdir()
     proc = subprocess.run(["make", "-s", "figures-data", f"FIGURES_RUN={unscored}", f"FIGURES_DATA={data}"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and proc.stderr.startswith(
-        f"figures-data: error: no {unscored}/{curves.RECORD}: run `make demo MODE=controllable` first")
-    assert (data / curves.RECORD).is_file()  # what was there is left
+        f"figures-data: error: no {unscored}/{STYLE_SCORES}: run `make demo MODE=controllable` first")
+    assert (data / STYLE_SCORES).is_file()  # what was there is left
