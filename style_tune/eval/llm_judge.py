@@ -46,6 +46,7 @@ import json
 import os
 import statistics
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,11 +252,16 @@ def ask_judge(conversations: list[list[dict[str, str]]], *, client: OpenAI, mode
     """
     import openai
 
+    refused = threading.Event()  # set by the worker that met the refusal, before its next task can start
+
     def ask(messages: list[dict[str, str]]) -> dict:
+        if refused.is_set():
+            return {"answer": None, "error": "not asked: the judge API refused an earlier request"}
         try:
             response = client.chat.completions.create(model=model, messages=messages, temperature=0.0,
                                                       max_tokens=max_tokens)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
+            refused.set()
             raise JudgeError(f"the judge API refused the request ({err.status_code}): {err.message}; "
                              "check JUDGE_API, JUDGE_MODEL and OPENAI_API_KEY (`make report` reports the "
                              "run without a judge)") from err
